@@ -1,0 +1,83 @@
+//! Serialises a [`ModelSpec`] into a blob (`docs/FORMAT.md`).
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use tinyrnn::format::{
+    align_up, DType, Header, Layer, Meta, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    PREAMBLE_LEN,
+};
+
+use crate::spec::{ModelSpec, Tensor};
+
+/// Identifies this converter in every blob it writes.
+pub const PRODUCER: &str = concat!("tinyrnn-converter ", env!("CARGO_PKG_VERSION"));
+
+/// Encodes `spec` as a complete blob, checksum included.
+pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
+    ensure!(
+        spec.layers.len() <= MAX_LAYERS,
+        "model '{}' has {} layers; a blob holds at most {MAX_LAYERS}",
+        spec.name,
+        spec.layers.len()
+    );
+    let mut data: Vec<u8> = Vec::new();
+    let mut layers = heapless::Vec::<Layer<TensorRef>, MAX_LAYERS>::new();
+    for (index, layer) in spec.layers.iter().enumerate() {
+        let stored = layer
+            .clone()
+            .try_map(|t: Tensor| append_tensor(&mut data, &t))
+            .with_context(|| format!("layer {index}"))?;
+        layers
+            .push(stored)
+            .map_err(|_| anyhow!("too many layers"))?;
+    }
+    let header = Header {
+        input: spec.input,
+        layers,
+        io: spec.io,
+        meta: Meta {
+            name: &spec.name,
+            source: &spec.source,
+            producer: PRODUCER,
+        },
+    };
+    let header_bytes = postcard::to_allocvec(&header).context("encoding the blob header")?;
+    let data_offset =
+        align_up(PREAMBLE_LEN + header_bytes.len()).context("header too large for a blob")?;
+    let header_len = u32::try_from(header_bytes.len()).context("header too large for a blob")?;
+    let data_offset_u32 = u32::try_from(data_offset).context("header too large for a blob")?;
+
+    let mut blob = Vec::with_capacity(data_offset + data.len() + CRC_LEN);
+    blob.extend_from_slice(&MAGIC);
+    blob.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    blob.extend_from_slice(&0u16.to_le_bytes());
+    blob.extend_from_slice(&header_len.to_le_bytes());
+    blob.extend_from_slice(&data_offset_u32.to_le_bytes());
+    blob.extend_from_slice(&header_bytes);
+    blob.resize(data_offset, 0);
+    blob.extend_from_slice(&data);
+    let crc = CRC.checksum(&blob);
+    blob.extend_from_slice(&crc.to_le_bytes());
+    Ok(blob)
+}
+
+fn append_tensor(data: &mut Vec<u8>, tensor: &Tensor) -> Result<TensorRef> {
+    if tensor.rows.checked_mul(tensor.cols) != Some(tensor.data.len()) {
+        bail!(
+            "tensor declared {}×{} holds {} values",
+            tensor.rows,
+            tensor.cols,
+            tensor.data.len()
+        );
+    }
+    let offset = align_up(data.len()).context("data section too large")?;
+    data.resize(offset, 0);
+    for v in &tensor.data {
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok(TensorRef {
+        dtype: DType::F32,
+        rows: u32::try_from(tensor.rows).context("tensor too large")?,
+        cols: u32::try_from(tensor.cols).context("tensor too large")?,
+        offset: u32::try_from(offset).context("data section too large")?,
+    })
+}

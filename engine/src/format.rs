@@ -1,0 +1,370 @@
+//! The model blob schema, shared by the engine (which reads it) and the converter (which writes it).
+//!
+//! `docs/FORMAT.md` is the prose specification; this module is its single implementation. A blob is
+//!
+//! ```text
+//! offset 0   magic "TRNN"
+//!        4   format version, u16 little-endian
+//!        6   flags, u16 (0)
+//!        8   header length in bytes, u32
+//!       12   data section offset from the blob start, u32, a multiple of 16
+//!       16   postcard-encoded [`Header`]
+//!            zero padding up to the data section
+//!  data_off  tensor data: every tensor starts on a 16-byte boundary of the data section
+//!  len - 4   CRC-32 (ISO-HDLC) of every byte before it, u32 little-endian
+//! ```
+//!
+//! Layers are generic over their tensor handle `T`: in a blob it is a [`TensorRef`] into the data section,
+//! in the converter an owned array. One schema, two owners, so the writer and the reader cannot drift apart.
+//!
+//! Gate order is the Keras/PyTorch order throughout: LSTM `i f g o` (input, forget, cell candidate,
+//! output), GRU `z r n` (update, reset, candidate). Only importers know other frameworks' orders.
+
+use serde::{Deserialize, Serialize};
+
+/// The four bytes every blob starts with.
+pub const MAGIC: [u8; 4] = *b"TRNN";
+/// The blob format version this engine reads and the converter writes. Any change to the layout bumps it.
+pub const FORMAT_VERSION: u16 = 1;
+/// Length of the fixed preamble before the postcard header.
+pub const PREAMBLE_LEN: usize = 16;
+/// Alignment of the data section and of every tensor in it, in bytes.
+pub const TENSOR_ALIGN: usize = 16;
+/// Length of the closing CRC-32.
+pub const CRC_LEN: usize = 4;
+/// Most layers a model may have.
+pub const MAX_LAYERS: usize = 16;
+/// Largest hidden size, layer width or embedding dimension a blob may declare.
+pub const MAX_WIDTH: u32 = 4096;
+/// Largest vocabulary an embedding may declare.
+pub const MAX_VOCAB: u32 = 1 << 20;
+/// The CRC used to close a blob.
+pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Element type of a tensor in the data section.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DType {
+    /// IEEE-754 single precision, little-endian.
+    F32,
+}
+
+impl DType {
+    /// Size of one element in bytes.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+        }
+    }
+}
+
+/// A tensor stored in the data section: a row-major `rows × cols` matrix (a vector has `cols == 1`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorRef {
+    /// Element type.
+    pub dtype: DType,
+    /// Number of rows (for a weight matrix, its outputs).
+    pub rows: u32,
+    /// Number of columns (for a weight matrix, its inputs).
+    pub cols: u32,
+    /// Byte offset from the start of the data section; a multiple of [`TENSOR_ALIGN`].
+    pub offset: u32,
+}
+
+/// Activation functions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Identity.
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `e^x_i / Σ e^x_j` over the feature axis (Dense layers only).
+    Softmax,
+}
+
+/// Which recurrent cell a layer runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// Elman RNN: `h' = act(W x + b + R h)`. One gate.
+    SimpleRnn,
+    /// LSTM, gates `i f g o`.
+    Lstm {
+        /// ONNX `input_forget`: the forget gate is `1 - i`.
+        input_forget: bool,
+    },
+    /// GRU, gates `z r n`.
+    Gru {
+        /// `true`: the reset gate scales the recurrent projection, `r ⊙ (R_n h + b_rn)` (Keras default,
+        /// PyTorch, ONNX `linear_before_reset=1`). `false`: it scales the state first, `R_n (r ⊙ h)`.
+        reset_after: bool,
+    },
+}
+
+impl Cell {
+    /// Number of gates, i.e. how many blocks of `hidden` rows the weight matrices have.
+    pub const fn gates(self) -> usize {
+        match self {
+            Cell::SimpleRnn => 1,
+            Cell::Lstm { .. } => 4,
+            Cell::Gru { .. } => 3,
+        }
+    }
+}
+
+/// How a bidirectional layer combines its two directions, per timestep.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// `[forward, backward]`, width `2 × hidden` (also ONNX's `Y` layout per timestep).
+    Concat,
+    /// `forward + backward`.
+    Sum,
+    /// `forward ⊙ backward`.
+    Mul,
+    /// `(forward + backward) / 2`.
+    Ave,
+}
+
+/// Direction of a recurrent layer.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Time runs forwards.
+    Forward,
+    /// Time runs backwards; outputs stay aligned with their input timestep (ONNX `reverse`).
+    Reverse,
+    /// Both, merged per timestep. Windowed only: the backward pass needs the whole window.
+    Bidirectional(Merge),
+}
+
+/// Weights of one direction of a recurrent layer. `G` is [`Cell::gates`], `H` the hidden size, `I` the input
+/// width.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CellWeights<T> {
+    /// Input kernel, `G·H × I`.
+    pub kernel: T,
+    /// Recurrent kernel, `G·H × H`.
+    pub recurrent: T,
+    /// Bias added to the input projection, `G·H × 1`. Where a framework has separate input and recurrent
+    /// biases they are summed here, except the GRU reset-after case below.
+    pub bias: Option<T>,
+    /// GRU reset-after only: the recurrent bias, `3·H × 1`, kept apart because `r` multiplies it.
+    pub recurrent_bias: Option<T>,
+    /// LSTM only: peephole weights `[p_i, p_f, p_o]`, `3·H × 1`.
+    pub peephole: Option<T>,
+    /// Constant initial hidden state, `H × 1`; zeros when absent.
+    pub initial_h: Option<T>,
+    /// LSTM only: constant initial cell state, `H × 1`; zeros when absent.
+    pub initial_c: Option<T>,
+}
+
+/// A recurrent layer: SimpleRNN, LSTM or GRU, in one or both directions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Recurrent<T> {
+    /// The cell.
+    pub cell: Cell,
+    /// Hidden size `H`.
+    pub hidden: u32,
+    /// Output activation: SimpleRNN's activation, LSTM's `g` and `h` (cell candidate and cell output),
+    /// GRU's candidate. Tanh by default.
+    pub activation: Activation,
+    /// Gate activation (LSTM `i f o`, GRU `z r`). Sigmoid by default.
+    pub gate_activation: Activation,
+    /// ONNX `clip`: gate pre-activations are clamped to `[-clip, clip]`.
+    pub clip: Option<f32>,
+    /// Direction, and the merge of a bidirectional layer.
+    pub direction: Direction,
+    /// `true`: one output per timestep; `false`: only the final output (for a backward direction, its
+    /// state after reading the first timestep).
+    pub return_sequences: bool,
+    /// Weights of the forward direction (of the only direction for `Reverse`).
+    pub forward: CellWeights<T>,
+    /// Weights of the backward direction; present exactly when the layer is bidirectional.
+    pub backward: Option<CellWeights<T>>,
+}
+
+/// A fully connected layer, applied to every timestep of a sequence (TimeDistributed) or to a vector.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Dense<T> {
+    /// Weights, `units × input width`.
+    pub weight: T,
+    /// Bias, `units × 1`.
+    pub bias: Option<T>,
+    /// Activation applied to the result.
+    pub activation: Activation,
+}
+
+/// A token-id lookup table; the first layer of a model whose input is token ids.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Embedding<T> {
+    /// Table, `vocabulary × dimension`.
+    pub table: T,
+}
+
+/// One layer of a model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Layer<T> {
+    /// SimpleRNN, LSTM or GRU.
+    Recurrent(Recurrent<T>),
+    /// Fully connected.
+    Dense(Dense<T>),
+    /// Token ids to vectors.
+    Embedding(Embedding<T>),
+    /// Drop `start` timesteps from the front and `end` from the back of a sequence (Keras `Cropping1D`).
+    Crop {
+        /// Timesteps dropped at the start.
+        start: u32,
+        /// Timesteps dropped at the end.
+        end: u32,
+    },
+    /// Keep only the last `steps` timesteps of a sequence (`x[:, -steps:]`).
+    KeepLast {
+        /// Timesteps kept.
+        steps: u32,
+    },
+}
+
+impl<T> Layer<T> {
+    /// The same layer with every tensor handle mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<Layer<U>, E> {
+        Ok(match self {
+            Layer::Recurrent(r) => {
+                let forward = r.forward.try_map(&mut f)?;
+                let backward = match r.backward {
+                    Some(b) => Some(b.try_map(&mut f)?),
+                    None => None,
+                };
+                Layer::Recurrent(Recurrent {
+                    cell: r.cell,
+                    hidden: r.hidden,
+                    activation: r.activation,
+                    gate_activation: r.gate_activation,
+                    clip: r.clip,
+                    direction: r.direction,
+                    return_sequences: r.return_sequences,
+                    forward,
+                    backward,
+                })
+            }
+            Layer::Dense(d) => Layer::Dense(Dense {
+                weight: f(d.weight)?,
+                bias: d.bias.map(&mut f).transpose()?,
+                activation: d.activation,
+            }),
+            Layer::Embedding(e) => Layer::Embedding(Embedding {
+                table: f(e.table)?,
+            }),
+            Layer::Crop { start, end } => Layer::Crop { start, end },
+            Layer::KeepLast { steps } => Layer::KeepLast { steps },
+        })
+    }
+}
+
+impl<T> CellWeights<T> {
+    /// The same weights with every tensor handle mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<CellWeights<U>, E> {
+        Ok(CellWeights {
+            kernel: f(self.kernel)?,
+            recurrent: f(self.recurrent)?,
+            bias: self.bias.map(&mut f).transpose()?,
+            recurrent_bias: self.recurrent_bias.map(&mut f).transpose()?,
+            peephole: self.peephole.map(&mut f).transpose()?,
+            initial_h: self.initial_h.map(&mut f).transpose()?,
+            initial_c: self.initial_c.map(&mut f).transpose()?,
+        })
+    }
+}
+
+/// What the model reads at each timestep.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// A vector of this many features.
+    Features(u32),
+    /// One token id; the first layer is an [`Embedding`].
+    Tokens,
+}
+
+/// The model's input.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Input {
+    /// What one timestep holds.
+    pub kind: InputKind,
+    /// Window length fixed by the source model (Keras `Input((5, 3))`), or `None` for any length.
+    pub steps: Option<u32>,
+}
+
+/// How the source framework lays out a batch of inputs, so host tools can read its arrays unchanged.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputLayout {
+    /// `(batch, time, features)` or `(batch, time)` for tokens: Keras, ONNX `layout=1`.
+    BatchFirst,
+    /// `(time, batch, features)`: an ONNX recurrent node with `layout=0`.
+    TimeFirst,
+}
+
+/// How the source framework lays out a batch of outputs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputLayout {
+    /// `(batch, …)` followed by the model's own output shape: Keras `model.predict`.
+    BatchFirst,
+    /// ONNX recurrent `Y`: `(time, directions, batch, hidden)`, or `(batch, time, directions, hidden)`
+    /// when `batch_first` (`layout=1`).
+    OnnxSequence {
+        /// `layout=1`.
+        batch_first: bool,
+        /// 1 or 2.
+        directions: u32,
+    },
+    /// ONNX recurrent `Y_h`: `(directions, batch, hidden)`, or `(batch, directions, hidden)` when
+    /// `batch_first`.
+    OnnxFinalState {
+        /// `layout=1`.
+        batch_first: bool,
+        /// 1 or 2.
+        directions: u32,
+    },
+}
+
+/// How host tools map the source framework's batched arrays onto the engine's single windows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoLayout {
+    /// Layout of the input batch.
+    pub input: InputLayout,
+    /// Layout of the output batch.
+    pub output: OutputLayout,
+}
+
+/// Free-form descriptive fields.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta<'a> {
+    /// Model name.
+    pub name: &'a str,
+    /// Where the model came from (framework and file).
+    pub source: &'a str,
+    /// The converter that wrote the blob, with its version.
+    pub producer: &'a str,
+}
+
+/// The postcard-encoded header of a blob.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Header<'a> {
+    /// The model's input.
+    pub input: Input,
+    /// Layers, first to last.
+    pub layers: heapless::Vec<Layer<TensorRef>, MAX_LAYERS>,
+    /// Batch layouts of the source framework.
+    pub io: IoLayout,
+    /// Descriptive fields.
+    #[serde(borrow)]
+    pub meta: Meta<'a>,
+}
+
+/// Round `n` up to the next multiple of [`TENSOR_ALIGN`], or `None` on overflow.
+pub const fn align_up(n: usize) -> Option<usize> {
+    match n.checked_add(TENSOR_ALIGN - 1) {
+        Some(m) => Some(m / TENSOR_ALIGN * TENSOR_ALIGN),
+        None => None,
+    }
+}
