@@ -65,7 +65,7 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
     );
     let major = bytes[6];
     let (header_len, header_start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 => {
             ensure!(bytes.len() >= 12, "truncated .npy preamble");
             (
