@@ -3,5 +3,6 @@
 
 pub mod import;
 pub mod npy;
+pub mod run;
 pub mod spec;
 pub mod write;
