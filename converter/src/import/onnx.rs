@@ -68,8 +68,13 @@ fn import_model(path: &Path, file: &str, bytes: &[u8]) -> Result<ModelSpec> {
         .iter()
         .filter(|i| !values.contains_key(&i.name))
         .collect();
-    let x = *inputs.first().context("the graph has no input")?;
-    for other in inputs.iter().skip(1) {
+    // The data input: the first one read as data rather than as a weight.
+    let x = *inputs
+        .iter()
+        .find(|i| !only_weight_uses(graph, &i.name))
+        .or(inputs.first())
+        .context("the graph has no input")?;
+    for other in inputs.iter().filter(|i| i.name != x.name) {
         values.insert(other.name.clone(), Value::Input(other.name.clone()));
     }
     let (input, input_layout, act) =
@@ -164,16 +169,53 @@ fn ancestors(graph: &GraphProto, output: &str) -> HashSet<usize> {
     needed
 }
 
-/// Whether value `name` is input X of a recurrent node with `layout=0`.
+/// Whether value `name` is input X of a recurrent node with `layout=0`, directly or through
+/// pass-through operators (Identity, Dropout, Cast).
 fn feeds_time_first_node(graph: &GraphProto, name: &str) -> bool {
-    graph.node.iter().any(|n| {
-        matches!(n.op_type.as_str(), "LSTM" | "GRU" | "RNN")
-            && n.input.first().map(String::as_str) == Some(name)
-            && n.attribute
+    let mut frontier = vec![name];
+    for _ in 0..8 {
+        let mut next = Vec::new();
+        for value in frontier {
+            for n in graph
+                .node
                 .iter()
-                .find(|a| a.name == "layout")
-                .map_or(0, |a| a.i)
-                == 0
+                .filter(|n| n.input.first().map(String::as_str) == Some(value))
+            {
+                match n.op_type.as_str() {
+                    "LSTM" | "GRU" | "RNN" => {
+                        let layout = n
+                            .attribute
+                            .iter()
+                            .find(|a| a.name == "layout")
+                            .map_or(0, |a| a.i);
+                        if layout == 0 {
+                            return true;
+                        }
+                    }
+                    "Identity" | "Dropout" | "Cast" => {
+                        next.extend(n.output.first().map(String::as_str))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        frontier = next;
+    }
+    false
+}
+
+/// Whether the graph input `name` is only ever read where weights go (recurrent W/R/B/…, the second
+/// operand of MatMul/Gemm, an embedding table): then it is a misplaced weight, not the model's data.
+fn only_weight_uses(graph: &GraphProto, name: &str) -> bool {
+    graph.node.iter().all(|n| {
+        n.input.iter().enumerate().all(|(k, i)| {
+            i != name
+                || match n.op_type.as_str() {
+                    "LSTM" | "GRU" | "RNN" | "MatMul" | "Gemm" => k >= 1,
+                    "Gather" => k == 0,
+                    _ => false,
+                }
+        })
     })
 }
 

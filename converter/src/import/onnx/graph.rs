@@ -10,7 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use tinyrnn::format::{Activation, Dense, Direction, Embedding, Layer, Merge, OutputLayout};
+use tinyrnn::format::{
+    Activation, Dense, Direction, Embedding, Layer, Merge, OutputLayout, MAX_WIDTH,
+};
 
 use super::proto::{attribute_type, AttributeProto, NodeProto, TensorProto};
 use super::tensor::{axis_index, numel, Const, Data, Sym};
@@ -1362,6 +1364,10 @@ impl Importer {
             scale.len() == width && offset.len() == width,
             "internal: affine width"
         );
+        ensure!(
+            width <= MAX_WIDTH as usize,
+            "{width} features exceed tinyrnn's limit of {MAX_WIDTH}"
+        );
         match self.layers.last_mut() {
             Some(Layer::Dense(d)) if d.activation == Activation::Linear => {
                 let cols = d.weight.cols;
@@ -1550,6 +1556,10 @@ impl Importer {
                     }
                     _ => {
                         let w = act.engine_width();
+                        ensure!(
+                            w <= MAX_WIDTH as usize,
+                            "{w} features exceed tinyrnn's limit of {MAX_WIDTH}"
+                        );
                         let mut identity = vec![0.0; w * w];
                         for r in 0..w {
                             identity[r * w + r] = 1.0;
@@ -1726,6 +1736,10 @@ fn split_sizes(split: Option<Vec<i64>>, dim: usize, n_out: usize) -> Result<Vec<
 
 /// The two directions of one bidirectional layer, forward first.
 fn parts_of<'a>(a: &'a Act, b: &'a Act, op: &str) -> Result<(&'a Act, &'a Act)> {
+    ensure!(
+        a.part.is_none() || b.part.is_none() || a.version == b.version,
+        "{op} of directions taken from two different recurrent nodes is not supported"
+    );
     match (a.part, b.part) {
         (Some(0), Some(1)) => Ok((a, b)),
         (Some(1), Some(0)) => Ok((b, a)),
@@ -2068,4 +2082,115 @@ pub fn node_label(node: &NodeProto, index: usize) -> String {
         format!("'{}'", node.name)
     };
     format!("node {name} ({})", node.op_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(axes: Vec<Axis>, width: usize, steps: Option<usize>) -> Act {
+        Act {
+            axes,
+            width,
+            steps,
+            version: 0,
+            final_state: false,
+            part: None,
+            raw: None,
+            tokens: false,
+        }
+    }
+
+    #[test]
+    fn reshape_merges_directions_into_features() {
+        // PyTorch's bidirectional glue: Y (T, 2, B, H) → Transpose(0, 2, 1, 3) → Reshape(0, 0, -1).
+        use Axis::*;
+        let y = act(vec![Time, Batch, Dir(2), Feat], 4, Some(5));
+        let r = reshape_act(&y, &[Sym::Int(0), Sym::Int(0), Sym::Int(-1)], false).unwrap();
+        assert_eq!(r.axes, vec![Time, Batch, Feat]);
+        assert_eq!(r.width, 8);
+    }
+
+    #[test]
+    fn reshape_with_symbolic_and_unit_dimensions() {
+        use Axis::*;
+        let y = act(vec![Dir(1), Batch, Feat], 6, Some(1));
+        let r = reshape_act(&y, &[Sym::Batch, Sym::Int(-1)], false).unwrap();
+        assert_eq!(r.axes, vec![Batch, Feat]);
+        let u = reshape_act(&r, &[Sym::Int(0), Sym::Int(1), Sym::Int(6)], false).unwrap();
+        assert_eq!(u.axes, vec![Batch, Unit, Feat]);
+        // A free time axis survives as a symbol.
+        let x = act(vec![Time, Batch, Feat], 3, None);
+        let t = reshape_act(&x, &[Sym::Time, Sym::Int(-1), Sym::Int(3)], false).unwrap();
+        assert_eq!(t.axes, vec![Time, Batch, Feat]);
+    }
+
+    #[test]
+    fn reshape_refuses_merging_batch_or_time_or_fixing_the_batch() {
+        use Axis::*;
+        let x = act(vec![Batch, Time, Feat], 3, Some(5));
+        assert!(reshape_act(&x, &[Sym::Int(-1), Sym::Int(3)], false).is_err());
+        assert!(reshape_act(&x, &[Sym::Int(0), Sym::Int(-1)], false).is_err());
+        assert!(reshape_act(&x, &[Sym::Int(2), Sym::Int(5), Sym::Int(3)], false).is_err());
+        // Trailing unit axes are fine; splitting the features is not.
+        assert!(reshape_act(
+            &x,
+            &[
+                Sym::Int(0),
+                Sym::Int(0),
+                Sym::Int(3),
+                Sym::Int(1),
+                Sym::Int(1)
+            ],
+            false
+        )
+        .is_ok());
+        let wide = act(vec![Batch, Feat], 6, None);
+        assert!(reshape_act(&wide, &[Sym::Int(0), Sym::Int(2), Sym::Int(3)], false).is_err());
+    }
+
+    #[test]
+    fn slice_ranges_clamp_like_onnx() {
+        assert_eq!(clamp_range(-2, i64::MAX, 5), (3, 5));
+        assert_eq!(clamp_range(1, -1, 5), (1, 4));
+        assert_eq!(clamp_range(-10, 2, 5), (0, 2));
+        assert_eq!(clamp_range(4, 2, 5), (4, 4));
+    }
+
+    #[test]
+    fn cycles_are_found() {
+        let node = |name: &str, input: &str, output: &str| NodeProto {
+            input: vec![input.to_string()],
+            output: vec![output.to_string()],
+            name: name.to_string(),
+            op_type: "Relu".to_string(),
+            domain: String::new(),
+            attribute: vec![],
+        };
+        let ok = [node("a", "x", "y"), node("b", "y", "z")];
+        assert_eq!(topological_order(&ok).unwrap(), vec![0, 1]);
+        let reversed = [node("b", "y", "z"), node("a", "x", "y")];
+        assert_eq!(topological_order(&reversed).unwrap(), vec![1, 0]);
+        let cycle = [node("a", "z", "y"), node("b", "y", "z")];
+        let err = topological_order(&cycle).unwrap_err().to_string();
+        assert!(err.contains("cycle") && err.contains("'a'"), "{err}");
+        let twice = [node("a", "x", "y"), node("b", "x", "y")];
+        assert!(topological_order(&twice).is_err());
+    }
+
+    #[test]
+    fn a_stale_value_cannot_extend_the_chain() {
+        let mut imp = Importer::new(HashMap::new());
+        let x = act(vec![Axis::Batch, Axis::Feat], 2, None);
+        let dense = || {
+            Layer::Dense(Dense {
+                weight: Tensor::matrix(2, 2, vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
+                bias: None,
+                activation: Activation::Linear,
+            })
+        };
+        imp.push(&x, dense()).unwrap();
+        let err = imp.push(&x, dense()).unwrap_err().to_string();
+        assert!(err.contains("branches"), "{err}");
+    }
 }

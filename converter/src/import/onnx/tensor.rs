@@ -580,3 +580,84 @@ mod tests {
         assert!(numel(&[usize::MAX, 2]).is_err());
     }
 }
+
+#[cfg(test)]
+mod proto_tests {
+    use super::*;
+
+    fn proto(data_type: i32, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            dims: dims.to_vec(),
+            data_type,
+            name: "t".to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_every_storage_field() {
+        let mut t = proto(data_type::FLOAT, &[2]);
+        t.float_data = vec![1.5, -2.0];
+        assert_eq!(
+            Const::from_proto(&t).unwrap().to_f32().unwrap(),
+            vec![1.5, -2.0]
+        );
+
+        let mut t = proto(data_type::FLOAT, &[2]);
+        t.raw_data = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            Const::from_proto(&t).unwrap().to_f32().unwrap(),
+            vec![1.5, -2.0]
+        );
+
+        let mut t = proto(data_type::INT64, &[3]);
+        t.int64_data = vec![7, -1, 3];
+        assert_eq!(
+            Const::from_proto(&t).unwrap().to_i64().unwrap(),
+            vec![7, -1, 3]
+        );
+
+        let mut t = proto(data_type::INT64, &[1]);
+        t.raw_data = (-5i64).to_le_bytes().to_vec();
+        assert_eq!(Const::from_proto(&t).unwrap().to_i64().unwrap(), vec![-5]);
+
+        let mut t = proto(data_type::INT32, &[2]);
+        t.int32_data = vec![4, -4];
+        assert_eq!(
+            Const::from_proto(&t).unwrap().to_i64().unwrap(),
+            vec![4, -4]
+        );
+
+        let mut t = proto(data_type::FLOAT16, &[1]);
+        t.int32_data = vec![0x3c00];
+        assert_eq!(Const::from_proto(&t).unwrap().to_f32().unwrap(), vec![1.0]);
+
+        let mut t = proto(data_type::DOUBLE, &[1]);
+        t.double_data = vec![0.25];
+        assert_eq!(Const::from_proto(&t).unwrap().to_f32().unwrap(), vec![0.25]);
+    }
+
+    #[test]
+    fn inconsistent_tensors_are_errors() {
+        let mut t = proto(data_type::FLOAT, &[3]);
+        t.float_data = vec![1.0];
+        assert!(Const::from_proto(&t).is_err());
+        let mut t = proto(data_type::FLOAT, &[2]);
+        t.raw_data = vec![0; 7];
+        assert!(Const::from_proto(&t).is_err());
+        assert!(Const::from_proto(&proto(data_type::FLOAT, &[-1])).is_err());
+        assert!(
+            Const::from_proto(&proto(8, &[1])).is_err(),
+            "strings are refused"
+        );
+        let mut t = proto(data_type::FLOAT, &[1]);
+        t.data_location = 1;
+        assert!(Const::from_proto(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("external"));
+    }
+}
