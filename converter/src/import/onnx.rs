@@ -5,7 +5,7 @@
 //! - `LSTM`, `GRU`, `RNN` nodes in every direction and both layouts, with peepholes, `clip`,
 //!   `input_forget`, `linear_before_reset`, constant initial states, the activations the engine has
 //!   (Sigmoid, Tanh, Relu), and `sequence_lens` when it equals the full length. The gate orders are
-//!   translated in [`recurrent`](self) (ONNX LSTM `i o f c` → ours `i f g o`; GRU `z r h` = ours `z r n`).
+//!   translated in the `recurrent` submodule (ONNX LSTM `i o f c` → ours `i f g o`; GRU `z r h` = ours `z r n`).
 //! - Dense layers as `MatMul` (+ `Add`) or `Gemm`, with `Relu`/`Sigmoid`/`Tanh`/`Softmax`; scalar and
 //!   per-feature `Add`/`Sub`/`Mul`/`Div` folded into them.
 //! - Embeddings as `Gather` on a weight table with the int64/int32 token ids as indices.

@@ -1412,6 +1412,12 @@ impl Importer {
                     "MatMul of constants is only folded in 2-D"
                 );
                 let (m, k, n) = (x.dims[0], x.dims[1], b.dims[1]);
+                ensure!(
+                    m.saturating_mul(k).saturating_mul(n) <= 1 << 28,
+                    "MatMul of constants of shapes {:?} and {:?} is too large to fold",
+                    x.dims,
+                    b.dims
+                );
                 ensure!(b.dims[0] == k, "MatMul of {:?} by {:?}", x.dims, b.dims);
                 let (xv, bv) = (x.to_f32()?, b.to_f32()?);
                 let mut out = vec![0.0; numel(&[m, n])?];
