@@ -3,5 +3,7 @@
 
 pub mod import;
 pub mod npy;
+pub mod report;
+pub mod run;
 pub mod spec;
 pub mod write;

@@ -82,12 +82,14 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
     let header = std::str::from_utf8(&bytes[header_start..data_start])
         .context("the .npy header is not text")?;
     let descr = dict_value(header, "descr").context("the .npy header has no 'descr'")?;
-    let fortran = dict_value(header, "fortran_order").context("the .npy header has no 'fortran_order'")?;
+    let fortran =
+        dict_value(header, "fortran_order").context("the .npy header has no 'fortran_order'")?;
     ensure!(
         fortran.trim() == "False",
         "Fortran-ordered arrays are not supported; save with np.ascontiguousarray"
     );
-    let shape = parse_shape(dict_value(header, "shape").context("the .npy header has no 'shape'")?)?;
+    let shape =
+        parse_shape(dict_value(header, "shape").context("the .npy header has no 'shape'")?)?;
     let count = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -98,7 +100,10 @@ pub fn parse(bytes: &[u8]) -> Result<Array> {
         let mut chars = descr.chars();
         let order = chars.next().context("empty dtype")?;
         let kind = chars.next().context("dtype without a kind")?;
-        let size: usize = chars.as_str().parse().with_context(|| format!("unknown dtype '{descr}'"))?;
+        let size: usize = chars
+            .as_str()
+            .parse()
+            .with_context(|| format!("unknown dtype '{descr}'"))?;
         (order, kind, size)
     };
     ensure!(
@@ -168,8 +173,7 @@ pub fn encode_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // The data must start on a 64-byte boundary; the header ends with a newline.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -224,7 +228,11 @@ mod tests {
     #[test]
     fn float_round_trip() {
         let bytes = encode_f32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
-        assert_eq!((bytes.len() - 6 * 4) % 64, 0, "data starts on a 64-byte boundary");
+        assert_eq!(
+            (bytes.len() - 6 * 4) % 64,
+            0,
+            "data starts on a 64-byte boundary"
+        );
         let a = parse(&bytes).unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.data, Data::Float(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]));
@@ -233,7 +241,10 @@ mod tests {
     #[test]
     fn scalar_and_vector_shapes() {
         assert_eq!(parse(&encode_f32(&[4], &[0.0; 4])).unwrap().shape, vec![4]);
-        assert_eq!(parse(&encode_f32(&[], &[7.0])).unwrap().shape, Vec::<usize>::new());
+        assert_eq!(
+            parse(&encode_f32(&[], &[7.0])).unwrap().shape,
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

@@ -82,23 +82,5 @@ impl ModelSpec {
 
 /// Parameters of one layer, as Keras counts them (initial states are not parameters).
 pub fn layer_parameter_count(layer: &Layer<Tensor>) -> usize {
-    fn len(t: &Tensor) -> usize {
-        t.data.len()
-    }
-    match layer {
-        Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|w| {
-                len(&w.kernel)
-                    + len(&w.recurrent)
-                    + w.bias.as_ref().map_or(0, len)
-                    + w.recurrent_bias.as_ref().map_or(0, len)
-                    + w.peephole.as_ref().map_or(0, len)
-            })
-            .sum(),
-        Layer::Dense(d) => len(&d.weight) + d.bias.as_ref().map_or(0, len),
-        Layer::Embedding(e) => len(&e.table),
-        Layer::Crop { .. } | Layer::KeepLast { .. } => 0,
-    }
+    layer.parameter_count(|t| t.data.len())
 }

@@ -2,8 +2,8 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tinyrnn::format::{
-    align_up, DType, Header, Layer, Meta, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
-    PREAMBLE_LEN,
+    align_up, DType, Header, Layer, Meta, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC,
+    MAX_LAYERS, PREAMBLE_LEN,
 };
 
 use crate::spec::{ModelSpec, Tensor};

@@ -253,12 +253,34 @@ impl<T> Layer<T> {
                 bias: d.bias.map(&mut f).transpose()?,
                 activation: d.activation,
             }),
-            Layer::Embedding(e) => Layer::Embedding(Embedding {
-                table: f(e.table)?,
-            }),
+            Layer::Embedding(e) => Layer::Embedding(Embedding { table: f(e.table)? }),
             Layer::Crop { start, end } => Layer::Crop { start, end },
             Layer::KeepLast { steps } => Layer::KeepLast { steps },
         })
+    }
+}
+
+impl<T> Layer<T> {
+    /// Number of trainable parameters, counted as Keras `model.summary()` counts them (initial states
+    /// are not parameters). `len` gives the number of values in a tensor.
+    pub fn parameter_count(&self, len: impl Fn(&T) -> usize) -> usize {
+        let opt = |t: &Option<T>| t.as_ref().map_or(0, &len);
+        match self {
+            Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|w| {
+                    len(&w.kernel)
+                        + len(&w.recurrent)
+                        + opt(&w.bias)
+                        + opt(&w.recurrent_bias)
+                        + opt(&w.peephole)
+                })
+                .sum(),
+            Layer::Dense(d) => len(&d.weight) + opt(&d.bias),
+            Layer::Embedding(e) => len(&e.table),
+            Layer::Crop { .. } | Layer::KeepLast { .. } => 0,
+        }
     }
 }
 

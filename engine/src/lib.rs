@@ -1,5 +1,30 @@
 //! tinyrnn: a `no_std`, allocation-free engine for recurrent networks on microcontrollers.
+//!
+//! A model arrives as a blob written by the `tinyrnn` converter. [`Model::open`] checks it completely
+//! once; a [`Runtime`] then runs it in memory the caller owns, one timestep at a time
+//! ([`Runtime::step`]) or a whole window at a time ([`Runtime::run_window`]).
+//!
+//! ```
+//! # fn demo(blob: &[u8]) -> Result<(), tinyrnn::Error> {
+//! let model = tinyrnn::Model::open(blob)?;
+//! let mut memory = [0.0f32; 512];
+//! let mut runtime = tinyrnn::Runtime::new(&model, &mut memory)?;
+//! let mut forecast = [0.0f32; 4];
+//! runtime.step(&[0.1, 0.2, 0.3], &mut forecast)?;
+//! # Ok(())
+//! # }
+//! ```
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod activation;
+pub mod cell;
+pub mod error;
 pub mod format;
+mod kernels;
+pub mod model;
+pub mod runtime;
+
+pub use error::Error;
+pub use model::{Memory, Model};
+pub use runtime::{Runtime, Status};

@@ -1,0 +1,207 @@
+//! Host inference: runs a blob over a batch laid out as its source framework lays it out.
+
+use anyhow::{bail, ensure, Context, Result};
+use tinyrnn::format::{InputKind, InputLayout, OutputLayout};
+use tinyrnn::{Model, Runtime};
+
+use crate::npy::{Array, Data};
+
+/// A copy of a blob at a 16-byte-aligned address, as the engine reads tensors in place.
+pub struct AlignedBlob {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl AlignedBlob {
+    /// Copies `bytes` into aligned storage.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u128; bytes.len().div_ceil(16)];
+        bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    /// The blob's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+
+    /// Opens the blob with the engine.
+    pub fn open(&self) -> Result<Model<'_>> {
+        Model::open(self.bytes()).context("the blob does not open")
+    }
+}
+
+/// Runs every batch element of `input` from a fresh state and returns the outputs in the source
+/// framework's layout (Keras `model.predict`, or ONNX Runtime's `Y`/`Y_h`).
+pub fn run_batch(blob: &[u8], input: &Array) -> Result<Array> {
+    let blob = AlignedBlob::new(blob);
+    let model = blob.open()?;
+    run_model(&model, input)
+}
+
+/// [`run_batch`] on an opened model.
+pub fn run_model(model: &Model<'_>, input: &Array) -> Result<Array> {
+    let io = model.io();
+    let width = model.input_width();
+    let tokens = model.input().kind == InputKind::Tokens;
+    let expected_rank = if tokens { 2 } else { 3 };
+    let layout_text = match (io.input, tokens) {
+        (InputLayout::BatchFirst, false) => "(batch, time, features)",
+        (InputLayout::TimeFirst, false) => "(time, batch, features)",
+        (InputLayout::BatchFirst, true) => "(batch, time) of token ids",
+        (InputLayout::TimeFirst, true) => "(time, batch) of token ids",
+    };
+    ensure!(
+        input.shape.len() == expected_rank,
+        "input has shape {:?}; this model takes {layout_text}",
+        input.shape
+    );
+    let (batch, steps) = match io.input {
+        InputLayout::BatchFirst => (input.shape[0], input.shape[1]),
+        InputLayout::TimeFirst => (input.shape[1], input.shape[0]),
+    };
+    if !tokens {
+        ensure!(
+            input.shape[2] == width,
+            "input has {} features per timestep (shape {:?}); the model takes {width}",
+            input.shape[2],
+            input.shape
+        );
+    }
+    ensure!(
+        batch > 0 && steps > 0,
+        "input shape {:?} is empty",
+        input.shape
+    );
+    let out_steps = model
+        .output_steps(steps)
+        .with_context(|| format!("a window of {steps} timesteps does not fit this model"))?;
+    let out_len = model.output_len(steps)?;
+    let memory = model.window_memory(steps)?;
+    let mut buffer = vec![0.0f32; memory.total()];
+    let mut runtime = Runtime::new(model, &mut buffer)?;
+
+    // Index of element (b, t, f) in the input array.
+    let index = |b: usize, t: usize, f: usize| match io.input {
+        InputLayout::BatchFirst => (b * steps + t) * width + f,
+        InputLayout::TimeFirst => (t * batch + b) * width + f,
+    };
+    let mut outputs = Vec::with_capacity(batch * out_len);
+    let mut element = vec![0.0f32; out_len];
+    for b in 0..batch {
+        match &input.data {
+            Data::Float(values) if !tokens => {
+                let window: Vec<f32> = (0..steps)
+                    .flat_map(|t| (0..width).map(move |f| (t, f)))
+                    .map(|(t, f)| values[index(b, t, f)])
+                    .collect();
+                runtime
+                    .run_window(&window, &mut element)
+                    .with_context(|| format!("batch element {b}"))?;
+            }
+            data if tokens => {
+                let ids = (0..steps)
+                    .map(|t| token_id(data, index(b, t, 0)))
+                    .collect::<Result<Vec<u32>>>()
+                    .with_context(|| format!("batch element {b}"))?;
+                runtime
+                    .run_window_tokens(&ids, &mut element)
+                    .with_context(|| format!("batch element {b}"))?;
+            }
+            _ => bail!("this model takes float features; the input array holds integers"),
+        }
+        outputs.extend_from_slice(&element);
+    }
+    lay_out(model, io.output, batch, out_steps, outputs)
+}
+
+fn token_id(data: &Data, at: usize) -> Result<u32> {
+    match data {
+        Data::Int(v) => u32::try_from(v[at])
+            .with_context(|| format!("token id {} is negative or too large", v[at])),
+        Data::Float(v) => {
+            let x = v[at];
+            ensure!(
+                x >= 0.0 && x.fract() == 0.0 && x <= u32::MAX as f32,
+                "token id {x} is not a non-negative integer"
+            );
+            Ok(x as u32)
+        }
+    }
+}
+
+/// Arranges per-element outputs (`batch × out_steps × width`, batch-major) as the source framework does.
+fn lay_out(
+    model: &Model<'_>,
+    layout: OutputLayout,
+    batch: usize,
+    steps: usize,
+    values: Vec<f32>,
+) -> Result<Array> {
+    let width = model.output_width();
+    match layout {
+        OutputLayout::BatchFirst => {
+            let shape = if model.output_is_sequence() {
+                vec![batch, steps, width]
+            } else {
+                vec![batch, width]
+            };
+            Array::float(shape, values)
+        }
+        OutputLayout::OnnxSequence {
+            batch_first,
+            directions,
+        } => {
+            let d = directions as usize;
+            ensure!(
+                width % d == 0,
+                "output width {width} is not split into {d} directions"
+            );
+            let h = width / d;
+            if batch_first {
+                Array::float(vec![batch, steps, d, h], values)
+            } else {
+                // (batch, time, dir, hidden) → (time, dir, batch, hidden)
+                let mut out = vec![0.0; values.len()];
+                for b in 0..batch {
+                    for t in 0..steps {
+                        for k in 0..d {
+                            for j in 0..h {
+                                out[((t * d + k) * batch + b) * h + j] =
+                                    values[((b * steps + t) * d + k) * h + j];
+                            }
+                        }
+                    }
+                }
+                Array::float(vec![steps, d, batch, h], out)
+            }
+        }
+        OutputLayout::OnnxFinalState {
+            batch_first,
+            directions,
+        } => {
+            let d = directions as usize;
+            ensure!(
+                width % d == 0,
+                "output width {width} is not split into {d} directions"
+            );
+            let h = width / d;
+            if batch_first {
+                Array::float(vec![batch, d, h], values)
+            } else {
+                let mut out = vec![0.0; values.len()];
+                for b in 0..batch {
+                    for k in 0..d {
+                        for j in 0..h {
+                            out[(k * batch + b) * h + j] = values[(b * d + k) * h + j];
+                        }
+                    }
+                }
+                Array::float(vec![d, batch, h], out)
+            }
+        }
+    }
+}

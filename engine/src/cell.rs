@@ -1,0 +1,193 @@
+//! Recurrent cell bodies: one timestep of SimpleRNN, LSTM or GRU. The sequence drivers in
+//! [`crate::runtime`] call these; the cells differ only here.
+//!
+//! Gate order is the Keras/PyTorch order: LSTM `i f g o`, GRU `z r n`. Every weight matrix is row-major,
+//! `G·H × input` for kernels and `G·H × H` for recurrent kernels, gate blocks stacked by rows.
+
+use crate::activation::{apply, scalar};
+use crate::format::{Cell, CellWeights, Recurrent};
+use crate::kernels::float::{add, add_product, clip, matvec, matvec_add};
+
+/// A validated view of a row-major matrix in the blob.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mat<'a> {
+    /// `rows × cols` values.
+    pub data: &'a [f32],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Rows `start..start + count`, as a flat slice.
+    #[inline]
+    pub(crate) fn rows(&self, start: usize, count: usize) -> &'a [f32] {
+        let from = start.saturating_mul(self.cols);
+        let to = from.saturating_add(count.saturating_mul(self.cols));
+        self.data.get(from..to).unwrap_or(&[])
+    }
+}
+
+/// Scratch words one timestep of `layer` needs.
+pub(crate) fn scratch_words(cell: Cell, hidden: usize) -> usize {
+    2 * cell.gates() * hidden
+}
+
+/// State words one direction of `layer` keeps: `h`, plus `c` for an LSTM.
+pub(crate) fn state_words(cell: Cell, hidden: usize) -> usize {
+    match cell {
+        Cell::Lstm { .. } => 2 * hidden,
+        Cell::SimpleRnn | Cell::Gru { .. } => hidden,
+    }
+}
+
+/// Sets one direction's state to its initial value (constant, or zeros).
+pub(crate) fn reset(weights: &CellWeights<Mat<'_>>, h: &mut [f32], c: &mut [f32]) {
+    match &weights.initial_h {
+        Some(init) => h.iter_mut().zip(init.data).for_each(|(s, v)| *s = *v),
+        None => h.iter_mut().for_each(|s| *s = 0.0),
+    }
+    match &weights.initial_c {
+        Some(init) => c.iter_mut().zip(init.data).for_each(|(s, v)| *s = *v),
+        None => c.iter_mut().for_each(|s| *s = 0.0),
+    }
+}
+
+/// Advances one direction by one timestep: reads `x`, updates `h` (and `c` for an LSTM) in place.
+/// `scratch` holds at least [`scratch_words`] values.
+pub(crate) fn step(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    x: &[f32],
+    h: &mut [f32],
+    c: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let hidden = h.len();
+    let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
+    // pre = W x + b, the input projection of every gate.
+    matvec(weights.kernel.data, x, pre);
+    if let Some(bias) = &weights.bias {
+        add(pre, bias.data);
+    }
+    match layer.cell {
+        Cell::SimpleRnn => {
+            // h' = act(W x + b + R h)
+            matvec_add(weights.recurrent.data, h, pre);
+            clip(pre, layer.clip);
+            h.copy_from_slice_checked(pre);
+            apply(layer.activation, h);
+        }
+        Cell::Lstm { input_forget } => lstm(layer, weights, input_forget, pre, h, c),
+        Cell::Gru { reset_after } => gru(layer, weights, reset_after, pre, extra, h),
+    }
+}
+
+/// i = σ(Wi x + Ri h + pi ⊙ c + bi)      f = σ(Wf x + Rf h + pf ⊙ c + bf)   (f = 1 − i with input_forget)
+/// g = act(Wg x + Rg h + bg)              c' = f ⊙ c + i ⊙ g
+/// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
+/// With a clip, every gate's pre-activation is clamped to [-clip, clip] before its activation.
+fn lstm(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    input_forget: bool,
+    pre: &mut [f32],
+    h: &mut [f32],
+    c: &mut [f32],
+) {
+    let hidden = h.len();
+    matvec_add(weights.recurrent.data, h, pre);
+    let (i, rest) = pre.split_at_mut(hidden.min(pre.len()));
+    let (f, rest) = rest.split_at_mut(hidden.min(rest.len()));
+    let (g, o) = rest.split_at_mut(hidden.min(rest.len()));
+    let peephole = weights.peephole.as_ref().map(|p| p.data);
+    if let Some(p) = peephole {
+        add_product(i, p.get(..hidden).unwrap_or(&[]), c);
+        add_product(f, p.get(hidden..2 * hidden).unwrap_or(&[]), c);
+    }
+    clip(i, layer.clip);
+    clip(f, layer.clip);
+    clip(g, layer.clip);
+    let (ga, act) = (layer.gate_activation, layer.activation);
+    for (((c, i), f), g) in c
+        .iter_mut()
+        .zip(i.iter_mut())
+        .zip(f.iter_mut())
+        .zip(g.iter())
+    {
+        *i = scalar(ga, *i);
+        *f = if input_forget {
+            1.0 - *i
+        } else {
+            scalar(ga, *f)
+        };
+        *c = *f * *c + *i * scalar(act, *g);
+    }
+    if let Some(p) = peephole {
+        add_product(o, p.get(2 * hidden..3 * hidden).unwrap_or(&[]), c);
+    }
+    clip(o, layer.clip);
+    for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
+        *h = scalar(ga, *o) * scalar(act, *c);
+    }
+}
+
+/// reset-after:  z = σ(Wz x + bz + Rz h + rbz)   r = σ(Wr x + br + Rr h + rbr)
+///               n = act(Wn x + bn + r ⊙ (Rn h + rbn))
+/// reset-before: n = act(Wn x + bn + Rn (r ⊙ h))
+/// h' = (1 − z) ⊙ n + z ⊙ h
+fn gru(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    reset_after: bool,
+    pre: &mut [f32],
+    extra: &mut [f32],
+    h: &mut [f32],
+) {
+    let hidden = h.len();
+    let recurrent = &weights.recurrent;
+    let (zr, n) = pre.split_at_mut((2 * hidden).min(pre.len()));
+    if reset_after {
+        // extra = R h + rb, all three gates; r multiplies only its n block.
+        let rh = extra.get_mut(..3 * hidden).unwrap_or(&mut []);
+        matvec(recurrent.data, h, rh);
+        if let Some(rb) = &weights.recurrent_bias {
+            add(rh, rb.data);
+        }
+        let (rh_zr, rh_n) = rh.split_at_mut((2 * hidden).min(rh.len()));
+        add(zr, rh_zr);
+        clip(zr, layer.clip);
+        apply(layer.gate_activation, zr);
+        let r = zr.get(hidden..).unwrap_or(&[]);
+        add_product(n, r, rh_n);
+    } else {
+        matvec_add(recurrent.rows(0, 2 * hidden), h, zr);
+        clip(zr, layer.clip);
+        apply(layer.gate_activation, zr);
+        let r = zr.get(hidden..).unwrap_or(&[]);
+        let rh = extra.get_mut(..hidden).unwrap_or(&mut []);
+        rh.iter_mut()
+            .zip(r.iter().zip(h.iter()))
+            .for_each(|(v, (r, h))| *v = r * h);
+        matvec_add(recurrent.rows(2 * hidden, hidden), rh, n);
+    }
+    clip(n, layer.clip);
+    apply(layer.activation, n);
+    let z = zr.get(..hidden).unwrap_or(&[]);
+    for ((h, z), n) in h.iter_mut().zip(z).zip(n.iter()) {
+        *h = (1.0 - z) * n + z * *h;
+    }
+}
+
+/// `copy_from_slice` that copies the common prefix instead of panicking on a length mismatch.
+trait CopyChecked {
+    fn copy_from_slice_checked(&mut self, src: &[f32]);
+}
+
+impl CopyChecked for [f32] {
+    #[inline]
+    fn copy_from_slice_checked(&mut self, src: &[f32]) {
+        self.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+    }
+}

@@ -1,0 +1,177 @@
+//! The engine's one error type.
+
+use core::fmt;
+
+/// Everything that can go wrong when opening a blob or running a model. Layer indices count from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The blob is shorter than its preamble, header or data section say it is.
+    Truncated {
+        /// Bytes the blob must have at least.
+        needed: usize,
+        /// Bytes it has.
+        got: usize,
+    },
+    /// The blob does not start with `TRNN`.
+    BadMagic,
+    /// The blob was written for a format version this engine does not read.
+    UnsupportedVersion {
+        /// The version in the blob.
+        found: u16,
+    },
+    /// The closing CRC-32 does not match the blob's bytes.
+    Checksum {
+        /// CRC-32 stored in the blob.
+        stored: u32,
+        /// CRC-32 computed over the blob.
+        computed: u32,
+    },
+    /// The preamble's header length or data offset is inconsistent (byte 8 or 12).
+    BadPreamble,
+    /// The postcard header could not be decoded, or bytes follow it.
+    BadHeader,
+    /// The data section does not start on a 4-byte boundary in memory; place the blob at an aligned address.
+    Misaligned,
+    /// The model has no layers.
+    NoLayers,
+    /// A tensor lies outside the data section, is misaligned, or has an unsupported element type.
+    BadTensor {
+        /// Layer holding the tensor.
+        layer: u8,
+    },
+    /// A tensor's shape does not fit its layer.
+    TensorShape {
+        /// Layer holding the tensor.
+        layer: u8,
+    },
+    /// A layer does not fit the one before it (width, sequence or vector, token input).
+    LayerMismatch {
+        /// The layer that does not fit.
+        layer: u8,
+    },
+    /// A layer uses an option this engine does not support (e.g. softmax as a gate activation).
+    UnsupportedLayer {
+        /// The layer.
+        layer: u8,
+    },
+    /// A size exceeds the engine's limits ([`crate::format::MAX_WIDTH`], [`crate::format::MAX_VOCAB`]).
+    TooLarge {
+        /// The layer, or 255 for the model input.
+        layer: u8,
+    },
+    /// The input slice length does not match the model's input.
+    InputLength {
+        /// Values expected.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// The output slice length does not match the model's output.
+    OutputLength {
+        /// Values expected.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// The window has a length the model cannot take (fixed by the model, or too short for a crop).
+    WindowLength {
+        /// Timesteps given.
+        steps: usize,
+    },
+    /// The caller's memory is smaller than the model needs.
+    BufferTooSmall {
+        /// `f32` words needed.
+        needed: usize,
+        /// `f32` words given.
+        got: usize,
+    },
+    /// The model cannot run one step at a time (a bidirectional or reverse layer, or a crop that needs the
+    /// end of the window); use the windowed call.
+    NotStreamable,
+    /// Feature input given to a token model, or token input to a feature model.
+    WrongInputKind,
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// The token id.
+        token: u32,
+        /// Vocabulary size.
+        vocab: u32,
+    },
+    /// A state to restore does not have this model's state length.
+    StateLength {
+        /// Words expected.
+        expected: usize,
+        /// Words given.
+        got: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::Truncated { needed, got } => {
+                write!(f, "blob truncated: needs at least {needed} bytes, has {got}")
+            }
+            Error::BadMagic => write!(f, "not a tinyrnn blob: bytes 0..4 are not \"TRNN\""),
+            Error::UnsupportedVersion { found } => write!(
+                f,
+                "blob format version {found} (bytes 4..6) is not supported; this engine reads version {}",
+                crate::format::FORMAT_VERSION
+            ),
+            Error::Checksum { stored, computed } => write!(
+                f,
+                "blob checksum mismatch: stored CRC-32 {stored:#010x}, computed {computed:#010x}"
+            ),
+            Error::BadPreamble => {
+                write!(f, "blob preamble inconsistent: header length (bytes 8..12) or data offset (bytes 12..16)")
+            }
+            Error::BadHeader => write!(f, "blob header (from byte 16) does not decode"),
+            Error::Misaligned => {
+                write!(f, "blob data section is not 4-byte aligned in memory; load the blob at an aligned address")
+            }
+            Error::NoLayers => write!(f, "model has no layers"),
+            Error::BadTensor { layer } => write!(
+                f,
+                "layer {layer}: a tensor lies outside the data section, is misaligned or has an unsupported type"
+            ),
+            Error::TensorShape { layer } => {
+                write!(f, "layer {layer}: a tensor's shape does not fit the layer")
+            }
+            Error::LayerMismatch { layer } => {
+                write!(f, "layer {layer} does not fit the output of the layer before it")
+            }
+            Error::UnsupportedLayer { layer } => {
+                write!(f, "layer {layer} uses an option this engine does not support")
+            }
+            Error::TooLarge { layer } => write!(f, "layer {layer} exceeds the engine's size limits"),
+            Error::InputLength { expected, got } => {
+                write!(f, "input has {got} values, the model expects {expected}")
+            }
+            Error::OutputLength { expected, got } => {
+                write!(f, "output buffer has {got} values, the model writes {expected}")
+            }
+            Error::WindowLength { steps } => {
+                write!(f, "a window of {steps} timesteps does not fit this model")
+            }
+            Error::BufferTooSmall { needed, got } => write!(
+                f,
+                "memory too small: the model needs {needed} f32 words, {got} were given"
+            ),
+            Error::NotStreamable => write!(
+                f,
+                "this model cannot run one step at a time (bidirectional, reverse or end-cropped); run whole windows"
+            ),
+            Error::WrongInputKind => write!(f, "input kind (features or token ids) does not match the model"),
+            Error::TokenOutOfRange { token, vocab } => {
+                write!(f, "token id {token} is outside the vocabulary of {vocab}")
+            }
+            Error::StateLength { expected, got } => {
+                write!(f, "state has {got} words, this model's state has {expected}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,551 @@
+//! Opening a blob: every byte is checked once here, so the runtime can trust what it reads.
+
+use crate::cell::{self, Mat};
+use crate::error::Error;
+use crate::format::{
+    self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
+    Layer, Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+};
+
+/// Longest fixed window a blob may declare.
+pub const MAX_STEPS: u32 = 1 << 20;
+
+/// Memory a model needs from its caller, in `f32` words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    /// State kept between steps: hidden and cell states, and the output history of a keep-last model.
+    pub state: usize,
+    /// Scratch used within one call.
+    pub scratch: usize,
+}
+
+impl Memory {
+    /// State plus scratch, in `f32` words: the length of the buffer to give [`crate::Runtime::new`].
+    pub const fn total(&self) -> usize {
+        self.state + self.scratch
+    }
+
+    /// State plus scratch, in bytes.
+    pub const fn bytes(&self) -> usize {
+        self.total() * 4
+    }
+}
+
+/// What the model does to each layer's data, worked out once at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Width of one timestep (or of the vector) entering the layer.
+    pub input_width: usize,
+    /// Width leaving it.
+    pub output_width: usize,
+    /// Whether the layer's output is a sequence (otherwise one vector).
+    pub sequence_out: bool,
+    /// Offset of the layer's state in the state area.
+    pub state_offset: usize,
+}
+
+/// A validated model: a view over a blob, with no copies of its tensors.
+#[derive(Clone, Debug)]
+pub struct Model<'a> {
+    input: Input,
+    io: IoLayout,
+    meta: Meta<'a>,
+    layers: heapless::Vec<Layer<Mat<'a>>, MAX_LAYERS>,
+    plans: heapless::Vec<Plan, MAX_LAYERS>,
+    /// State words of the recurrent layers (the keep-last history comes after them).
+    recurrent_state: usize,
+    /// Scratch for one recurrent step, the largest over layers.
+    cell_scratch: usize,
+    /// Widest activation anywhere in the model.
+    max_width: usize,
+    /// Timesteps a streaming run keeps of the output, when the model ends in a crop.
+    stream_keep: Option<usize>,
+    streamable: bool,
+}
+
+impl<'a> Model<'a> {
+    /// Validates a blob completely (preamble, checksum, header, every tensor and every layer) and returns a
+    /// view of it. The blob must stay where it is: tensors are read in place, so its data section must be
+    /// 4-byte aligned in memory (`include_bytes!` into an aligned static, or a flash partition).
+    pub fn open(blob: &'a [u8]) -> Result<Self, Error> {
+        let (header, data) = parse(blob)?;
+        Self::from_parts(header, data)
+    }
+
+    fn from_parts(header: Header<'a>, data: &'a [f32]) -> Result<Self, Error> {
+        if header.layers.is_empty() {
+            return Err(Error::NoLayers);
+        }
+        let input_width = match header.input.kind {
+            InputKind::Features(n) => check_width(n, u8::MAX)?,
+            InputKind::Tokens => 0,
+        };
+        if let Some(steps) = header.input.steps {
+            if steps == 0 || steps > MAX_STEPS {
+                return Err(Error::TooLarge { layer: u8::MAX });
+            }
+        }
+        check_io(&header.io)?;
+
+        let mut layers = heapless::Vec::new();
+        let mut plans = heapless::Vec::new();
+        let mut width = input_width;
+        let mut sequence = true;
+        let mut state = 0usize;
+        let mut cell_scratch = 0usize;
+        let mut max_width = input_width.max(1);
+        let mut streamable = true;
+        let mut stream_keep: Option<usize> = None;
+        let mut fixed_steps = header.input.steps.map(|s| s as usize);
+
+        for (index, layer) in header.layers.iter().enumerate() {
+            let id = index as u8;
+            let resolved = layer.clone().try_map(|t| resolve(data, &t, id))?;
+            let plan_in = width;
+            let state_offset = state;
+            match &resolved {
+                Layer::Embedding(e) => {
+                    if index != 0 || header.input.kind != InputKind::Tokens {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    if e.table.rows == 0 || e.table.rows > MAX_VOCAB as usize {
+                        return Err(Error::TooLarge { layer: id });
+                    }
+                    width = check_width(e.table.cols as u32, id)?;
+                }
+                Layer::Recurrent(r) => {
+                    if !sequence || (index == 0 && header.input.kind == InputKind::Tokens) {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    if stream_keep.is_some() {
+                        // A recurrent layer after a crop re-reads a window: windowed only.
+                        streamable = false;
+                    }
+                    let hidden = check_recurrent(r, width, id)?;
+                    let directions = if r.backward.is_some() { 2 } else { 1 };
+                    if !matches!(r.direction, Direction::Forward) {
+                        streamable = false;
+                    }
+                    state += directions * cell::state_words(r.cell, hidden);
+                    cell_scratch = cell_scratch.max(cell::scratch_words(r.cell, hidden));
+                    width = match r.direction {
+                        Direction::Bidirectional(Merge::Concat) => 2 * hidden,
+                        _ => hidden,
+                    };
+                    sequence = r.return_sequences;
+                    if !sequence {
+                        fixed_steps = Some(1);
+                    }
+                }
+                Layer::Dense(d) => {
+                    if index == 0 && header.input.kind == InputKind::Tokens {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    if d.weight.cols != width {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    let units = check_width(d.weight.rows as u32, id)?;
+                    if let Some(b) = &d.bias {
+                        check_shape(b, units, 1, id)?;
+                    }
+                    width = units;
+                }
+                Layer::Crop { start, end } => {
+                    if !sequence || index == 0 && header.input.kind == InputKind::Tokens {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    let (start, end) = (*start as usize, *end as usize);
+                    let kept = match fixed_steps {
+                        Some(steps) => {
+                            let kept = steps.saturating_sub(start).saturating_sub(end);
+                            if kept == 0 {
+                                return Err(Error::LayerMismatch { layer: id });
+                            }
+                            Some(kept)
+                        }
+                        None => None,
+                    };
+                    fixed_steps = kept;
+                    match (end, kept, stream_keep) {
+                        (0, Some(kept), None) => stream_keep = Some(kept),
+                        _ => streamable = false,
+                    }
+                }
+                Layer::KeepLast { steps } => {
+                    if !sequence || *steps == 0 || *steps > MAX_STEPS {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    let steps = *steps as usize;
+                    if let Some(fixed) = fixed_steps {
+                        if fixed < steps {
+                            return Err(Error::LayerMismatch { layer: id });
+                        }
+                    }
+                    fixed_steps = Some(steps);
+                    match stream_keep {
+                        None => stream_keep = Some(steps),
+                        Some(_) => streamable = false,
+                    }
+                }
+            }
+            max_width = max_width.max(width);
+            layers
+                .push(resolved)
+                .map_err(|_| Error::TooLarge { layer: id })?;
+            plans
+                .push(Plan {
+                    input_width: plan_in,
+                    output_width: width,
+                    sequence_out: sequence,
+                    state_offset,
+                })
+                .map_err(|_| Error::TooLarge { layer: id })?;
+        }
+        if header.input.kind == InputKind::Tokens
+            && !matches!(layers.first(), Some(Layer::Embedding(_)))
+        {
+            return Err(Error::LayerMismatch { layer: 0 });
+        }
+        Ok(Self {
+            input: header.input,
+            io: header.io,
+            meta: header.meta,
+            layers,
+            plans,
+            recurrent_state: state,
+            cell_scratch,
+            max_width,
+            stream_keep,
+            streamable,
+        })
+    }
+
+    /// The model's input.
+    pub fn input(&self) -> Input {
+        self.input
+    }
+
+    /// Width of one timestep of input: the number of features, or 1 for a token id.
+    pub fn input_width(&self) -> usize {
+        match self.input.kind {
+            InputKind::Features(n) => n as usize,
+            InputKind::Tokens => 1,
+        }
+    }
+
+    /// How host tools map the source framework's batches onto windows.
+    pub fn io(&self) -> IoLayout {
+        self.io
+    }
+
+    /// Name, source and producer.
+    pub fn meta(&self) -> Meta<'a> {
+        self.meta
+    }
+
+    /// The layers, with their tensors resolved to views into the blob.
+    pub fn layers(&self) -> &[Layer<Mat<'a>>] {
+        &self.layers
+    }
+
+    pub(crate) fn plans(&self) -> &[Plan] {
+        &self.plans
+    }
+
+    /// Width of one output timestep (or of the output vector).
+    pub fn output_width(&self) -> usize {
+        self.plans.last().map_or(0, |p| p.output_width)
+    }
+
+    /// Whether the model's output is a sequence of timesteps rather than one vector.
+    pub fn output_is_sequence(&self) -> bool {
+        self.plans.last().is_some_and(|p| p.sequence_out)
+    }
+
+    /// Whether [`crate::Runtime::step`] can run this model one timestep at a time.
+    pub fn is_streamable(&self) -> bool {
+        self.streamable
+    }
+
+    /// Timesteps of output a window of `steps` input timesteps produces (1 for a vector output).
+    pub fn output_steps(&self, steps: usize) -> Result<usize, Error> {
+        if steps == 0 {
+            return Err(Error::WindowLength { steps });
+        }
+        if let Some(fixed) = self.input.steps {
+            if steps != fixed as usize {
+                return Err(Error::WindowLength { steps });
+            }
+        }
+        let mut t = steps;
+        for layer in &self.layers {
+            t = match layer {
+                Layer::Recurrent(r) if !r.return_sequences => 1,
+                Layer::Crop { start, end } => t
+                    .checked_sub(*start as usize)
+                    .and_then(|t| t.checked_sub(*end as usize))
+                    .filter(|&t| t > 0)
+                    .ok_or(Error::WindowLength { steps })?,
+                Layer::KeepLast { steps: keep } => {
+                    let keep = *keep as usize;
+                    if t < keep {
+                        return Err(Error::WindowLength { steps });
+                    }
+                    keep
+                }
+                _ => t,
+            };
+        }
+        Ok(t)
+    }
+
+    /// Number of output values a window of `steps` timesteps produces.
+    pub fn output_len(&self, steps: usize) -> Result<usize, Error> {
+        Ok(self.output_steps(steps)? * self.output_width())
+    }
+
+    /// Timesteps of output one streaming step produces: the kept history of a cropped model, else 1.
+    pub fn step_output_steps(&self) -> usize {
+        self.stream_keep.unwrap_or(1)
+    }
+
+    /// Number of output values one streaming step produces.
+    pub fn step_output_len(&self) -> usize {
+        self.step_output_steps() * self.output_width()
+    }
+
+    pub(crate) fn recurrent_state(&self) -> usize {
+        self.recurrent_state
+    }
+
+    pub(crate) fn max_width(&self) -> usize {
+        self.max_width
+    }
+
+    pub(crate) fn stream_keep(&self) -> Option<usize> {
+        self.stream_keep
+    }
+
+    /// Memory for streaming: state, and the scratch of one step.
+    pub fn memory(&self) -> Memory {
+        let history = if self.streamable {
+            self.step_output_len()
+        } else {
+            0
+        };
+        Memory {
+            state: self.recurrent_state + history,
+            scratch: 2 * self.max_width + self.cell_scratch,
+        }
+    }
+
+    /// Memory for [`crate::Runtime::run_window`] over `steps` timesteps. The state is the same as for
+    /// streaming; the scratch holds two whole sequences.
+    pub fn window_memory(&self, steps: usize) -> Result<Memory, Error> {
+        self.output_steps(steps)?;
+        let sequence = steps
+            .checked_mul(self.max_width)
+            .and_then(|s| s.checked_mul(2))
+            .and_then(|s| s.checked_add(self.cell_scratch))
+            .ok_or(Error::WindowLength { steps })?;
+        let streaming = self.memory();
+        Ok(Memory {
+            state: streaming.state,
+            scratch: sequence.max(streaming.scratch),
+        })
+    }
+
+    /// Multiply-accumulates of one streaming step (bidirectional layers counted in both directions).
+    pub fn macs_per_step(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Recurrent(r) => {
+                    let one = r.forward.kernel.data.len()
+                        + r.forward.recurrent.data.len()
+                        + r.forward.peephole.map_or(0, |p| p.data.len());
+                    one * if r.backward.is_some() { 2 } else { 1 }
+                }
+                Layer::Dense(d) => d.weight.data.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Checks the preamble, checksum and header; returns the header and the data section as `f32`s.
+fn parse(blob: &[u8]) -> Result<(Header<'_>, &[f32]), Error> {
+    let min = PREAMBLE_LEN + CRC_LEN;
+    if blob.len() < min {
+        return Err(Error::Truncated {
+            needed: min,
+            got: blob.len(),
+        });
+    }
+    let (body, crc_bytes) = blob.split_at(blob.len() - CRC_LEN);
+    if body.get(0..4) != Some(&MAGIC[..]) {
+        return Err(Error::BadMagic);
+    }
+    let version = u16::from_le_bytes([body[4], body[5]]);
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion { found: version });
+    }
+    let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let computed = CRC.checksum(body);
+    if stored != computed {
+        return Err(Error::Checksum { stored, computed });
+    }
+    let header_len = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
+    let data_offset = u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize;
+    let header_end = PREAMBLE_LEN
+        .checked_add(header_len)
+        .ok_or(Error::BadPreamble)?;
+    if body[6] != 0
+        || body[7] != 0
+        || data_offset % TENSOR_ALIGN != 0
+        || data_offset < header_end
+        || data_offset > body.len()
+    {
+        return Err(Error::BadPreamble);
+    }
+    let header_bytes = body
+        .get(PREAMBLE_LEN..header_end)
+        .ok_or(Error::BadPreamble)?;
+    if body
+        .get(header_end..data_offset)
+        .is_none_or(|pad| pad.iter().any(|&b| b != 0))
+    {
+        return Err(Error::BadPreamble);
+    }
+    let (header, rest) =
+        postcard::take_from_bytes::<Header<'_>>(header_bytes).map_err(|_| Error::BadHeader)?;
+    if !rest.is_empty() {
+        return Err(Error::BadHeader);
+    }
+    let data = body.get(data_offset..).ok_or(Error::BadPreamble)?;
+    Ok((header, as_f32(data)?))
+}
+
+/// Views little-endian bytes as `f32`s in place.
+fn as_f32(bytes: &[u8]) -> Result<&[f32], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 4 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid f32, and `align_to` only yields the middle part where the
+    // address is suitably aligned; a non-empty prefix or suffix means misalignment, which we reject.
+    let (prefix, floats, suffix) = unsafe { bytes.align_to::<f32>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(floats)
+}
+
+fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
+    if n == 0 || n > MAX_WIDTH {
+        return Err(Error::TooLarge { layer });
+    }
+    Ok(n as usize)
+}
+
+fn check_io(io: &IoLayout) -> Result<(), Error> {
+    match io.output {
+        format::OutputLayout::BatchFirst => Ok(()),
+        format::OutputLayout::OnnxSequence { directions, .. }
+        | format::OutputLayout::OnnxFinalState { directions, .. } => {
+            if directions == 1 || directions == 2 {
+                Ok(())
+            } else {
+                Err(Error::BadHeader)
+            }
+        }
+    }
+}
+
+/// Bounds- and alignment-checks one tensor and views it.
+fn resolve<'a>(data: &'a [f32], t: &TensorRef, layer: u8) -> Result<Mat<'a>, Error> {
+    let bad = Error::BadTensor { layer };
+    if t.dtype != DType::F32 || t.offset as usize % TENSOR_ALIGN != 0 {
+        return Err(bad);
+    }
+    let (rows, cols) = (t.rows as usize, t.cols as usize);
+    let len = rows.checked_mul(cols).ok_or(bad)?;
+    let start = t.offset as usize / DType::F32.size();
+    let end = start.checked_add(len).ok_or(bad)?;
+    let values = data.get(start..end).ok_or(bad)?;
+    Ok(Mat {
+        data: values,
+        rows,
+        cols,
+    })
+}
+
+fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
+    if m.rows == rows && m.cols == cols {
+        Ok(())
+    } else {
+        Err(Error::TensorShape { layer })
+    }
+}
+
+/// Checks a recurrent layer against its input width; returns its hidden size.
+fn check_recurrent(r: &Recurrent<Mat<'_>>, input: usize, layer: u8) -> Result<usize, Error> {
+    let hidden = check_width(r.hidden, layer)?;
+    let unsupported = Error::UnsupportedLayer { layer };
+    let elementwise = |a: Activation| !matches!(a, Activation::Softmax);
+    if !elementwise(r.activation) || !elementwise(r.gate_activation) {
+        return Err(unsupported);
+    }
+    if let Some(clip) = r.clip {
+        if !(clip.is_finite() && clip > 0.0) {
+            return Err(unsupported);
+        }
+    }
+    match (r.direction, &r.backward) {
+        (Direction::Bidirectional(_), Some(backward)) => {
+            check_cell(r.cell, backward, input, hidden, layer)?
+        }
+        (Direction::Forward | Direction::Reverse, None) => {}
+        _ => return Err(Error::LayerMismatch { layer }),
+    }
+    check_cell(r.cell, &r.forward, input, hidden, layer)?;
+    Ok(hidden)
+}
+
+fn check_cell(
+    cell: Cell,
+    w: &CellWeights<Mat<'_>>,
+    input: usize,
+    hidden: usize,
+    layer: u8,
+) -> Result<(), Error> {
+    let rows = cell.gates() * hidden;
+    if w.kernel.cols != input {
+        return Err(Error::LayerMismatch { layer });
+    }
+    check_shape(&w.kernel, rows, input, layer)?;
+    check_shape(&w.recurrent, rows, hidden, layer)?;
+    if let Some(b) = &w.bias {
+        check_shape(b, rows, 1, layer)?;
+    }
+    let unsupported = Error::UnsupportedLayer { layer };
+    match (&w.recurrent_bias, cell) {
+        (None, _) => {}
+        (Some(b), Cell::Gru { reset_after: true }) => check_shape(b, rows, 1, layer)?,
+        (Some(_), _) => return Err(unsupported),
+    }
+    match (&w.peephole, cell) {
+        (None, _) => {}
+        (Some(p), Cell::Lstm { .. }) => check_shape(p, 3 * hidden, 1, layer)?,
+        (Some(_), _) => return Err(unsupported),
+    }
+    if let Some(h) = &w.initial_h {
+        check_shape(h, hidden, 1, layer)?;
+    }
+    match (&w.initial_c, cell) {
+        (None, _) => {}
+        (Some(c), Cell::Lstm { .. }) => check_shape(c, hidden, 1, layer)?,
+        (Some(_), _) => return Err(unsupported),
+    }
+    Ok(())
+}

@@ -1,0 +1,404 @@
+//! Running a model: streaming (one timestep per call, state kept between calls) and windowed (a whole
+//! window per call). Both drive the same cell bodies in [`crate::cell`], so a window and the same
+//! timesteps streamed one by one give the same numbers.
+
+use crate::activation::apply;
+use crate::cell::{self, Mat};
+use crate::error::Error;
+use crate::format::{Dense, Direction, Layer, Merge, Recurrent};
+use crate::kernels::float::{add, matvec};
+use crate::model::Model;
+
+/// What a streaming step produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Status {
+    /// The output holds a complete result.
+    Ready,
+    /// A model that outputs its last N timesteps has seen fewer than N samples since its reset; the
+    /// output's oldest rows are still zeros.
+    Warming {
+        /// Steps still needed before the output is complete.
+        remaining: usize,
+    },
+}
+
+/// One input timestep or window.
+#[derive(Clone, Copy)]
+enum Source<'x> {
+    Features(&'x [f32]),
+    Tokens(&'x [u32]),
+}
+
+/// Runs one model over caller-owned memory. Many runtimes can share one [`Model`].
+#[derive(Debug)]
+pub struct Runtime<'m, 'b> {
+    model: &'m Model<'m>,
+    state: &'b mut [f32],
+    scratch: &'b mut [f32],
+    /// Streaming steps since the last reset, saturating at the kept history length.
+    seen: usize,
+}
+
+impl<'m, 'b> Runtime<'m, 'b> {
+    /// Prepares a runtime in `memory`, which must hold at least [`Model::memory`]`().state` words; the
+    /// rest is scratch. Give [`Model::memory`]`().total()` words to stream, or
+    /// [`Model::window_memory`]`(steps).total()` to run windows. The state starts at its initial value.
+    pub fn new(model: &'m Model<'m>, memory: &'b mut [f32]) -> Result<Self, Error> {
+        let needed = model.memory().state;
+        if memory.len() < needed {
+            return Err(Error::BufferTooSmall {
+                needed,
+                got: memory.len(),
+            });
+        }
+        let (state, scratch) = memory.split_at_mut(needed);
+        let mut runtime = Self {
+            model,
+            state,
+            scratch,
+            seen: 0,
+        };
+        runtime.reset();
+        Ok(runtime)
+    }
+
+    /// The model this runtime runs.
+    pub fn model(&self) -> &'m Model<'m> {
+        self.model
+    }
+
+    /// Returns every state to its initial value (constant initial states, or zeros).
+    pub fn reset(&mut self) {
+        self.state.iter_mut().for_each(|v| *v = 0.0);
+        for (layer, plan) in self.model.layers().iter().zip(self.model.plans()) {
+            if let Layer::Recurrent(r) = layer {
+                let words = cell::state_words(r.cell, r.hidden as usize);
+                let directions = [Some(&r.forward), r.backward.as_ref()];
+                for (d, weights) in directions.into_iter().flatten().enumerate() {
+                    let offset = plan.state_offset + d * words;
+                    if let Some(slot) = self.state.get_mut(offset..offset + words) {
+                        let (h, c) = slot.split_at_mut(r.hidden as usize);
+                        cell::reset(weights, h, c);
+                    }
+                }
+            }
+        }
+        self.seen = 0;
+    }
+
+    /// The state kept between steps, to save across deep sleep.
+    pub fn state(&self) -> &[f32] {
+        self.state
+    }
+
+    /// Restores a state saved by [`Runtime::state`] from a runtime of the same model. A restored
+    /// runtime counts as warmed up.
+    pub fn restore_state(&mut self, state: &[f32]) -> Result<(), Error> {
+        if state.len() != self.state.len() {
+            return Err(Error::StateLength {
+                expected: self.state.len(),
+                got: state.len(),
+            });
+        }
+        self.state.copy_from_slice(state);
+        self.seen = self.model.step_output_steps();
+        Ok(())
+    }
+
+    /// Feeds one timestep of features and writes the output for the sequence so far:
+    /// [`Model::step_output_len`] values.
+    pub fn step(&mut self, input: &[f32], output: &mut [f32]) -> Result<Status, Error> {
+        self.advance(Source::Features(input), output)
+    }
+
+    /// Feeds one token id (models whose first layer is an embedding) and writes the output for the
+    /// sequence so far.
+    pub fn step_token(&mut self, token: u32, output: &mut [f32]) -> Result<Status, Error> {
+        self.advance(Source::Tokens(core::slice::from_ref(&token)), output)
+    }
+
+    /// Runs a whole window of features, `steps × features` values, from the initial state, and writes
+    /// [`Model::output_len`]`(steps)` values. Returns the number of output timesteps.
+    pub fn run_window(&mut self, input: &[f32], output: &mut [f32]) -> Result<usize, Error> {
+        self.window(Source::Features(input), output)
+    }
+
+    /// Runs a whole window of token ids from the initial state; see [`Runtime::run_window`].
+    pub fn run_window_tokens(
+        &mut self,
+        tokens: &[u32],
+        output: &mut [f32],
+    ) -> Result<usize, Error> {
+        self.window(Source::Tokens(tokens), output)
+    }
+
+    fn check_source(&self, source: Source<'_>) -> Result<usize, Error> {
+        let model = self.model;
+        match (source, model.input().kind) {
+            (Source::Features(x), crate::format::InputKind::Features(n)) => {
+                let n = n as usize;
+                if x.is_empty() || x.len() % n != 0 {
+                    return Err(Error::InputLength {
+                        expected: n,
+                        got: x.len(),
+                    });
+                }
+                Ok(x.len() / n)
+            }
+            (Source::Tokens(ids), crate::format::InputKind::Tokens) => {
+                if ids.is_empty() {
+                    return Err(Error::InputLength {
+                        expected: 1,
+                        got: 0,
+                    });
+                }
+                if let Some(Layer::Embedding(e)) = model.layers().first() {
+                    let vocab = e.table.rows;
+                    if let Some(&token) = ids.iter().find(|&&t| t as usize >= vocab) {
+                        return Err(Error::TokenOutOfRange {
+                            token,
+                            vocab: vocab as u32,
+                        });
+                    }
+                }
+                Ok(ids.len())
+            }
+            _ => Err(Error::WrongInputKind),
+        }
+    }
+
+    fn advance(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<Status, Error> {
+        let model = self.model;
+        if !model.is_streamable() {
+            return Err(Error::NotStreamable);
+        }
+        if self.check_source(source)? != 1 {
+            return Err(Error::InputLength {
+                expected: model.input_width(),
+                got: match source {
+                    Source::Features(x) => x.len(),
+                    Source::Tokens(t) => t.len(),
+                },
+            });
+        }
+        let expected = model.step_output_len();
+        if output.len() != expected {
+            return Err(Error::OutputLength {
+                expected,
+                got: output.len(),
+            });
+        }
+        let needed = model.memory().scratch;
+        if self.scratch.len() < needed {
+            return Err(Error::BufferTooSmall {
+                needed: needed + self.state.len(),
+                got: self.scratch.len() + self.state.len(),
+            });
+        }
+        let width = model.max_width();
+        let (mut cur, rest) = self.scratch.split_at_mut(width);
+        let (mut next, cells) = rest.split_at_mut(width);
+        if let Source::Features(x) = source {
+            copy(cur, x);
+        }
+        let (recurrent_state, history) = self.state.split_at_mut(model.recurrent_state());
+        for (layer, plan) in model.layers().iter().zip(model.plans()) {
+            let x = cur.get(..plan.input_width).unwrap_or(&[]);
+            let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
+            match layer {
+                Layer::Embedding(e) => {
+                    if let Source::Tokens(ids) = source {
+                        let token = ids.first().copied().unwrap_or(0) as usize;
+                        copy(y, e.table.rows(token, 1));
+                    }
+                }
+                Layer::Recurrent(r) => {
+                    let words = cell::state_words(r.cell, r.hidden as usize);
+                    let slot = recurrent_state
+                        .get_mut(plan.state_offset..plan.state_offset + words)
+                        .unwrap_or(&mut []);
+                    let (h, c) = slot.split_at_mut((r.hidden as usize).min(slot.len()));
+                    cell::step(r, &r.forward, x, h, c, cells);
+                    copy(y, h);
+                }
+                Layer::Dense(d) => dense(d, x, y),
+                Layer::Crop { .. } | Layer::KeepLast { .. } => copy(y, x),
+            }
+            core::mem::swap(&mut cur, &mut next);
+        }
+        let out_width = model.output_width();
+        let last = cur.get(..out_width).unwrap_or(&[]);
+        match model.stream_keep() {
+            None => {
+                copy(output, last);
+                Ok(Status::Ready)
+            }
+            Some(keep) => {
+                // The history is a shift register of the last `keep` outputs, oldest first.
+                history.copy_within(out_width.min(history.len()).., 0);
+                let newest = history.len().saturating_sub(out_width);
+                copy(history.get_mut(newest..).unwrap_or(&mut []), last);
+                copy(output, history);
+                self.seen = (self.seen + 1).min(keep);
+                Ok(if self.seen == keep {
+                    Status::Ready
+                } else {
+                    Status::Warming {
+                        remaining: keep - self.seen,
+                    }
+                })
+            }
+        }
+    }
+
+    fn window(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<usize, Error> {
+        let model = self.model;
+        let steps = self.check_source(source)?;
+        let out_steps = model.output_steps(steps)?;
+        let expected = out_steps * model.output_width();
+        if output.len() != expected {
+            return Err(Error::OutputLength {
+                expected,
+                got: output.len(),
+            });
+        }
+        let needed = model.window_memory(steps)?;
+        if self.scratch.len() < needed.scratch {
+            return Err(Error::BufferTooSmall {
+                needed: needed.total(),
+                got: self.scratch.len() + self.state.len(),
+            });
+        }
+        self.reset();
+        let sequence = steps * model.max_width();
+        let (mut cur, rest) = self.scratch.split_at_mut(sequence);
+        let (mut next, cells) = rest.split_at_mut(sequence);
+        if let Source::Features(x) = source {
+            copy(cur, x);
+        }
+        let mut t = steps;
+        for (layer, plan) in model.layers().iter().zip(model.plans()) {
+            let (w_in, w_out) = (plan.input_width, plan.output_width);
+            let x = cur.get(..t * w_in).unwrap_or(&[]);
+            match layer {
+                Layer::Embedding(e) => {
+                    if let Source::Tokens(ids) = source {
+                        for (row, &token) in next.chunks_exact_mut(w_out).zip(ids) {
+                            copy(row, e.table.rows(token as usize, 1));
+                        }
+                    }
+                }
+                Layer::Recurrent(r) => {
+                    let slot = self.state.get_mut(plan.state_offset..).unwrap_or(&mut []);
+                    recurrent_window(r, x, t, w_in, next, cells, slot);
+                    if !r.return_sequences {
+                        t = 1;
+                    }
+                }
+                Layer::Dense(d) => {
+                    for (x_row, y_row) in x.chunks_exact(w_in).zip(next.chunks_exact_mut(w_out)) {
+                        dense(d, x_row, y_row);
+                    }
+                }
+                Layer::Crop { start, end } => {
+                    let keep = t.saturating_sub(*start as usize + *end as usize);
+                    copy(next, x.get(*start as usize * w_in..).unwrap_or(&[]));
+                    t = keep;
+                }
+                Layer::KeepLast { steps: keep } => {
+                    let keep = *keep as usize;
+                    let from = t.saturating_sub(keep) * w_in;
+                    copy(next, x.get(from..).unwrap_or(&[]));
+                    t = keep;
+                }
+            }
+            core::mem::swap(&mut cur, &mut next);
+        }
+        copy(output, cur);
+        Ok(out_steps)
+    }
+}
+
+/// Runs a recurrent layer over a packed `steps × input` window, writing each output row (or the one
+/// final row) into `out`. `state` starts with this layer's forward state, then its backward state.
+fn recurrent_window(
+    r: &Recurrent<Mat<'_>>,
+    input: &[f32],
+    steps: usize,
+    width: usize,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    state: &mut [f32],
+) {
+    let hidden = r.hidden as usize;
+    let words = cell::state_words(r.cell, hidden);
+    let out_width = match r.direction {
+        Direction::Bidirectional(Merge::Concat) => 2 * hidden,
+        _ => hidden,
+    };
+    let passes = [
+        (Some(&r.forward), matches!(r.direction, Direction::Reverse)),
+        (r.backward.as_ref(), true),
+    ];
+    for (pass, (weights, reversed)) in passes.into_iter().enumerate() {
+        let Some(weights) = weights else { continue };
+        let slot = state
+            .get_mut(pass * words..(pass + 1) * words)
+            .unwrap_or(&mut []);
+        let (h, c) = slot.split_at_mut(hidden.min(slot.len()));
+        for k in 0..steps {
+            let t = if reversed { steps - 1 - k } else { k };
+            let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
+            cell::step(r, weights, x, h, c, scratch);
+            if r.return_sequences {
+                let row = out
+                    .get_mut(t * out_width..(t + 1) * out_width)
+                    .unwrap_or(&mut []);
+                merge(r.direction, pass, row, h);
+            }
+        }
+        if !r.return_sequences {
+            merge(
+                r.direction,
+                pass,
+                out.get_mut(..out_width).unwrap_or(&mut []),
+                h,
+            );
+        }
+    }
+}
+
+/// Writes one direction's output into a row: the first pass writes, the backward pass merges.
+fn merge(direction: Direction, pass: usize, row: &mut [f32], h: &[f32]) {
+    match (direction, pass) {
+        (Direction::Bidirectional(Merge::Concat), _) => {
+            let hidden = h.len();
+            copy(row.get_mut(pass * hidden..).unwrap_or(&mut []), h);
+        }
+        (_, 0) => copy(row, h),
+        (Direction::Bidirectional(Merge::Sum), _) => add(row, h),
+        (Direction::Bidirectional(Merge::Mul), _) => {
+            row.iter_mut().zip(h).for_each(|(v, h)| *v *= h)
+        }
+        (Direction::Bidirectional(Merge::Ave), _) => {
+            row.iter_mut().zip(h).for_each(|(v, h)| *v = (*v + h) / 2.0)
+        }
+        _ => {}
+    }
+}
+
+/// y = act(W x + b)
+fn dense(d: &Dense<Mat<'_>>, x: &[f32], y: &mut [f32]) {
+    matvec(d.weight.data, x, y);
+    if let Some(b) = &d.bias {
+        add(y, b.data);
+    }
+    apply(d.activation, y);
+}
+
+/// Copies the common prefix of two slices.
+#[inline]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+}
