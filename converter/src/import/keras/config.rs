@@ -602,4 +602,84 @@ mod tests {
         );
         assert_eq!(chain.layers.len(), 1);
     }
+
+    fn chain_error(json: &str) -> String {
+        let root: Value = serde_json::from_str(json).unwrap();
+        match chain(&root) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    const INPUT: &str = r#"{"class_name": "InputLayer", "name": "x",
+        "config": {"batch_shape": [null, 5, 3], "name": "x"}, "inbound_nodes": []}"#;
+
+    fn keras3_tensor(layer: &str) -> String {
+        format!(
+            r#"{{"class_name": "__keras_tensor__", "config": {{"shape": [null, 5, 3],
+               "keras_history": ["{layer}", 0, 0]}}}}"#
+        )
+    }
+
+    #[test]
+    fn two_inputs_are_refused() {
+        let json = format!(
+            r#"{{"class_name": "Functional", "config": {{"name": "m", "layers": [{INPUT},
+                 {{"class_name": "InputLayer", "name": "y",
+                   "config": {{"batch_shape": [null, 5, 3], "name": "y"}}, "inbound_nodes": []}},
+                 {{"class_name": "Add", "name": "add", "config": {{"name": "add"}},
+                   "inbound_nodes": [{{"args": [[{}, {}]], "kwargs": {{}}}}]}}],
+               "input_layers": [["x", 0, 0], ["y", 0, 0]], "output_layers": ["add", 0, 0]}}}}"#,
+            keras3_tensor("x"),
+            keras3_tensor("y")
+        );
+        assert!(chain_error(&json).contains("2 inputs"));
+    }
+
+    #[test]
+    fn a_shared_layer_is_refused() {
+        let node = format!(r#"{{"args": [{}], "kwargs": {{}}}}"#, keras3_tensor("x"));
+        let json = format!(
+            r#"{{"class_name": "Functional", "config": {{"name": "m", "layers": [{INPUT},
+                 {{"class_name": "Dense", "name": "d", "config": {{"name": "d"}},
+                   "inbound_nodes": [{node}, {node}]}}],
+               "input_layers": ["x", 0, 0], "output_layers": ["d", 0, 0]}}}}"#
+        );
+        let err = chain_error(&json);
+        assert!(
+            err.contains("'d' (Dense)") && err.contains("called 2 times"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_state_output_is_refused() {
+        let json = format!(
+            r#"{{"class_name": "Functional", "config": {{"name": "m", "layers": [{INPUT},
+                 {{"class_name": "LSTM", "name": "l", "config": {{"name": "l", "return_state": true}},
+                   "inbound_nodes": [{{"args": [{}], "kwargs": {{}}}}]}}],
+               "input_layers": ["x", 0, 0], "output_layers": ["l", 0, 1]}}}}"#,
+            keras3_tensor("x")
+        );
+        let err = chain_error(&json);
+        assert!(
+            err.contains("'l' (LSTM)") && err.contains("return_state=True"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_configs_are_errors() {
+        for json in [
+            r#"{}"#,
+            r#"{"class_name": "Sequential"}"#,
+            r#"{"class_name": "Sequential", "config": {"layers": [{"class_name": "LSTM"}]}}"#,
+            r#"{"class_name": "Sequential", "config": {"layers": [{"class_name": "LSTM", "config": {"name": "l"}}]}}"#,
+            r#"{"class_name": "Functional", "config": {"layers": []}}"#,
+            r#"{"class_name": "Functional", "config": {"layers": [], "input_layers": [], "output_layers": []}}"#,
+            r#"{"class_name": "MyModel", "config": {}}"#,
+        ] {
+            chain_error(json);
+        }
+    }
 }
