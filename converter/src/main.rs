@@ -44,6 +44,16 @@ enum Command {
         /// The blob.
         model: PathBuf,
     },
+    /// The bundled example end to end: import the KPI forecaster trained in Keras, write its blob, run it
+    /// windowed against Keras' own outputs, then stream one window sample by sample.
+    Demo {
+        /// Folder with kpi_forecaster.keras, input.npy and expected.npy.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kpi"))]
+        example: PathBuf,
+        /// Where to write the blob.
+        #[arg(short, long, default_value = "out/kpi_forecaster.trnn")]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,7 +102,78 @@ fn execute(cli: Cli) -> Result<()> {
             print!("{}", describe(&model, &blob)?);
             Ok(())
         }
+        Command::Demo { example, output } => demo(&example, &output),
     }
+}
+
+fn demo(example: &Path, output: &Path) -> Result<()> {
+    let source = example.join("kpi_forecaster.keras");
+    println!("1. import {}", source.display());
+    let spec = import::import(&source)?;
+    let blob = write::to_blob(&spec)?;
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(output, &blob).with_context(|| format!("writing {}", output.display()))?;
+    println!("   wrote {} ({} bytes)\n", output.display(), blob.len());
+    print!("{}", describe(output, &blob)?);
+
+    let input = npy::read(&example.join("input.npy"))?;
+    let expected = npy::read(&example.join("expected.npy"))?;
+    println!(
+        "\n2. run {} windows of {:?} through the engine",
+        input.shape[0],
+        &input.shape[1..]
+    );
+    let y = run::run_batch(&blob, &input)?;
+    let (npy::Data::Float(ours), npy::Data::Float(keras)) = (&y.data, &expected.data) else {
+        anyhow::bail!("expected float arrays");
+    };
+    anyhow::ensure!(
+        y.shape == expected.shape,
+        "output shape {:?}, Keras gave {:?}",
+        y.shape,
+        expected.shape
+    );
+    let worst = ours
+        .iter()
+        .zip(keras)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "   output {:?}; largest difference from Keras model.predict: {worst:.2e}",
+        y.shape
+    );
+
+    println!("\n3. stream the last window one sample at a time (state kept between calls)");
+    let aligned = run::AlignedBlob::new(&blob);
+    let model = aligned.open()?;
+    let mut memory = vec![0.0f32; model.memory().total()];
+    let mut runtime = tinyrnn::Runtime::new(&model, &mut memory)?;
+    let npy::Data::Float(x) = &input.data else {
+        anyhow::bail!("expected float input");
+    };
+    let (steps, width) = (input.shape[1], input.shape[2]);
+    let last = &x[x.len() - steps * width..];
+    let mut forecast = vec![0.0f32; model.step_output_len()];
+    for (t, sample) in last.chunks_exact(width).enumerate() {
+        let status = runtime.step(sample, &mut forecast)?;
+        let values: Vec<String> = forecast.iter().map(|v| format!("{v:.4}")).collect();
+        println!(
+            "   sample {t}: {sample:?} -> {status:?} [{}]",
+            values.join(", ")
+        );
+    }
+    let windowed = &ours[ours.len() - forecast.len()..];
+    println!(
+        "   streamed forecast equals the windowed one: {}",
+        forecast
+            .iter()
+            .zip(windowed)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %)");
+    Ok(())
 }
 
 fn read_blob(path: &Path) -> Result<Vec<u8>> {
