@@ -78,7 +78,8 @@ fn mismatch(actual: &npy::Array, expected: &npy::Array) -> Option<String> {
     }
     let (a, e) = (floats(actual), floats(expected));
     a.iter().zip(e).enumerate().find_map(|(i, (a, e))| {
-        let bad = !((a - e).abs() <= ATOL + RTOL * e.abs());
+        let within = (a - e).abs() <= ATOL + RTOL * e.abs();
+        let bad = a.is_nan() || e.is_nan() || !within;
         bad.then(|| {
             format!(
                 "element {i}: {a} vs reference {e} (difference {:.3e})",
