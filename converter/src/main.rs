@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tinyrnn_converter::{import, npy, report, run, write};
+use tinyrnn_converter::{compare, import, npy, report, run, write};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,10 @@ enum Command {
         /// Where to write the output (float32 .npy); printed when absent.
         #[arg(short, long, value_name = "Y.npy")]
         output: Option<PathBuf>,
+        /// The source framework's output for the same input: fail unless every value is within
+        /// 1e-5 + 1e-4·|reference|.
+        #[arg(long, value_name = "REFERENCE.npy")]
+        expect: Option<PathBuf>,
     },
     /// Print a blob's layers, shapes, parameter counts, memory and compute.
     Inspect {
@@ -82,6 +86,7 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             input,
             output,
+            expect,
         } => {
             let blob = read_blob(&model)?;
             let x = npy::read(&input)?;
@@ -94,6 +99,9 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 (None, npy::Data::Float(values)) => print_array(&y.shape, values),
                 (_, npy::Data::Int(_)) => anyhow::bail!("the engine returned integers"),
+            }
+            if let Some(reference) = expect {
+                check_against(&y, &reference)?;
             }
             Ok(())
         }
@@ -119,7 +127,6 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
     print!("{}", describe(output, &blob)?);
 
     let input = npy::read(&example.join("input.npy"))?;
-    let expected = npy::read(&example.join("expected.npy"))?;
     println!(
         "\n2. run {} windows of {:?} through the engine",
         input.shape[0],
@@ -173,6 +180,29 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
     println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %)");
+    Ok(())
+}
+
+/// Compares an output with a reference file and fails when any value is out of tolerance.
+fn check_against(y: &npy::Array, reference: &Path) -> Result<()> {
+    let expected = npy::read(reference)?;
+    let c = compare::compare(y, &expected)
+        .with_context(|| format!("comparing with {}", reference.display()))?;
+    if let Some((index, ours, theirs)) = c.first_mismatch {
+        anyhow::bail!(
+            "output differs from {} at element {index}: {ours} vs {theirs} (tolerance {} + {}·|reference|)",
+            reference.display(),
+            compare::ATOL,
+            compare::RTOL
+        );
+    }
+    println!(
+        "   matches {} within {} + {}·|reference| (largest difference {:.2e})",
+        reference.display(),
+        compare::ATOL,
+        compare::RTOL,
+        c.max_abs_diff
+    );
     Ok(())
 }
 

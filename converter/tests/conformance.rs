@@ -7,11 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use tinyrnn_converter::npy::{self, Data};
+use tinyrnn_converter::compare::compare;
+use tinyrnn_converter::npy;
 use tinyrnn_converter::{import, run, write};
-
-const ATOL: f32 = 1e-5;
-const RTOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -61,32 +59,17 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-fn floats(a: &npy::Array) -> &[f32] {
-    match &a.data {
-        Data::Float(v) => v,
-        Data::Int(_) => panic!("expected floats"),
-    }
-}
-
-/// The first element out of tolerance, as a message.
+/// Why an output is out of tolerance, if it is.
 fn mismatch(actual: &npy::Array, expected: &npy::Array) -> Option<String> {
-    if actual.shape != expected.shape {
-        return Some(format!(
-            "shape {:?}, expected {:?}",
-            actual.shape, expected.shape
-        ));
-    }
-    let (a, e) = (floats(actual), floats(expected));
-    a.iter().zip(e).enumerate().find_map(|(i, (a, e))| {
-        let within = (a - e).abs() <= ATOL + RTOL * e.abs();
-        let bad = a.is_nan() || e.is_nan() || !within;
-        bad.then(|| {
+    match compare(actual, expected) {
+        Err(err) => Some(format!("{err:#}")),
+        Ok(c) => c.first_mismatch.map(|(i, a, e)| {
             format!(
                 "element {i}: {a} vs reference {e} (difference {:.3e})",
                 (a - e).abs()
             )
-        })
-    })
+        }),
+    }
 }
 
 #[test]
@@ -145,12 +128,7 @@ fn every_fixture_matches_its_framework_through_the_library() {
                 Some(why) => failures.push(format!("{}: {why}", case.name)),
                 None => {
                     matched += 1;
-                    let diff = floats(&y)
-                        .iter()
-                        .zip(floats(&expected))
-                        .map(|(a, b)| (a - b).abs())
-                        .fold(0.0, f32::max);
-                    worst = worst.max(diff);
+                    worst = worst.max(compare(&y, &expected).map_or(0.0, |c| c.max_abs_diff));
                 }
             },
             Err(err) => failures.push(format!("{}: run failed: {err:#}", case.name)),
