@@ -9,37 +9,6 @@ use tinyrnn::format::{
 };
 use tinyrnn_converter::spec::{ModelSpec, Tensor};
 
-/// Absolute tolerance against framework references.
-pub const ATOL: f32 = 1e-5;
-/// Relative tolerance against framework references.
-pub const RTOL: f32 = 1e-4;
-
-/// Largest `|a - b| - (ATOL + RTOL·|b|)` over two arrays, with the index where it occurs: the comparison
-/// passes when the value is ≤ 0. Lengths must match.
-pub fn worst_excess(actual: &[f32], expected: &[f32]) -> (f32, usize) {
-    assert_eq!(actual.len(), expected.len(), "output lengths differ");
-    let mut worst = (f32::NEG_INFINITY, 0);
-    for (i, (a, b)) in actual.iter().zip(expected).enumerate() {
-        let excess = if a.is_nan() || b.is_nan() {
-            f32::INFINITY
-        } else {
-            (a - b).abs() - (ATOL + RTOL * b.abs())
-        };
-        if excess > worst.0 {
-            worst = (excess, i);
-        }
-    }
-    worst
-}
-
-/// Largest absolute difference between two arrays.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 /// The fixtures folder.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
