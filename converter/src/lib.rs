@@ -1,8 +1,10 @@
 //! The tinyrnn desktop converter: imports trained models, writes, inspects and runs model blobs.
 #![deny(missing_docs)]
 
+pub mod compare;
 pub mod import;
 pub mod npy;
+pub mod report;
 pub mod run;
 pub mod spec;
 pub mod write;

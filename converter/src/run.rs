@@ -76,9 +76,19 @@ pub fn run_model(model: &Model<'_>, input: &Array) -> Result<Array> {
         "input shape {:?} is empty",
         input.shape
     );
-    let out_steps = model
-        .output_steps(steps)
-        .with_context(|| format!("a window of {steps} timesteps does not fit this model"))?;
+    if let Some(fixed) = model.input().steps {
+        ensure!(
+            steps == fixed as usize,
+            "input has {steps} timesteps per window (shape {:?}); this model takes windows of exactly {fixed}",
+            input.shape
+        );
+    }
+    let out_steps = model.output_steps(steps).with_context(|| {
+        format!(
+            "input shape {:?}: the model crops more timesteps than the window has",
+            input.shape
+        )
+    })?;
     let out_len = model.output_len(steps)?;
     let memory = model.window_memory(steps)?;
     let mut buffer = vec![0.0f32; memory.total()];

@@ -549,3 +549,125 @@ fn check_cell(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::format::{Dense, InputLayout, OutputLayout, TENSOR_ALIGN};
+    use crate::Runtime;
+
+    /// A blob holding one Dense layer `y = W x + b` with `W = [[1, 2, 3], [4, 5, 6]]`, `b = [0.5, -1]`.
+    fn dense_blob() -> Vec<u8> {
+        let values: [f32; 8] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, -1.0];
+        let mut layers = heapless::Vec::new();
+        let tensor = |rows, cols, offset| TensorRef {
+            dtype: DType::F32,
+            rows,
+            cols,
+            offset,
+        };
+        layers
+            .push(Layer::Dense(Dense {
+                weight: tensor(2, 3, 0),
+                bias: Some(tensor(2, 1, 32)),
+                activation: Activation::Linear,
+            }))
+            .unwrap();
+        let header = Header {
+            input: Input {
+                kind: InputKind::Features(3),
+                steps: None,
+            },
+            layers,
+            io: IoLayout {
+                input: InputLayout::BatchFirst,
+                output: OutputLayout::BatchFirst,
+            },
+            meta: Meta {
+                name: "dense",
+                source: "hand-built",
+                producer: "engine tests",
+            },
+        };
+        let encoded = postcard::to_allocvec(&header).unwrap();
+        let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&MAGIC);
+        blob.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        blob.extend_from_slice(&[0, 0]);
+        blob.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
+        blob.extend_from_slice(&encoded);
+        blob.resize(data_offset, 0);
+        for v in &values[..6] {
+            blob.extend_from_slice(&v.to_le_bytes());
+        }
+        blob.resize(data_offset + 32, 0);
+        for v in &values[6..] {
+            blob.extend_from_slice(&v.to_le_bytes());
+        }
+        let crc = CRC.checksum(&blob);
+        blob.extend_from_slice(&crc.to_le_bytes());
+        blob
+    }
+
+    /// Copies bytes to `offset` bytes past a 16-byte boundary.
+    fn placed(bytes: &[u8], offset: usize) -> (Vec<u128>, usize) {
+        let mut words = std::vec![0u128; (bytes.len() + offset).div_ceil(TENSOR_ALIGN) + 1];
+        let storage: &mut [u8] = bytes_of_mut(&mut words);
+        storage[offset..offset + bytes.len()].copy_from_slice(bytes);
+        (words, bytes.len())
+    }
+
+    fn bytes_of_mut(words: &mut [u128]) -> &mut [u8] {
+        // SAFETY: u8 has no alignment or validity requirements, and the view covers exactly the
+        // words' bytes for the borrow's lifetime.
+        unsafe {
+            core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 16)
+        }
+    }
+
+    fn view(words: &[u128], offset: usize, len: usize) -> &[u8] {
+        // SAFETY: as above, read-only.
+        let all =
+            unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 16) };
+        &all[offset..offset + len]
+    }
+
+    #[test]
+    fn aligned_blob_opens_and_runs_in_place() {
+        let blob = dense_blob();
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        let mut memory = [0.0f32; 16];
+        let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+        let mut y = [0.0f32; 2];
+        runtime.step(&[1.0, 0.0, -1.0], &mut y).unwrap();
+        assert_eq!(y, [1.0 - 3.0 + 0.5, 4.0 - 6.0 - 1.0]);
+    }
+
+    #[test]
+    fn misaligned_blob_is_refused() {
+        let blob = dense_blob();
+        for offset in 1..4 {
+            let (words, len) = placed(&blob, offset);
+            assert_eq!(
+                Model::open(view(&words, offset, len)).err(),
+                Some(Error::Misaligned)
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let blob = dense_blob();
+        let (words, len) = placed(&blob, 0);
+        let bytes = view(&words, 0, len);
+        for n in 0..len {
+            assert!(Model::open(&bytes[..n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Conformance against the real frameworks: every fixture in `tests/fixtures/{keras,onnx}/manifest.json`
+//! is imported and run both through the library (import → blob → engine) and through the `tinyrnn` CLI
+//! (`import` then `run`), and must match the framework's output within `1e-5 + 1e-4·|reference|`.
+//! Negative cases must be refused with the error the manifest names.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use tinyrnn_converter::compare::compare;
+use tinyrnn_converter::npy;
+use tinyrnn_converter::{import, run, write};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// One model file of a manifest case.
+struct Case {
+    name: String,
+    model: PathBuf,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    params: Option<usize>,
+    error_contains: Option<String>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for suite in ["keras", "onnx"] {
+        let dir = fixtures().join(suite);
+        let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
+            continue;
+        };
+        let entries: Vec<Value> = serde_json::from_str(&text).expect("manifest parses");
+        for entry in entries {
+            let name = entry["name"].as_str().expect("name").to_string();
+            let path = |key: &str| entry.get(key).and_then(Value::as_str).map(|f| dir.join(f));
+            for key in ["keras", "h5", "onnx"] {
+                if let Some(model) = path(key) {
+                    cases.push(Case {
+                        name: format!("{suite}/{name} ({key})"),
+                        model,
+                        input: path("input"),
+                        output: path("output"),
+                        params: entry
+                            .get("params")
+                            .and_then(Value::as_u64)
+                            .map(|p| p as usize),
+                        error_contains: entry
+                            .get("error_contains")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    });
+                }
+            }
+        }
+    }
+    cases
+}
+
+/// Why an output is out of tolerance, if it is.
+fn mismatch(actual: &npy::Array, expected: &npy::Array) -> Option<String> {
+    match compare(actual, expected) {
+        Err(err) => Some(format!("{err:#}")),
+        Ok(c) => c.first_mismatch.map(|(i, a, e)| {
+            format!(
+                "element {i}: {a} vs reference {e} (difference {:.3e})",
+                (a - e).abs()
+            )
+        }),
+    }
+}
+
+#[test]
+fn every_fixture_matches_its_framework_through_the_library() {
+    let cases = cases();
+    assert!(
+        !cases.is_empty(),
+        "no fixtures found under {}",
+        fixtures().display()
+    );
+    let mut failures = Vec::new();
+    let mut matched = 0;
+    let mut worst = 0.0f32;
+    for case in &cases {
+        let imported = import::import(&case.model);
+        if let Some(wanted) = &case.error_contains {
+            match imported {
+                Ok(_) => failures.push(format!(
+                    "{}: imported, but should fail with '{wanted}'",
+                    case.name
+                )),
+                Err(err) => {
+                    let text = format!("{err:#}");
+                    if !text.contains(wanted.as_str()) {
+                        failures.push(format!("{}: error '{text}' lacks '{wanted}'", case.name));
+                    }
+                }
+            }
+            continue;
+        }
+        let spec = match imported {
+            Ok(spec) => spec,
+            Err(err) => {
+                failures.push(format!("{}: import failed: {err:#}", case.name));
+                continue;
+            }
+        };
+        if let Some(params) = case.params {
+            if spec.parameter_count() != params {
+                failures.push(format!(
+                    "{}: {} parameters, Keras counts {params}",
+                    case.name,
+                    spec.parameter_count()
+                ));
+            }
+        }
+        let (Some(input), Some(output)) = (&case.input, &case.output) else {
+            failures.push(format!("{}: manifest lacks input or output", case.name));
+            continue;
+        };
+        let x = npy::read(input).expect("input fixture");
+        let expected = npy::read(output).expect("output fixture");
+        let blob = write::to_blob(&spec).expect("blob");
+        match run::run_batch(&blob, &x) {
+            Ok(y) => match mismatch(&y, &expected) {
+                Some(why) => failures.push(format!("{}: {why}", case.name)),
+                None => {
+                    matched += 1;
+                    worst = worst.max(compare(&y, &expected).map_or(0.0, |c| c.max_abs_diff));
+                }
+            },
+            Err(err) => failures.push(format!("{}: run failed: {err:#}", case.name)),
+        }
+    }
+    println!("{matched} cases matched; largest absolute difference {worst:.3e}");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_fixture_matches_its_framework_through_the_cli() {
+    let bin = env!("CARGO_BIN_EXE_tinyrnn");
+    let dir = std::env::temp_dir().join(format!("tinyrnn-cli-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for (index, case) in cases().iter().enumerate() {
+        let blob = dir.join(format!("{index}.trnn"));
+        let import = Command::new(bin)
+            .arg("import")
+            .arg(&case.model)
+            .arg("-o")
+            .arg(&blob)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&import.stderr);
+        if let Some(wanted) = &case.error_contains {
+            if import.status.success() || !stderr.contains(wanted.as_str()) {
+                failures.push(format!(
+                    "{}: expected failure with '{wanted}', got: {stderr}",
+                    case.name
+                ));
+            }
+            continue;
+        }
+        if !import.status.success() {
+            failures.push(format!("{}: import failed: {stderr}", case.name));
+            continue;
+        }
+        let (Some(input), Some(output)) = (&case.input, &case.output) else {
+            continue;
+        };
+        let y_path = dir.join(format!("{index}.npy"));
+        let run = Command::new(bin)
+            .arg("run")
+            .arg(&blob)
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(&y_path)
+            .output()
+            .unwrap();
+        if !run.status.success() {
+            failures.push(format!(
+                "{}: run failed: {}",
+                case.name,
+                String::from_utf8_lossy(&run.stderr)
+            ));
+            continue;
+        }
+        let y = npy::read(&y_path).unwrap();
+        let expected = npy::read(output).unwrap();
+        if let Some(why) = mismatch(&y, &expected) {
+            failures.push(format!("{}: {why}", case.name));
+        }
+        let inspect = Command::new(bin)
+            .arg("inspect")
+            .arg(&blob)
+            .output()
+            .unwrap();
+        if !inspect.status.success() {
+            failures.push(format!("{}: inspect failed", case.name));
+        }
+        if let Some(params) = case.params {
+            let text = String::from_utf8_lossy(&inspect.stdout);
+            if !text.contains(&format!("total parameters   {params}\n")) {
+                failures.push(format!(
+                    "{}: inspect does not report {params} parameters:\n{text}",
+                    case.name
+                ));
+            }
+        }
+        ran += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ran > 0 || cases().is_empty(), "no case ran");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

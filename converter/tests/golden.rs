@@ -1,0 +1,80 @@
+//! Golden bytes of the blob format: a change to the layout breaks this test and must bump the format
+//! version (docs/FORMAT.md).
+
+use tinyrnn::format::{
+    Activation, Dense, Input, InputKind, InputLayout, IoLayout, Layer, OutputLayout,
+};
+use tinyrnn::Runtime;
+use tinyrnn_converter::run::AlignedBlob;
+use tinyrnn_converter::spec::{ModelSpec, Tensor};
+use tinyrnn_converter::write::{to_blob, PRODUCER};
+
+fn dense_model() -> ModelSpec {
+    ModelSpec {
+        input: Input {
+            kind: InputKind::Features(2),
+            steps: Some(1),
+        },
+        layers: vec![Layer::Dense(Dense {
+            weight: Tensor::matrix(1, 2, vec![1.0, -2.0]).unwrap(),
+            bias: Some(Tensor::vector(vec![0.5])),
+            activation: Activation::Relu,
+        })],
+        io: IoLayout {
+            input: InputLayout::BatchFirst,
+            output: OutputLayout::BatchFirst,
+        },
+        name: "g".into(),
+        source: "s".into(),
+    }
+}
+
+#[rustfmt::skip]
+fn expected_bytes() -> Vec<u8> {
+    let mut header = vec![
+        0x00, 0x02,             // Input { kind: Features(2),
+        0x01, 0x01,             //         steps: Some(1) }
+        0x01,                   // layers: 1 element
+        0x01,                   // Layer::Dense
+        0x00, 0x01, 0x02, 0x00, //   weight: TensorRef { F32, rows 1, cols 2, offset 0 }
+        0x01, 0x00, 0x01, 0x01, 0x10, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 16 })
+        0x01,                   //   activation: Relu
+        0x00, 0x00,             // io: { input: BatchFirst, output: BatchFirst }
+        0x01, b'g', 0x01, b's', // meta: name "g", source "s",
+    ];
+    header.push(PRODUCER.len() as u8); // producer
+    header.extend_from_slice(PRODUCER.as_bytes());
+    let data_offset = (16 + header.len()).div_ceil(16) * 16;
+    let mut blob = b"TRNN".to_vec();
+    blob.extend_from_slice(&[1, 0, 0, 0]);
+    blob.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
+    blob.extend_from_slice(&header);
+    blob.resize(data_offset, 0);
+    blob.extend_from_slice(&1.0f32.to_le_bytes());
+    blob.extend_from_slice(&(-2.0f32).to_le_bytes());
+    blob.resize(data_offset + 16, 0);
+    blob.extend_from_slice(&0.5f32.to_le_bytes());
+    let crc = tinyrnn::format::CRC.checksum(&blob);
+    blob.extend_from_slice(&crc.to_le_bytes());
+    blob
+}
+
+#[test]
+fn writer_produces_the_specified_bytes() {
+    assert_eq!(to_blob(&dense_model()).unwrap(), expected_bytes());
+}
+
+#[test]
+fn engine_reads_the_specified_bytes() {
+    let blob = AlignedBlob::new(&expected_bytes());
+    let model = blob.open().unwrap();
+    assert_eq!(model.meta().name, "g");
+    let mut memory = vec![0.0; model.memory().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    let mut y = [0.0];
+    runtime.step(&[3.0, 1.0], &mut y).unwrap();
+    assert_eq!(y, [3.0 - 2.0 + 0.5]);
+    runtime.step(&[0.0, 1.0], &mut y).unwrap();
+    assert_eq!(y, [0.0]);
+}
