@@ -962,17 +962,27 @@ impl Importer {
         }
         self.claim(&act)?;
         // The last output of a forward recurrent layer is its final state: no need to keep a history.
-        let folded = match (&layer, self.layers.last_mut()) {
-            (Layer::KeepLast { steps: 1 }, Some(Layer::Recurrent(r)))
-                if r.direction == Direction::Forward && r.return_sequences =>
-            {
-                r.return_sequences = false;
-                true
+        // The last output of a reverse layer has read only the last timestep: keep that one step before
+        // the layer and let it return its final state. Either way the output is a vector, as in ONNX.
+        let last_step_of = match (&layer, self.layers.last_mut()) {
+            (Layer::KeepLast { steps: 1 }, Some(Layer::Recurrent(r))) if r.return_sequences => {
+                match r.direction {
+                    Direction::Forward | Direction::Reverse => {
+                        r.return_sequences = false;
+                        Some(r.direction)
+                    }
+                    Direction::Bidirectional(_) => None,
+                }
             }
-            _ => false,
+            _ => None,
         };
-        if !folded {
-            self.layers.push(layer);
+        match last_step_of {
+            Some(Direction::Forward) => {}
+            Some(_) => {
+                let at = self.layers.len().saturating_sub(1);
+                self.layers.insert(at, layer);
+            }
+            None => self.layers.push(layer),
         }
         self.version += 1;
         Ok(Act {

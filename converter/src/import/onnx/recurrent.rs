@@ -92,14 +92,12 @@ pub fn import(imp: &mut Importer, node: &Node) -> Result<()> {
         r.dims
     );
     let hidden = r.dims[2];
-    if let Some(a) = node.attr("hidden_size") {
-        ensure!(
-            a.i == hidden as i64,
-            "attribute 'hidden_size' is {}, but R has shape {:?} (hidden {hidden})",
-            a.i,
-            r.dims
-        );
-    }
+    let declared = node.int("hidden_size", hidden as i64)?;
+    ensure!(
+        declared == hidden as i64,
+        "attribute 'hidden_size' is {declared}, but R has shape {:?} (hidden {hidden})",
+        r.dims
+    );
     ensure!(
         w.dims == [directions, gates * hidden, input],
         "input W has shape {:?}; expected [{directions}, {}, {input}] for hidden {hidden} and {input} input \
