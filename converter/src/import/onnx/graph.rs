@@ -898,13 +898,12 @@ impl Importer {
                 }
             }
             x => {
-                let size = match act.size(x) {
-                    Sym::Int(n) => Some(n as usize),
-                    _ => None,
+                // Only a slice that keeps the whole axis (a no-op) is accepted.
+                let end = match act.size(x) {
+                    Sym::Int(n) => n,
+                    _ => TO_THE_END,
                 };
-                let whole = s == 0
-                    && size.is_none_or(|n| e >= n as i64)
-                    && (size.is_some() || e >= TO_THE_END);
+                let whole = s == 0 && e >= end;
                 ensure!(
                     whole,
                     "Slice {s}..{e} of axis {a} of {} is not supported: only the time axis (and the \
