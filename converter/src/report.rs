@@ -50,6 +50,10 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
                 steps = steps.map(|s| s.saturating_sub((start + end) as usize))
             }
             Layer::KeepLast { steps: keep } => steps = Some(*keep as usize),
+            Layer::LastStep => {
+                sequence = false;
+                steps = Some(1);
+            }
         }
         let params = layer.parameter_count(|m: &Mat<'_>| m.data.len());
         total += params;
@@ -65,7 +69,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         let _ = writeln!(
             out,
             "{index:<3} {:<44} {shape:<18} {params:>10}",
-            layer_name(layer)
+            layer_name(layer, |m| (m.rows, m.cols))
         );
     }
     let _ = writeln!(out, "\ntotal parameters   {total}");
@@ -122,8 +126,9 @@ fn activation_name(a: Activation) -> &'static str {
     }
 }
 
-/// A one-line description of a layer, e.g. `Bidirectional(LSTM(8), concat), sequences`.
-pub fn layer_name(layer: &Layer<Mat<'_>>) -> String {
+/// A one-line description of a layer, e.g. `Bidirectional(LSTM(8), concat), sequences`. `dims` gives a
+/// tensor's rows and columns.
+pub fn layer_name<T>(layer: &Layer<T>, dims: impl Fn(&T) -> (usize, usize)) -> String {
     match layer {
         Layer::Recurrent(r) => {
             let mut cell = match r.cell {
@@ -174,11 +179,15 @@ pub fn layer_name(layer: &Layer<Mat<'_>>) -> String {
         }
         Layer::Dense(d) => format!(
             "Dense({}, {})",
-            d.weight.rows,
+            dims(&d.weight).0,
             activation_name(d.activation)
         ),
-        Layer::Embedding(e) => format!("Embedding({}, {})", e.table.rows, e.table.cols),
+        Layer::Embedding(e) => {
+            let (vocab, dim) = dims(&e.table);
+            format!("Embedding({vocab}, {dim})")
+        }
         Layer::Crop { start, end } => format!("Crop({start}, {end})"),
         Layer::KeepLast { steps } => format!("KeepLast({steps})"),
+        Layer::LastStep => "LastStep".to_string(),
     }
 }

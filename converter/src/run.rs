@@ -161,6 +161,19 @@ fn lay_out(
             };
             Array::float(shape, values)
         }
+        OutputLayout::TimeFirst if model.output_is_sequence() => {
+            // (batch, time, features) → (time, batch, features)
+            let mut out = vec![0.0; values.len()];
+            for b in 0..batch {
+                for t in 0..steps {
+                    let from = (b * steps + t) * width;
+                    let to = (t * batch + b) * width;
+                    out[to..to + width].copy_from_slice(&values[from..from + width]);
+                }
+            }
+            Array::float(vec![steps, batch, width], out)
+        }
+        OutputLayout::TimeFirst => Array::float(vec![batch, width], values),
         OutputLayout::OnnxSequence {
             batch_first,
             directions,

@@ -27,45 +27,18 @@ fn field<'a>(case: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     case.get(key).and_then(|v| v.as_str())
 }
 
-/// A one-line description of the imported layers, e.g. `LSTM<-> seq | Dense(3, Relu)`.
+/// A one-line description of the imported layers.
 fn summary(spec: &tinyrnn_converter::spec::ModelSpec) -> String {
-    use tinyrnn::format::{Cell, Direction, Layer};
     let layers: Vec<String> = spec
         .layers
         .iter()
-        .map(|l| match l {
-            Layer::Recurrent(r) => {
-                let cell = match r.cell {
-                    Cell::SimpleRnn => "RNN".to_string(),
-                    Cell::Lstm { input_forget } => {
-                        format!("LSTM{}", if input_forget { "+if" } else { "" })
-                    }
-                    Cell::Gru { reset_after } => {
-                        format!("GRU{}", if reset_after { "+ra" } else { "" })
-                    }
-                };
-                let dir = match r.direction {
-                    Direction::Forward => "->".to_string(),
-                    Direction::Reverse => "<-".to_string(),
-                    Direction::Bidirectional(m) => format!("<->{m:?}"),
-                };
-                format!(
-                    "{cell}{dir}{}",
-                    if r.return_sequences { " seq" } else { "" }
-                )
-            }
-            Layer::Dense(d) => format!("Dense({}, {:?})", d.weight.rows, d.activation),
-            Layer::Embedding(e) => format!("Embedding({}x{})", e.table.rows, e.table.cols),
-            Layer::Crop { start, end } => format!("Crop({start},{end})"),
-            Layer::KeepLast { steps } => format!("KeepLast({steps})"),
-        })
+        .map(|l| tinyrnn_converter::report::layer_name(l, |t| (t.rows, t.cols)))
         .collect();
     layers.join(" | ")
 }
 
 /// Imports, writes and runs one case; returns the largest absolute error and a summary of the layers.
-/// `gap`: a known_gaps.json case, whose shape may differ from the reference's by size-1 axes.
-fn run_case(case: &serde_json::Value, gap: bool) -> Result<(f32, String), String> {
+fn run_case(case: &serde_json::Value) -> Result<(f32, String), String> {
     let dir = fixtures();
     let onnx_path = dir.join(field(case, "onnx").ok_or("no onnx")?);
     let bytes = std::fs::read(&onnx_path).map_err(|e| e.to_string())?;
@@ -75,24 +48,7 @@ fn run_case(case: &serde_json::Value, gap: bool) -> Result<(f32, String), String
         .map_err(|e| format!("{e:#}"))?;
     let expected = npy::read(&dir.join(field(case, "output").ok_or("no output")?))
         .map_err(|e| format!("{e:#}"))?;
-    let mut got = run_batch(&blob, &input).map_err(|e| format!("run: {e:#}"))?;
-    if gap {
-        // The blob cannot describe ONNX's exact shape here; the element order is the same and only
-        // size-1 axes differ, so compare the values under the reference's shape.
-        let squeeze = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
-        if got.shape == expected.shape {
-            return Err(
-                "the shape now matches: move this case from known_gaps.json to the manifest".into(),
-            );
-        }
-        if squeeze(&got.shape) != squeeze(&expected.shape) {
-            return Err(format!(
-                "shape {:?} vs {:?} differs beyond size-1 axes",
-                got.shape, expected.shape
-            ));
-        }
-        got.shape = expected.shape.clone();
-    }
+    let got = run_batch(&blob, &input).map_err(|e| format!("run: {e:#}"))?;
     let c = compare(&got, &expected).map_err(|e| format!("{e:#} (io {:?})", spec.io))?;
     match c.first_mismatch {
         None => Ok((c.max_abs_diff, summary(&spec))),
@@ -113,7 +69,7 @@ fn every_positive_case_matches_its_reference() {
     for case in cases.iter().filter(|c| c.get("output").is_some()) {
         let name = field(case, "name").unwrap_or("?");
         count += 1;
-        match run_case(case, false) {
+        match run_case(case) {
             Ok((err, layers)) => {
                 max_err = max_err.max(err);
                 println!("pass  {name:<38} {err:.1e}  {layers}");
@@ -134,22 +90,6 @@ fn every_positive_case_matches_its_reference() {
         "failing cases:\n{}",
         failures.join("\n")
     );
-}
-
-/// Cases the engine computes right but whose ONNX output shape the blob's output layouts cannot express
-/// yet (a time-first `(time, batch, features)` output; the last step of a bidirectional layer): the values
-/// must match, and the shapes may differ only by size-1 axes.
-#[test]
-fn known_layout_gaps_differ_only_by_size_one_axes() {
-    let gaps = read_list("known_gaps.json");
-    assert!(!gaps.is_empty());
-    for case in &gaps {
-        let name = field(case, "name").unwrap_or("?");
-        match run_case(case, true) {
-            Ok((err, layers)) => println!("gap   {name:<38} {err:.1e}  {layers}"),
-            Err(e) => panic!("{name}: {e}"),
-        }
-    }
 }
 
 #[test]

@@ -224,6 +224,8 @@ pub enum Layer<T> {
         /// Timesteps kept.
         steps: u32,
     },
+    /// The last timestep of a sequence, as a vector (`x[:, -1, :]`).
+    LastStep,
 }
 
 impl<T> Layer<T> {
@@ -256,6 +258,7 @@ impl<T> Layer<T> {
             Layer::Embedding(e) => Layer::Embedding(Embedding { table: f(e.table)? }),
             Layer::Crop { start, end } => Layer::Crop { start, end },
             Layer::KeepLast { steps } => Layer::KeepLast { steps },
+            Layer::LastStep => Layer::LastStep,
         })
     }
 }
@@ -279,7 +282,7 @@ impl<T> Layer<T> {
                 .sum(),
             Layer::Dense(d) => len(&d.weight) + opt(&d.bias),
             Layer::Embedding(e) => len(&e.table),
-            Layer::Crop { .. } | Layer::KeepLast { .. } => 0,
+            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => 0,
         }
     }
 }
@@ -331,6 +334,9 @@ pub enum InputLayout {
 pub enum OutputLayout {
     /// `(batch, …)` followed by the model's own output shape: Keras `model.predict`.
     BatchFirst,
+    /// `(time, batch, features)` for a sequence output, `(batch, features)` for a vector: a time-major
+    /// graph (PyTorch `batch_first=False`).
+    TimeFirst,
     /// ONNX recurrent `Y`: `(time, directions, batch, hidden)`, or `(batch, time, directions, hidden)`
     /// when `batch_first` (`layout=1`).
     OnnxSequence {

@@ -172,6 +172,16 @@ impl<'a> Model<'a> {
                         _ => streamable = false,
                     }
                 }
+                Layer::LastStep => {
+                    if !sequence || index == 0 && header.input.kind == InputKind::Tokens {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    if stream_keep.is_some() {
+                        streamable = false;
+                    }
+                    sequence = false;
+                    fixed_steps = Some(1);
+                }
                 Layer::KeepLast { steps } => {
                     if !sequence || *steps == 0 || *steps > MAX_STEPS {
                         return Err(Error::LayerMismatch { layer: id });
@@ -282,6 +292,7 @@ impl<'a> Model<'a> {
         for layer in &self.layers {
             t = match layer {
                 Layer::Recurrent(r) if !r.return_sequences => 1,
+                Layer::LastStep => 1,
                 Layer::Crop { start, end } => t
                     .checked_sub(*start as usize)
                     .and_then(|t| t.checked_sub(*end as usize))
@@ -450,7 +461,7 @@ fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
 
 fn check_io(io: &IoLayout) -> Result<(), Error> {
     match io.output {
-        format::OutputLayout::BatchFirst => Ok(()),
+        format::OutputLayout::BatchFirst | format::OutputLayout::TimeFirst => Ok(()),
         format::OutputLayout::OnnxSequence { directions, .. }
         | format::OutputLayout::OnnxFinalState { directions, .. } => {
             if directions == 1 || directions == 2 {

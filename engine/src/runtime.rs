@@ -223,7 +223,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
                     copy(y, h);
                 }
                 Layer::Dense(d) => dense(d, x, y),
-                Layer::Crop { .. } | Layer::KeepLast { .. } => copy(y, x),
+                // Per step, every timestep is the last one so far.
+                Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
             }
             core::mem::swap(&mut cur, &mut next);
         }
@@ -311,6 +312,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
                     let from = t.saturating_sub(keep) * w_in;
                     copy(next, x.get(from..).unwrap_or(&[]));
                     t = keep;
+                }
+                Layer::LastStep => {
+                    copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
+                    t = 1;
                 }
             }
             core::mem::swap(&mut cur, &mut next);

@@ -248,6 +248,34 @@ pub fn sample_models(seed: u64) -> Vec<(ModelSpec, usize)> {
     ));
     models.push((
         model(
+            "last-step",
+            2,
+            None,
+            vec![
+                recurrent(
+                    &mut rng,
+                    2,
+                    RecurrentOptions::new(Cell::Gru { reset_after: false }, 3),
+                ),
+                Layer::LastStep,
+                dense(&mut rng, 3, 2, Activation::Linear),
+            ],
+        ),
+        5,
+    ));
+    let mut bi = RecurrentOptions::new(Cell::SimpleRnn, 3);
+    bi.direction = Direction::Bidirectional(Merge::Concat);
+    models.push((
+        model(
+            "bidirectional-last-step",
+            2,
+            None,
+            vec![recurrent(&mut rng, 2, bi), Layer::LastStep],
+        ),
+        5,
+    ));
+    models.push((
+        model(
             "crop-both-ends",
             2,
             Some(8),

@@ -1598,6 +1598,17 @@ impl Importer {
     // ----------------------------------------------------------------------------------------------
     // The end
 
+    /// Whether the layers so far end in a sequence (rather than one vector per window).
+    fn chain_is_sequence(&self) -> bool {
+        self.layers
+            .iter()
+            .fold(true, |sequence, layer| match layer {
+                Layer::Recurrent(r) => r.return_sequences,
+                Layer::LastStep => false,
+                _ => sequence,
+            })
+    }
+
     /// Settles the graph output `act` and returns its batch layout.
     pub fn finish(&mut self, act: &Act) -> Result<OutputLayout> {
         ensure!(!act.tokens, "the graph output is the token-id input itself");
@@ -1624,6 +1635,15 @@ impl Importer {
                 },
             });
         }
+        // A time axis indexed away (Gather) leaves one timestep that ONNX no longer counts as a
+        // sequence; unless a layer already made the output a vector, say so in the chain.
+        let batch_and_features_only = act
+            .axes
+            .iter()
+            .all(|a| matches!(a, Axis::Batch | Axis::Feat));
+        if batch_and_features_only && act.steps == Some(1) && self.chain_is_sequence() {
+            self.layers.push(Layer::LastStep);
+        }
         let kept: Vec<Axis> = act
             .axes
             .iter()
@@ -1646,10 +1666,16 @@ impl Importer {
             [Batch] | [Batch, Feat] | [Batch, Time] | [Batch, Time, Feat] => {
                 OutputLayout::BatchFirst
             }
-            [Time, Batch] | [Time, Batch, Feat] => OutputLayout::OnnxSequence {
-                batch_first: false,
-                directions: 1,
-            },
+            // ONNX's Y of one direction keeps a size-1 direction axis: (time, 1, batch, hidden).
+            [Time, Batch] | [Time, Batch, Feat]
+                if act.axes.iter().any(|a| matches!(a, Dir(_) | Axis::Unit)) =>
+            {
+                OutputLayout::OnnxSequence {
+                    batch_first: false,
+                    directions: 1,
+                }
+            }
+            [Time, Batch] | [Time, Batch, Feat] => OutputLayout::TimeFirst,
             [Time, Dir(2), Batch] | [Time, Dir(2), Batch, Feat] => OutputLayout::OnnxSequence {
                 batch_first: false,
                 directions: 2,
