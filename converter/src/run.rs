@@ -143,7 +143,7 @@ fn token_id(data: &Data, at: usize) -> Result<u32> {
     }
 }
 
-/// Arranges per-element outputs (`batch × out_steps × width`, batch-major) as the source framework does.
+/// Arranges per-element outputs (`batch × steps × width`, batch-major) as the source framework does.
 fn lay_out(
     model: &Model<'_>,
     layout: OutputLayout,
@@ -152,79 +152,61 @@ fn lay_out(
     values: Vec<f32>,
 ) -> Result<Array> {
     let width = model.output_width();
+    let sequence = model.output_is_sequence();
+    let split = |directions: u32| -> Result<(usize, usize)> {
+        let d = directions as usize;
+        ensure!(
+            d > 0 && width % d == 0,
+            "output width {width} is not split into {d} directions"
+        );
+        Ok((d, width / d))
+    };
     match layout {
-        OutputLayout::BatchFirst => {
-            let shape = if model.output_is_sequence() {
-                vec![batch, steps, width]
-            } else {
-                vec![batch, width]
-            };
-            Array::float(shape, values)
+        OutputLayout::BatchFirst | OutputLayout::TimeFirst if !sequence => {
+            Array::float(vec![batch, width], values)
         }
-        OutputLayout::TimeFirst if model.output_is_sequence() => {
-            // (batch, time, features) → (time, batch, features)
-            let mut out = vec![0.0; values.len()];
-            for b in 0..batch {
-                for t in 0..steps {
-                    let from = (b * steps + t) * width;
-                    let to = (t * batch + b) * width;
-                    out[to..to + width].copy_from_slice(&values[from..from + width]);
-                }
-            }
-            Array::float(vec![steps, batch, width], out)
-        }
-        OutputLayout::TimeFirst => Array::float(vec![batch, width], values),
+        OutputLayout::BatchFirst => Array::float(vec![batch, steps, width], values),
+        OutputLayout::TimeFirst => Array::float(
+            vec![steps, batch, width],
+            batch_inward(&values, batch, steps, width),
+        ),
         OutputLayout::OnnxSequence {
             batch_first,
             directions,
         } => {
-            let d = directions as usize;
-            ensure!(
-                width % d == 0,
-                "output width {width} is not split into {d} directions"
-            );
-            let h = width / d;
+            let (d, h) = split(directions)?;
             if batch_first {
                 Array::float(vec![batch, steps, d, h], values)
             } else {
-                // (batch, time, dir, hidden) → (time, dir, batch, hidden)
-                let mut out = vec![0.0; values.len()];
-                for b in 0..batch {
-                    for t in 0..steps {
-                        for k in 0..d {
-                            for j in 0..h {
-                                out[((t * d + k) * batch + b) * h + j] =
-                                    values[((b * steps + t) * d + k) * h + j];
-                            }
-                        }
-                    }
-                }
-                Array::float(vec![steps, d, batch, h], out)
+                Array::float(
+                    vec![steps, d, batch, h],
+                    batch_inward(&values, batch, steps * d, h),
+                )
             }
         }
         OutputLayout::OnnxFinalState {
             batch_first,
             directions,
         } => {
-            let d = directions as usize;
-            ensure!(
-                width % d == 0,
-                "output width {width} is not split into {d} directions"
-            );
-            let h = width / d;
+            let (d, h) = split(directions)?;
             if batch_first {
                 Array::float(vec![batch, d, h], values)
             } else {
-                let mut out = vec![0.0; values.len()];
-                for b in 0..batch {
-                    for k in 0..d {
-                        for j in 0..h {
-                            out[(k * batch + b) * h + j] = values[(b * d + k) * h + j];
-                        }
-                    }
-                }
-                Array::float(vec![d, batch, h], out)
+                Array::float(vec![d, batch, h], batch_inward(&values, batch, d, h))
             }
         }
     }
+}
+
+/// `(batch, outer, inner)` → `(outer, batch, inner)`: moves the batch axis inside, as time-major
+/// layouts and ONNX's `Y`/`Y_h` have it.
+fn batch_inward(values: &[f32], batch: usize, outer: usize, inner: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (b, element) in values.chunks_exact(outer * inner).enumerate().take(batch) {
+        for (o, row) in element.chunks_exact(inner).enumerate() {
+            let to = (o * batch + b) * inner;
+            out[to..to + inner].copy_from_slice(row);
+        }
+    }
+    out
 }
