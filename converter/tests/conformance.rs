@@ -72,6 +72,59 @@ fn mismatch(actual: &npy::Array, expected: &npy::Array) -> Option<String> {
     }
 }
 
+/// Streams batch element 0 one timestep at a time and checks the last step's output against a windowed
+/// run of the same element, bit for bit. Returns whether the model streams at all.
+fn streaming_matches_window(blob: &[u8], x: &npy::Array) -> Result<bool, String> {
+    use tinyrnn::format::{InputKind, InputLayout};
+    let aligned = run::AlignedBlob::new(blob);
+    let model = aligned.open().map_err(|e| format!("{e:#}"))?;
+    if !model.is_streamable() || model.io().input != InputLayout::BatchFirst {
+        return Ok(false);
+    }
+    let steps = x.shape[1];
+    let width = model.input_width();
+    let element: Vec<f32> = match &x.data {
+        npy::Data::Float(v) => v[..steps * width].to_vec(),
+        npy::Data::Int(v) => v[..steps].iter().map(|&t| t as f32).collect(),
+    };
+    let tokens = model.input().kind == InputKind::Tokens;
+    let err = |e: tinyrnn::Error| e.to_string();
+    let mut memory = vec![0.0; model.window_memory(steps).map_err(err)?.total()];
+    let mut runtime = tinyrnn::Runtime::new(&model, &mut memory).map_err(err)?;
+    let mut windowed = vec![0.0; model.output_len(steps).map_err(err)?];
+    if tokens {
+        let ids: Vec<u32> = element.iter().map(|&t| t as u32).collect();
+        runtime
+            .run_window_tokens(&ids, &mut windowed)
+            .map_err(err)?;
+    } else {
+        runtime.run_window(&element, &mut windowed).map_err(err)?;
+    }
+    runtime.reset();
+    let mut streamed = vec![0.0; model.step_output_len()];
+    for t in 0..steps {
+        if tokens {
+            runtime
+                .step_token(element[t] as u32, &mut streamed)
+                .map_err(err)?;
+        } else {
+            runtime
+                .step(&element[t * width..(t + 1) * width], &mut streamed)
+                .map_err(err)?;
+        }
+    }
+    let tail = &windowed[windowed.len() - streamed.len()..];
+    if streamed
+        .iter()
+        .zip(tail)
+        .all(|(a, b)| a.to_bits() == b.to_bits())
+    {
+        Ok(true)
+    } else {
+        Err(format!("streamed {streamed:?}, windowed {tail:?}"))
+    }
+}
+
 #[test]
 fn every_fixture_matches_its_framework_through_the_library() {
     let cases = cases();
@@ -82,6 +135,7 @@ fn every_fixture_matches_its_framework_through_the_library() {
     );
     let mut failures = Vec::new();
     let mut matched = 0;
+    let mut streamed = 0;
     let mut worst = 0.0f32;
     for case in &cases {
         let imported = import::import(&case.model);
@@ -123,6 +177,14 @@ fn every_fixture_matches_its_framework_through_the_library() {
         let x = npy::read(input).expect("input fixture");
         let expected = npy::read(output).expect("output fixture");
         let blob = write::to_blob(&spec).expect("blob");
+        match streaming_matches_window(&blob, &x) {
+            Ok(true) => streamed += 1,
+            Ok(false) => {}
+            Err(why) => failures.push(format!(
+                "{}: streaming differs from the window: {why}",
+                case.name
+            )),
+        }
         match run::run_batch(&blob, &x) {
             Ok(y) => match mismatch(&y, &expected) {
                 Some(why) => failures.push(format!("{}: {why}", case.name)),
@@ -134,7 +196,10 @@ fn every_fixture_matches_its_framework_through_the_library() {
             Err(err) => failures.push(format!("{}: run failed: {err:#}", case.name)),
         }
     }
-    println!("{matched} cases matched; largest absolute difference {worst:.3e}");
+    println!(
+        "{matched} cases matched; largest absolute difference {worst:.3e}; {streamed} streamed bit for bit"
+    );
+    assert!(streamed > 50, "only {streamed} fixtures were streamed");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
