@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tinyrnn_converter::{compare, import, npy, report, run, write};
+use tinyrnn_converter::{compare, import, npy, quantize, report, run, spec, write};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,24 @@ enum Command {
         /// The model file; its format is detected from its contents.
         model: PathBuf,
         /// Where to write the blob.
+        #[arg(short, long, value_name = "OUT.trnn")]
+        output: PathBuf,
+        /// Write the model quantized to this numeric mode instead of f32.
+        #[arg(long, value_name = "MODE")]
+        quantize: Option<quantize::Mode>,
+    },
+    /// Quantize an f32 blob: int8 weights with one scale per row (i8w), and report its error and size.
+    Quantize {
+        /// The f32 blob.
+        model: PathBuf,
+        /// The numeric mode.
+        #[arg(long, value_enum)]
+        mode: quantize::Mode,
+        /// An input batch (.npy, laid out as `tinyrnn run` reads it) on which to measure the error against
+        /// f32, per output.
+        #[arg(long, value_name = "X.npy")]
+        calibrate: Option<PathBuf>,
+        /// Where to write the quantized blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
     },
@@ -72,15 +90,35 @@ fn main() -> ExitCode {
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Import { model, output } => {
+        Command::Import {
+            model,
+            output,
+            quantize,
+        } => {
             let spec = import::import(&model)?;
-            let blob =
-                write::to_blob(&spec).with_context(|| format!("writing {}", output.display()))?;
-            std::fs::write(&output, &blob)
-                .with_context(|| format!("writing {}", output.display()))?;
-            println!("wrote {} ({} bytes)\n", output.display(), blob.len());
-            print!("{}", describe(&output, &blob)?);
-            Ok(())
+            match quantize {
+                None => {
+                    let blob = write::to_blob(&spec)
+                        .with_context(|| format!("writing {}", output.display()))?;
+                    write_blob(&output, &blob)?;
+                    print!("{}", describe(&output, &blob)?);
+                    Ok(())
+                }
+                Some(mode) => {
+                    let f32_blob = write::to_blob(&spec)?;
+                    quantize_and_report(&f32_blob, mode, None, &output)
+                }
+            }
+        }
+        Command::Quantize {
+            model,
+            mode,
+            calibrate,
+            output,
+        } => {
+            let blob = read_blob(&model)?;
+            quantize_and_report(&blob, mode, calibrate.as_deref(), &output)
+                .with_context(|| format!("quantizing {}", model.display()))
         }
         Command::Run {
             model,
@@ -193,6 +231,53 @@ fn check_against(y: &npy::Array, reference: &Path) -> Result<()> {
         compare::RTOL,
         c.max_abs_diff
     );
+    Ok(())
+}
+
+/// Quantizes an f32 blob, writes the result and prints its description, sizes per mode and (with data)
+/// its error against f32.
+fn quantize_and_report(
+    f32_blob: &[u8],
+    mode: quantize::Mode,
+    data: Option<&Path>,
+    output: &Path,
+) -> Result<()> {
+    let aligned = run::AlignedBlob::new(f32_blob);
+    let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
+    let quantized = quantize::quantize(&spec, mode)?;
+    let blob = write::to_blob(&quantized)?;
+    write_blob(output, &blob)?;
+    print!("{}", describe(output, &blob)?);
+    println!();
+    print!(
+        "{}",
+        report::modes(&[("f32", f32_blob), (mode.name(), &blob)])
+    );
+    println!();
+    match data {
+        Some(path) => {
+            let x = npy::read(path)?;
+            let errors = quantize::error_per_output(f32_blob, &blob, &x)
+                .with_context(|| format!("measuring the error on {}", path.display()))?;
+            println!(
+                "error of {} against f32 on {} ({} windows):",
+                mode.name(),
+                path.display(),
+                x.shape.first().copied().unwrap_or(0)
+            );
+            print!("{}", report::accuracy(&errors));
+        }
+        None => println!(
+            "no data given, so no error measured: pass --calibrate X.npy (an input batch laid out as \
+             `tinyrnn run` reads it) to measure the error against f32 per output"
+        ),
+    }
+    Ok(())
+}
+
+fn write_blob(path: &Path, blob: &[u8]) -> Result<()> {
+    std::fs::write(path, blob).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {} ({} bytes)\n", path.display(), blob.len());
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use tinyrnn::cell::Mat;
-use tinyrnn::format::{Activation, Cell, Direction, InputKind, Layer, Merge};
+use tinyrnn::format::{Activation, Cell, DType, Direction, InputKind, Layer, Merge};
 use tinyrnn::Model;
 
 /// The `tinyrnn inspect` table for an opened blob of `blob_len` bytes.
@@ -30,7 +30,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
     let mut steps = input.steps.map(|s| s as usize);
     let mut sequence = true;
     let mut total = 0;
-    let mut weight_bytes = 0;
+    let mut bytes = TensorBytes::default();
     let mut width = model.input_width();
     for (index, layer) in model.layers().iter().enumerate() {
         match layer {
@@ -55,9 +55,9 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
                 steps = Some(1);
             }
         }
-        let params = layer.parameter_count(|m: &Mat<'_>| m.data.len());
+        let params = layer.parameter_count(Mat::len);
         total += params;
-        weight_bytes += 4 * layer_values(layer);
+        bytes.add(layer);
         let shape = if sequence {
             format!(
                 "(None, {}, {width})",
@@ -73,9 +73,11 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         );
     }
     let _ = writeln!(out, "\ntotal parameters   {total}");
+    let _ = writeln!(out, "numeric mode       {}", bytes.mode());
     let _ = writeln!(
         out,
-        "flash              {blob_len} bytes (blob; {weight_bytes} bytes of f32 tensors)"
+        "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales)",
+        bytes.f32, bytes.i8
     );
     let memory = model.memory();
     if model.is_streamable() {
@@ -107,13 +109,32 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
     out
 }
 
-fn layer_values(layer: &Layer<Mat<'_>>) -> usize {
-    let mut n = 0;
-    let _ = layer.clone().try_map(|m: Mat<'_>| -> Result<(), ()> {
-        n += m.data.len();
-        Ok(())
-    });
-    n
+/// Bytes of tensor data by element type.
+#[derive(Default)]
+struct TensorBytes {
+    f32: usize,
+    i8: usize,
+}
+
+impl TensorBytes {
+    fn add(&mut self, layer: &Layer<Mat<'_>>) {
+        let _ = layer.clone().try_map(|m: Mat<'_>| -> Result<(), ()> {
+            match m.dtype() {
+                DType::I8 => self.i8 += m.stored_bytes(),
+                _ => self.f32 += m.stored_bytes(),
+            }
+            Ok(())
+        });
+    }
+
+    /// `f32` for a float model, `i8w` when weights are int8 (activations are f32 in both).
+    fn mode(&self) -> &'static str {
+        if self.i8 > 0 {
+            "i8w (int8 weights, one scale per row; f32 activations and state)"
+        } else {
+            "f32"
+        }
+    }
 }
 
 fn activation_name(a: Activation) -> &'static str {
@@ -190,4 +211,54 @@ pub fn layer_name<T>(layer: &Layer<T>, dims: impl Fn(&T) -> (usize, usize)) -> S
         Layer::KeepLast { steps } => format!("KeepLast({steps})"),
         Layer::LastStep => "LastStep".to_string(),
     }
+}
+
+/// Flash, RAM and compute of the same model in several numeric modes: `(mode name, blob)` pairs.
+pub fn modes(blobs: &[(&str, &[u8])]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:>12} {:>16} {:>14}",
+        "mode", "flash bytes", "RAM bytes (step)", "MACs per step"
+    );
+    for (name, blob) in blobs {
+        let aligned = crate::run::AlignedBlob::new(blob);
+        let Ok(model) = aligned.open() else {
+            let _ = writeln!(out, "{name:<6} (does not open)");
+            continue;
+        };
+        let ram = if model.is_streamable() {
+            model.memory().bytes().to_string()
+        } else {
+            "windowed only".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{name:<6} {:>12} {ram:>16} {:>14}",
+            blob.len(),
+            model.macs_per_step()
+        );
+    }
+    out
+}
+
+/// The error of a quantized model against its float model, per output feature.
+pub fn accuracy(errors: &[crate::quantize::FeatureError]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<7} {:>12} {:>12} {:>12} {:>14}",
+        "output", "max |err|", "mean |err|", "f32 range", "max err/range"
+    );
+    for (j, e) in errors.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{j:<7} {:>12.3e} {:>12.3e} {:>12.4} {:>14.3e}",
+            e.max_abs,
+            e.mean_abs,
+            e.range,
+            e.relative()
+        );
+    }
+    out
 }

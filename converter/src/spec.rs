@@ -1,17 +1,31 @@
-//! The converter's in-memory model: the engine's layer schema with owned f32 tensors.
+//! The converter's in-memory model: the engine's layer schema with owned tensors.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
+use tinyrnn::cell::{Mat, Values};
 use tinyrnn::format::{Input, IoLayout, Layer};
+use tinyrnn::Model;
 
-/// A row-major `rows × cols` f32 matrix; a vector has `cols == 1`.
+/// A row-major `rows × cols` matrix; a vector has `cols == 1`. Its values are f32; a quantized tensor
+/// also holds the int8 form the blob stores, and then `data` holds the values that int8 form stands for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     /// Number of rows (for a weight matrix, its outputs).
     pub rows: usize,
     /// Number of columns (for a weight matrix, its inputs).
     pub cols: usize,
-    /// `rows × cols` values, row-major.
+    /// `rows × cols` values, row-major (for a quantized tensor, `scales[r] × values[r][c]`).
     pub data: Vec<f32>,
+    /// The stored int8 form, when the tensor is quantized.
+    pub quant: Option<Quantized>,
+}
+
+/// A tensor in int8 with one scale per row: row `r` stands for `scales[r] × values[r]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantized {
+    /// `rows × cols` values, row-major.
+    pub values: Vec<i8>,
+    /// One scale per row.
+    pub scales: Vec<f32>,
 }
 
 impl Tensor {
@@ -23,7 +37,12 @@ impl Tensor {
             rows.saturating_mul(cols),
             data.len()
         );
-        Ok(Self { rows, cols, data })
+        Ok(Self {
+            rows,
+            cols,
+            data,
+            quant: None,
+        })
     }
 
     /// A column vector.
@@ -32,6 +51,7 @@ impl Tensor {
             rows: data.len(),
             cols: 1,
             data,
+            quant: None,
         }
     }
 
@@ -54,6 +74,7 @@ impl Tensor {
             rows: cols,
             cols: rows,
             data: out,
+            quant: None,
         })
     }
 }
@@ -77,6 +98,62 @@ impl ModelSpec {
     /// Number of trainable parameters, counted as Keras `model.summary()` counts them.
     pub fn parameter_count(&self) -> usize {
         self.layers.iter().map(layer_parameter_count).sum()
+    }
+
+    /// The model an opened blob holds, with its tensors copied out (int8 tensors keep their int8 form).
+    pub fn from_model(model: &Model<'_>) -> Result<Self> {
+        let layers = model
+            .layers()
+            .iter()
+            .map(|layer| layer.clone().try_map(|m| tensor_of(&m)))
+            .collect::<Result<Vec<_>>>()?;
+        let meta = model.meta();
+        Ok(Self {
+            input: model.input(),
+            layers,
+            io: model.io(),
+            name: meta.name.to_string(),
+            source: meta.source.to_string(),
+        })
+    }
+
+    /// Whether any tensor is stored quantized.
+    pub fn is_quantized(&self) -> bool {
+        let mut quantized = false;
+        for layer in &self.layers {
+            let _ = layer.clone().try_map(|t| {
+                quantized |= t.quant.is_some();
+                Ok::<_, ()>(())
+            });
+        }
+        quantized
+    }
+}
+
+/// Copies one tensor out of a blob.
+fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
+    match m.values {
+        Values::F32(values) => Tensor::matrix(m.rows, m.cols, values.to_vec()),
+        Values::I8 { values, scales } => {
+            let values: Vec<i8> = values.iter().map(|&b| b as i8).collect();
+            if m.cols == 0 || values.len() != m.rows * m.cols || scales.len() != m.rows {
+                bail!("int8 tensor of {}×{} is inconsistent", m.rows, m.cols);
+            }
+            let data = values
+                .chunks_exact(m.cols)
+                .zip(scales)
+                .flat_map(|(row, s)| row.iter().map(move |&q| s * f32::from(q)))
+                .collect();
+            Ok(Tensor {
+                rows: m.rows,
+                cols: m.cols,
+                data,
+                quant: Some(Quantized {
+                    values,
+                    scales: scales.to_vec(),
+                }),
+            })
+        }
     }
 }
 

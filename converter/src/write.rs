@@ -69,15 +69,43 @@ fn append_tensor(data: &mut Vec<u8>, tensor: &Tensor) -> Result<TensorRef> {
             tensor.data.len()
         );
     }
+    let rows = u32::try_from(tensor.rows).context("tensor too large")?;
+    let cols = u32::try_from(tensor.cols).context("tensor too large")?;
     let offset = align_up(data.len()).context("data section too large")?;
     data.resize(offset, 0);
-    for v in &tensor.data {
-        data.extend_from_slice(&v.to_le_bytes());
+    let offset = u32::try_from(offset).context("data section too large")?;
+    let Some(quant) = &tensor.quant else {
+        for v in &tensor.data {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        return Ok(TensorRef {
+            dtype: DType::F32,
+            rows,
+            cols,
+            offset,
+            scale: None,
+        });
+    };
+    ensure!(
+        quant.values.len() == tensor.data.len() && quant.scales.len() == tensor.rows,
+        "int8 tensor of {}×{} holds {} values and {} scales",
+        tensor.rows,
+        tensor.cols,
+        quant.values.len(),
+        quant.scales.len()
+    );
+    data.extend(quant.values.iter().map(|&q| q as u8));
+    // The scales (f32) follow their values, so the data section always ends on a whole f32.
+    let scale = align_up(data.len()).context("data section too large")?;
+    data.resize(scale, 0);
+    for s in &quant.scales {
+        data.extend_from_slice(&s.to_le_bytes());
     }
     Ok(TensorRef {
-        dtype: DType::F32,
-        rows: u32::try_from(tensor.rows).context("tensor too large")?,
-        cols: u32::try_from(tensor.cols).context("tensor too large")?,
-        offset: u32::try_from(offset).context("data section too large")?,
+        dtype: DType::I8,
+        rows,
+        cols,
+        offset,
+        scale: Some(u32::try_from(scale).context("data section too large")?),
     })
 }

@@ -292,3 +292,83 @@ fn every_fixture_matches_its_framework_through_the_cli() {
         failures.join("\n")
     );
 }
+
+/// `i8w` on every fixture: the int8-weight model stays close to the f32 one on the fixture's inputs, and
+/// streams bit for bit like its windows. The measured errors are recorded in BENCHMARKS.md.
+#[test]
+fn i8w_stays_close_to_f32_on_every_fixture() {
+    use tinyrnn_converter::quantize::{error_per_output, quantize, Mode};
+    let mut failures = Vec::new();
+    let mut measured = 0;
+    let mut worst_relative = (0.0f32, String::new());
+    let mut relatives = Vec::new();
+    for case in cases() {
+        if case.error_contains.is_some() || case.model.extension().is_some_and(|e| e == "h5") {
+            continue;
+        }
+        let (Ok(spec), Some(input)) = (import::import(&case.model), &case.input) else {
+            continue;
+        };
+        let x = npy::read(input).expect("input fixture");
+        let f32_blob = write::to_blob(&spec).expect("blob");
+        let blob = write::to_blob(&quantize(&spec, Mode::I8w).expect("quantize")).expect("blob");
+        if let Err(why) = streaming_matches_window(&blob, &x) {
+            failures.push(format!("{}: i8w streaming differs: {why}", case.name));
+        }
+        let errors = match error_per_output(&f32_blob, &blob, &x) {
+            Ok(e) => e,
+            Err(err) => {
+                failures.push(format!("{}: {err:#}", case.name));
+                continue;
+            }
+        };
+        // The output range: over every output feature of every window.
+        let y = run::run_batch(&f32_blob, &x).expect("f32 run");
+        let npy::Data::Float(values) = &y.data else {
+            unreachable!()
+        };
+        let range = values.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+            - values.iter().fold(f32::INFINITY, |m, v| m.min(*v));
+        let max_abs = errors.iter().fold(0.0f32, |m, e| m.max(e.max_abs));
+        let relative = if range > 0.0 { max_abs / range } else { 0.0 };
+        println!(
+            "{:<60} max |err| {max_abs:.3e}  range {range:.4}  max/range {relative:.3e}",
+            case.name
+        );
+        relatives.push(relative);
+        if relative > worst_relative.0 {
+            worst_relative = (relative, case.name.clone());
+        }
+        if relative.is_nan() || relative > I8W_BOUND {
+            failures.push(format!(
+                "{}: i8w error {max_abs:.3e} is {relative:.3e} of the output range {range:.4}",
+                case.name
+            ));
+        }
+        measured += 1;
+    }
+    relatives.sort_by(f32::total_cmp);
+    let median = relatives.get(relatives.len() / 2).copied().unwrap_or(0.0);
+    println!(
+        "i8w: {measured} fixtures; median error {median:.3e} of the output range, worst {:.3e} ({})",
+        worst_relative.0, worst_relative.1
+    );
+    assert!(measured > 50, "only {measured} fixtures measured");
+    assert!(
+        median <= I8W_MEDIAN_BOUND,
+        "median i8w error {median:.3e} of the output range"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The largest `i8w` error allowed on any fixture, as a fraction of the f32 output range over the
+/// fixture's windows. Measured worst: 3.6e-2 (`onnx/rnn_clip_Y`); issue 4's target of 5e-4 is not met by
+/// per-row int8 weights on these random-weight fixtures (see BENCHMARKS.md). This guards regressions.
+const I8W_BOUND: f32 = 5e-2;
+/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.2e-3.
+const I8W_MEDIAN_BOUND: f32 = 5e-3;

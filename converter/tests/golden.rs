@@ -6,7 +6,7 @@ use tinyrnn::format::{
 };
 use tinyrnn::Runtime;
 use tinyrnn_converter::run::AlignedBlob;
-use tinyrnn_converter::spec::{ModelSpec, Tensor};
+use tinyrnn_converter::spec::{ModelSpec, Quantized, Tensor};
 use tinyrnn_converter::write::{to_blob, PRODUCER};
 
 fn dense_model() -> ModelSpec {
@@ -36,8 +36,8 @@ fn expected_bytes() -> Vec<u8> {
         0x01, 0x01,             //         steps: Some(1) }
         0x01,                   // layers: 1 element
         0x01,                   // Layer::Dense
-        0x00, 0x01, 0x02, 0x00, //   weight: TensorRef { F32, rows 1, cols 2, offset 0 }
-        0x01, 0x00, 0x01, 0x01, 0x10, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 16 })
+        0x00, 0x01, 0x02, 0x00, 0x00, //   weight: TensorRef { F32, rows 1, cols 2, offset 0, scale: None }
+        0x01, 0x00, 0x01, 0x01, 0x10, 0x00, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 16, scale: None })
         0x01,                   //   activation: Relu
         0x00, 0x00,             // io: { input: BatchFirst, output: BatchFirst }
         0x01, b'g', 0x01, b's', // meta: name "g", source "s",
@@ -46,7 +46,7 @@ fn expected_bytes() -> Vec<u8> {
     header.extend_from_slice(PRODUCER.as_bytes());
     let data_offset = (16 + header.len()).div_ceil(16) * 16;
     let mut blob = b"TRNN".to_vec();
-    blob.extend_from_slice(&[1, 0, 0, 0]);
+    blob.extend_from_slice(&[2, 0, 0, 0]);
     blob.extend_from_slice(&(header.len() as u32).to_le_bytes());
     blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
     blob.extend_from_slice(&header);
@@ -77,4 +77,77 @@ fn engine_reads_the_specified_bytes() {
     assert_eq!(y, [3.0 - 2.0 + 0.5]);
     runtime.step(&[0.0, 1.0], &mut y).unwrap();
     assert_eq!(y, [0.0]);
+}
+
+/// The same layer with its weight stored as int8: values `[64, -127]`, row scale `2/127`.
+fn quantized_dense_model() -> ModelSpec {
+    let scale = 2.0f32 / 127.0;
+    let mut spec = dense_model();
+    if let Layer::Dense(d) = &mut spec.layers[0] {
+        d.weight = Tensor {
+            rows: 1,
+            cols: 2,
+            data: vec![64.0 * scale, -127.0 * scale],
+            quant: Some(Quantized {
+                values: vec![64, -127],
+                scales: vec![scale],
+            }),
+        };
+    }
+    spec
+}
+
+#[rustfmt::skip]
+fn expected_quantized_bytes() -> Vec<u8> {
+    let mut header = vec![
+        0x00, 0x02,             // Input { kind: Features(2),
+        0x01, 0x01,             //         steps: Some(1) }
+        0x01,                   // layers: 1 element
+        0x01,                   // Layer::Dense
+        0x01, 0x01, 0x02, 0x00, 0x01, 0x10, //   weight: TensorRef { I8, rows 1, cols 2, offset 0, scale: Some(16) }
+        0x01, 0x00, 0x01, 0x01, 0x20, 0x00, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 32, scale: None })
+        0x01,                   //   activation: Relu
+        0x00, 0x00,             // io: { input: BatchFirst, output: BatchFirst }
+        0x01, b'g', 0x01, b's', // meta: name "g", source "s",
+    ];
+    header.push(PRODUCER.len() as u8); // producer
+    header.extend_from_slice(PRODUCER.as_bytes());
+    let data_offset = (16 + header.len()).div_ceil(16) * 16;
+    let mut blob = b"TRNN".to_vec();
+    blob.extend_from_slice(&[2, 0, 0, 0]);
+    blob.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
+    blob.extend_from_slice(&header);
+    blob.resize(data_offset, 0);
+    blob.extend_from_slice(&[64, (-127i8) as u8]);
+    blob.resize(data_offset + 16, 0);
+    blob.extend_from_slice(&(2.0f32 / 127.0).to_le_bytes());
+    blob.resize(data_offset + 32, 0);
+    blob.extend_from_slice(&0.5f32.to_le_bytes());
+    let crc = tinyrnn::format::CRC.checksum(&blob);
+    blob.extend_from_slice(&crc.to_le_bytes());
+    blob
+}
+
+#[test]
+fn writer_produces_the_specified_int8_bytes() {
+    assert_eq!(
+        to_blob(&quantized_dense_model()).unwrap(),
+        expected_quantized_bytes()
+    );
+}
+
+#[test]
+fn engine_reads_the_specified_int8_bytes() {
+    let blob = AlignedBlob::new(&expected_quantized_bytes());
+    let model = blob.open().unwrap();
+    let mut memory = vec![0.0; model.memory().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    let mut y = [0.0];
+    runtime.step(&[3.0, 1.0], &mut y).unwrap();
+    let scale = 2.0f32 / 127.0;
+    assert_eq!(y, [scale * (64.0 * 3.0 - 127.0) + 0.5]);
+    // The blob reads back into the same spec, int8 form included.
+    let spec = ModelSpec::from_model(&model).unwrap();
+    assert_eq!(spec.layers, quantized_dense_model().layers);
 }

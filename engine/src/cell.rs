@@ -5,14 +5,30 @@
 //! `G·H × input` for kernels and `G·H × H` for recurrent kernels, gate blocks stacked by rows.
 
 use crate::activation::{apply, scalar};
-use crate::format::{Cell, CellWeights, Recurrent};
-use crate::kernels::float::{add, add_product, clip, matvec, matvec_add};
+use crate::format::{Cell, CellWeights, DType, Recurrent};
+use crate::kernels::float::{add, add_product, clip};
+use crate::kernels::{matvec, matvec_add};
+
+/// The values of a tensor, viewed in place in the blob.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Values<'a> {
+    /// f32 values, row-major.
+    F32(&'a [f32]),
+    /// int8 values, row-major, one byte each read as two's complement (`byte as i8`); row `r` stands for
+    /// `scales[r] × value`.
+    I8 {
+        /// `rows × cols` bytes.
+        values: &'a [u8],
+        /// One scale per row.
+        scales: &'a [f32],
+    },
+}
 
 /// A validated view of a row-major matrix in the blob.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mat<'a> {
     /// `rows × cols` values.
-    pub data: &'a [f32],
+    pub values: Values<'a>,
     /// Number of rows.
     pub rows: usize,
     /// Number of columns.
@@ -20,12 +36,61 @@ pub struct Mat<'a> {
 }
 
 impl<'a> Mat<'a> {
-    /// Rows `start..start + count`, as a flat slice.
+    /// Number of values, `rows × cols`.
+    pub const fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Whether the matrix has no values.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type.
+    pub const fn dtype(&self) -> DType {
+        match self.values {
+            Values::F32(_) => DType::F32,
+            Values::I8 { .. } => DType::I8,
+        }
+    }
+
+    /// Bytes the tensor takes in the blob, scales included (alignment padding not included).
+    pub const fn stored_bytes(&self) -> usize {
+        match self.values {
+            Values::F32(v) => 4 * v.len(),
+            Values::I8 { values, scales } => values.len() + 4 * scales.len(),
+        }
+    }
+
+    /// The values of an f32 tensor; empty for an int8 one. Validation keeps every vector (biases,
+    /// peepholes, initial states) f32, so the engine reads those through here.
     #[inline]
-    pub(crate) fn rows(&self, start: usize, count: usize) -> &'a [f32] {
+    pub const fn f32(&self) -> &'a [f32] {
+        match self.values {
+            Values::F32(v) => v,
+            Values::I8 { .. } => &[],
+        }
+    }
+
+    /// Rows `start..start + count`, as a matrix of their own.
+    #[inline]
+    pub(crate) fn rows(&self, start: usize, count: usize) -> Mat<'a> {
         let from = start.saturating_mul(self.cols);
         let to = from.saturating_add(count.saturating_mul(self.cols));
-        self.data.get(from..to).unwrap_or(&[])
+        let values = match self.values {
+            Values::F32(v) => Values::F32(v.get(from..to).unwrap_or(&[])),
+            Values::I8 { values, scales } => Values::I8 {
+                values: values.get(from..to).unwrap_or(&[]),
+                scales: scales
+                    .get(start..start.saturating_add(count))
+                    .unwrap_or(&[]),
+            },
+        };
+        Mat {
+            values,
+            rows: count,
+            cols: self.cols,
+        }
     }
 }
 
@@ -45,11 +110,11 @@ pub(crate) fn state_words(cell: Cell, hidden: usize) -> usize {
 /// Sets one direction's state to its initial value (constant, or zeros).
 pub(crate) fn reset(weights: &CellWeights<Mat<'_>>, h: &mut [f32], c: &mut [f32]) {
     match &weights.initial_h {
-        Some(init) => h.iter_mut().zip(init.data).for_each(|(s, v)| *s = *v),
+        Some(init) => h.iter_mut().zip(init.f32()).for_each(|(s, v)| *s = *v),
         None => h.iter_mut().for_each(|s| *s = 0.0),
     }
     match &weights.initial_c {
-        Some(init) => c.iter_mut().zip(init.data).for_each(|(s, v)| *s = *v),
+        Some(init) => c.iter_mut().zip(init.f32()).for_each(|(s, v)| *s = *v),
         None => c.iter_mut().for_each(|s| *s = 0.0),
     }
 }
@@ -67,14 +132,14 @@ pub(crate) fn step(
     let hidden = h.len();
     let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
     // pre = W x + b, the input projection of every gate.
-    matvec(weights.kernel.data, x, pre);
+    matvec(&weights.kernel, x, pre);
     if let Some(bias) = &weights.bias {
-        add(pre, bias.data);
+        add(pre, bias.f32());
     }
     match layer.cell {
         Cell::SimpleRnn => {
             // h' = act(W x + b + R h)
-            matvec_add(weights.recurrent.data, h, pre);
+            matvec_add(&weights.recurrent, h, pre);
             clip(pre, layer.clip);
             h.copy_from_slice_checked(pre);
             apply(layer.activation, h);
@@ -97,11 +162,11 @@ fn lstm(
     c: &mut [f32],
 ) {
     let hidden = h.len();
-    matvec_add(weights.recurrent.data, h, pre);
+    matvec_add(&weights.recurrent, h, pre);
     let (i, rest) = pre.split_at_mut(hidden.min(pre.len()));
     let (f, rest) = rest.split_at_mut(hidden.min(rest.len()));
     let (g, o) = rest.split_at_mut(hidden.min(rest.len()));
-    let peephole = weights.peephole.as_ref().map(|p| p.data);
+    let peephole = weights.peephole.as_ref().map(|p| p.f32());
     if let Some(p) = peephole {
         add_product(i, p.get(..hidden).unwrap_or(&[]), c);
         add_product(f, p.get(hidden..2 * hidden).unwrap_or(&[]), c);
@@ -151,9 +216,9 @@ fn gru(
     if reset_after {
         // extra = R h + rb, all three gates; r multiplies only its n block.
         let rh = extra.get_mut(..3 * hidden).unwrap_or(&mut []);
-        matvec(recurrent.data, h, rh);
+        matvec(recurrent, h, rh);
         if let Some(rb) = &weights.recurrent_bias {
-            add(rh, rb.data);
+            add(rh, rb.f32());
         }
         let (rh_zr, rh_n) = rh.split_at_mut((2 * hidden).min(rh.len()));
         add(zr, rh_zr);
@@ -162,7 +227,7 @@ fn gru(
         let r = zr.get(hidden..).unwrap_or(&[]);
         add_product(n, r, rh_n);
     } else {
-        matvec_add(recurrent.rows(0, 2 * hidden), h, zr);
+        matvec_add(&recurrent.rows(0, 2 * hidden), h, zr);
         clip(zr, layer.clip);
         apply(layer.gate_activation, zr);
         let r = zr.get(hidden..).unwrap_or(&[]);
@@ -170,7 +235,7 @@ fn gru(
         rh.iter_mut()
             .zip(r.iter().zip(h.iter()))
             .for_each(|(v, (r, h))| *v = r * h);
-        matvec_add(recurrent.rows(2 * hidden, hidden), rh, n);
+        matvec_add(&recurrent.rows(2 * hidden, hidden), rh, n);
     }
     clip(n, layer.clip);
     apply(layer.activation, n);

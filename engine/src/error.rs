@@ -41,6 +41,11 @@ pub enum Error {
         /// Layer holding the tensor.
         layer: u8,
     },
+    /// An int8 tensor's per-row scales are missing, misaligned, outside the data section or not finite.
+    BadScale {
+        /// Layer holding the tensor.
+        layer: u8,
+    },
     /// A tensor's shape does not fit its layer.
     TensorShape {
         /// Layer holding the tensor.
@@ -135,6 +140,10 @@ impl fmt::Display for Error {
             Error::BadTensor { layer } => write!(
                 f,
                 "layer {layer}: a tensor lies outside the data section, is misaligned or has an unsupported type"
+            ),
+            Error::BadScale { layer } => write!(
+                f,
+                "layer {layer}: an int8 tensor's scales are missing, misaligned, out of bounds or not finite"
             ),
             Error::TensorShape { layer } => {
                 write!(f, "layer {layer}: a tensor's shape does not fit the layer")

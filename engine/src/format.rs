@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"TRNN";
 /// The blob format version this engine reads and the converter writes. Any change to the layout bumps it.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Length of the fixed preamble before the postcard header.
 pub const PREAMBLE_LEN: usize = 16;
 /// Alignment of the data section and of every tensor in it, in bytes.
@@ -47,6 +47,9 @@ pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 pub enum DType {
     /// IEEE-754 single precision, little-endian.
     F32,
+    /// Signed 8-bit integers (two's complement), one per byte, with one f32 scale per row: row `r` stands
+    /// for `scale[r] × value`. Weight matrices and embedding tables only.
+    I8,
 }
 
 impl DType {
@@ -54,6 +57,7 @@ impl DType {
     pub const fn size(self) -> usize {
         match self {
             DType::F32 => 4,
+            DType::I8 => 1,
         }
     }
 }
@@ -69,6 +73,9 @@ pub struct TensorRef {
     pub cols: u32,
     /// Byte offset from the start of the data section; a multiple of [`TENSOR_ALIGN`].
     pub offset: u32,
+    /// [`DType::I8`] only (and then required): byte offset of the per-row scales, `rows` f32 values, from
+    /// the start of the data section; a multiple of [`TENSOR_ALIGN`].
+    pub scale: Option<u32>,
 }
 
 /// Activation functions.

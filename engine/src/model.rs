@@ -1,6 +1,6 @@
 //! Opening a blob: every byte is checked once here, so the runtime can trust what it reads.
 
-use crate::cell::{self, Mat};
+use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
     self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
@@ -73,7 +73,7 @@ impl<'a> Model<'a> {
         Self::from_parts(header, data)
     }
 
-    fn from_parts(header: Header<'a>, data: &'a [f32]) -> Result<Self, Error> {
+    fn from_parts(header: Header<'a>, data: Data<'a>) -> Result<Self, Error> {
         if header.layers.is_empty() {
             return Err(Error::NoLayers);
         }
@@ -102,6 +102,7 @@ impl<'a> Model<'a> {
         for (index, layer) in header.layers.iter().enumerate() {
             let id = index as u8;
             let resolved = layer.clone().try_map(|t| resolve(data, &t, id))?;
+            check_dtypes(&resolved, id)?;
             let plan_in = width;
             let state_offset = state;
             match &resolved {
@@ -373,20 +374,27 @@ impl<'a> Model<'a> {
             .iter()
             .map(|layer| match layer {
                 Layer::Recurrent(r) => {
-                    let one = r.forward.kernel.data.len()
-                        + r.forward.recurrent.data.len()
-                        + r.forward.peephole.map_or(0, |p| p.data.len());
+                    let one = r.forward.kernel.len()
+                        + r.forward.recurrent.len()
+                        + r.forward.peephole.map_or(0, |p| p.len());
                     one * if r.backward.is_some() { 2 } else { 1 }
                 }
-                Layer::Dense(d) => d.weight.data.len(),
+                Layer::Dense(d) => d.weight.len(),
                 _ => 0,
             })
             .sum()
     }
 }
 
-/// Checks the preamble, checksum and header; returns the header and the data section as `f32`s.
-fn parse(blob: &[u8]) -> Result<(Header<'_>, &[f32]), Error> {
+/// The data section, as bytes and as the same bytes viewed as `f32`s.
+#[derive(Clone, Copy)]
+struct Data<'a> {
+    bytes: &'a [u8],
+    floats: &'a [f32],
+}
+
+/// Checks the preamble, checksum and header; returns the header and the data section.
+fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
     let min = PREAMBLE_LEN + CRC_LEN;
     if blob.len() < min {
         return Err(Error::Truncated {
@@ -435,7 +443,13 @@ fn parse(blob: &[u8]) -> Result<(Header<'_>, &[f32]), Error> {
         return Err(Error::BadHeader);
     }
     let data = body.get(data_offset..).ok_or(Error::BadPreamble)?;
-    Ok((header, as_f32(data)?))
+    Ok((
+        header,
+        Data {
+            bytes: data,
+            floats: as_f32(data)?,
+        },
+    ))
 }
 
 /// Views little-endian bytes as `f32`s in place.
@@ -473,22 +487,63 @@ fn check_io(io: &IoLayout) -> Result<(), Error> {
     }
 }
 
-/// Bounds- and alignment-checks one tensor and views it.
-fn resolve<'a>(data: &'a [f32], t: &TensorRef, layer: u8) -> Result<Mat<'a>, Error> {
+/// Bounds- and alignment-checks one tensor (and the scales of an int8 one) and views it.
+fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Error> {
     let bad = Error::BadTensor { layer };
-    if t.dtype != DType::F32 || t.offset as usize % TENSOR_ALIGN != 0 {
+    if t.offset as usize % TENSOR_ALIGN != 0 {
         return Err(bad);
     }
     let (rows, cols) = (t.rows as usize, t.cols as usize);
     let len = rows.checked_mul(cols).ok_or(bad)?;
-    let start = t.offset as usize / DType::F32.size();
-    let end = start.checked_add(len).ok_or(bad)?;
-    let values = data.get(start..end).ok_or(bad)?;
-    Ok(Mat {
-        data: values,
-        rows,
-        cols,
-    })
+    let start = t.offset as usize;
+    let values = match (t.dtype, t.scale) {
+        (DType::F32, None) => Values::F32(floats(data, start, len).ok_or(bad)?),
+        (DType::I8, Some(scale)) => {
+            let end = start.checked_add(len).ok_or(bad)?;
+            let values = data.bytes.get(start..end).ok_or(bad)?;
+            let scale = scale as usize;
+            let scales = (scale % TENSOR_ALIGN == 0)
+                .then(|| floats(data, scale, rows))
+                .flatten()
+                .filter(|s| s.iter().all(|v| v.is_finite()))
+                .ok_or(Error::BadScale { layer })?;
+            Values::I8 { values, scales }
+        }
+        (DType::I8, None) => return Err(Error::BadScale { layer }),
+        (DType::F32, Some(_)) => return Err(bad),
+    };
+    Ok(Mat { values, rows, cols })
+}
+
+/// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
+fn floats(data: Data<'_>, offset: usize, len: usize) -> Option<&[f32]> {
+    let start = offset / DType::F32.size();
+    data.floats.get(start..start.checked_add(len)?)
+}
+
+/// Int8 is for weight matrices and embedding tables; every vector (bias, peephole, initial state) stays
+/// f32.
+fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
+    let vector = |t: &Option<Mat<'_>>| t.as_ref().is_some_and(|m| m.dtype() != DType::F32);
+    let bad = match layer {
+        Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|w| {
+                vector(&w.bias)
+                    || vector(&w.recurrent_bias)
+                    || vector(&w.peephole)
+                    || vector(&w.initial_h)
+                    || vector(&w.initial_c)
+            }),
+        Layer::Dense(d) => vector(&d.bias),
+        _ => false,
+    };
+    if bad {
+        Err(Error::BadTensor { layer: id })
+    } else {
+        Ok(())
+    }
 }
 
 fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
@@ -572,18 +627,34 @@ mod tests {
 
     /// A blob holding one Dense layer `y = W x + b` with `W = [[1, 2, 3], [4, 5, 6]]`, `b = [0.5, -1]`.
     fn dense_blob() -> Vec<u8> {
-        let values: [f32; 8] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, -1.0];
-        let mut layers = heapless::Vec::new();
-        let tensor = |rows, cols, offset| TensorRef {
-            dtype: DType::F32,
+        let mut data = Vec::new();
+        for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, -1.0] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        dense_blob_with(
+            tensor(DType::F32, 2, 3, 0, None),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            &data,
+        )
+    }
+
+    fn tensor(dtype: DType, rows: u32, cols: u32, offset: u32, scale: Option<u32>) -> TensorRef {
+        TensorRef {
+            dtype,
             rows,
             cols,
             offset,
-        };
+            scale,
+        }
+    }
+
+    /// A blob holding one Dense layer of 3 inputs with the given tensors over `data`.
+    fn dense_blob_with(weight: TensorRef, bias: Option<TensorRef>, data: &[u8]) -> Vec<u8> {
+        let mut layers = heapless::Vec::new();
         layers
             .push(Layer::Dense(Dense {
-                weight: tensor(2, 3, 0),
-                bias: Some(tensor(2, 1, 32)),
+                weight,
+                bias,
                 activation: Activation::Linear,
             }))
             .unwrap();
@@ -613,16 +684,72 @@ mod tests {
         blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
         blob.extend_from_slice(&encoded);
         blob.resize(data_offset, 0);
-        for v in &values[..6] {
-            blob.extend_from_slice(&v.to_le_bytes());
-        }
-        blob.resize(data_offset + 32, 0);
-        for v in &values[6..] {
-            blob.extend_from_slice(&v.to_le_bytes());
-        }
+        blob.extend_from_slice(data);
         let crc = CRC.checksum(&blob);
         blob.extend_from_slice(&crc.to_le_bytes());
         blob
+    }
+
+    /// Int8 weights `[[1, 2, 3], [-4, -5, -128]]` with row scales `[0.5, 2]`, then the f32 bias at 32.
+    fn int8_data(scale_1: f32) -> Vec<u8> {
+        let mut data = std::vec![1u8, 2, 3, 0xfc, 0xfb, 0x80];
+        data.resize(16, 0);
+        data.extend_from_slice(&0.5f32.to_le_bytes());
+        data.extend_from_slice(&scale_1.to_le_bytes());
+        data.resize(32, 0);
+        data.extend_from_slice(&0.5f32.to_le_bytes());
+        data.extend_from_slice(&(-1.0f32).to_le_bytes());
+        data
+    }
+
+    fn open_placed(blob: &[u8]) -> Result<(), Error> {
+        let (words, len) = placed(blob, 0);
+        Model::open(view(&words, 0, len)).map(|_| ())
+    }
+
+    #[test]
+    fn int8_weights_run_scaled_per_row() {
+        let blob = dense_blob_with(
+            tensor(DType::I8, 2, 3, 0, Some(16)),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            &int8_data(2.0),
+        );
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        let mut memory = [0.0f32; 16];
+        let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+        let mut y = [0.0f32; 2];
+        runtime.step(&[1.0, 0.0, -1.0], &mut y).unwrap();
+        assert_eq!(y, [0.5 * (1.0 - 3.0) + 0.5, 2.0 * (-4.0 + 128.0) - 1.0]);
+    }
+
+    #[test]
+    fn int8_scales_are_checked() {
+        let weight = |scale| tensor(DType::I8, 2, 3, 0, scale);
+        let bias = Some(tensor(DType::F32, 2, 1, 32, None));
+        let bad_scale = Err(Error::BadScale { layer: 0 });
+        // Missing, misaligned, out of bounds, not finite.
+        for scale in [None, Some(20), Some(48)] {
+            let blob = dense_blob_with(weight(scale), bias, &int8_data(2.0));
+            assert_eq!(open_placed(&blob), bad_scale, "{scale:?}");
+        }
+        for value in [f32::NAN, f32::INFINITY] {
+            let blob = dense_blob_with(weight(Some(16)), bias, &int8_data(value));
+            assert_eq!(open_placed(&blob), bad_scale);
+        }
+        // An f32 tensor with scales, and an int8 bias, are refused.
+        let blob = dense_blob_with(
+            tensor(DType::F32, 2, 1, 32, Some(16)),
+            None,
+            &int8_data(2.0),
+        );
+        assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+        let blob = dense_blob_with(
+            weight(Some(16)),
+            Some(tensor(DType::I8, 2, 1, 32, Some(16))),
+            &int8_data(2.0),
+        );
+        assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
     }
 
     /// Copies bytes to `offset` bytes past a 16-byte boundary.

@@ -6,7 +6,8 @@ use crate::activation::apply;
 use crate::cell::{self, Mat};
 use crate::error::Error;
 use crate::format::{Dense, Direction, Layer, Merge, Recurrent};
-use crate::kernels::float::{add, matvec};
+use crate::kernels::float::add;
+use crate::kernels::{self, matvec};
 use crate::model::Model;
 
 /// What a streaming step produced.
@@ -210,7 +211,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         let token = ids.first().copied().unwrap_or(0) as usize;
-                        copy(y, e.table.rows(token, 1));
+                        kernels::row(&e.table, token, y);
                     }
                 }
                 Layer::Recurrent(r) => {
@@ -286,7 +287,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         for (row, &token) in next.chunks_exact_mut(w_out).zip(ids) {
-                            copy(row, e.table.rows(token as usize, 1));
+                            kernels::row(&e.table, token as usize, row);
                         }
                     }
                 }
@@ -395,9 +396,9 @@ fn merge(direction: Direction, pass: usize, row: &mut [f32], h: &[f32]) {
 
 /// y = act(W x + b)
 fn dense(d: &Dense<Mat<'_>>, x: &[f32], y: &mut [f32]) {
-    matvec(d.weight.data, x, y);
+    matvec(&d.weight, x, y);
     if let Some(b) = &d.bias {
-        add(y, b.data);
+        add(y, b.f32());
     }
     apply(d.activation, y);
 }

@@ -7,6 +7,7 @@ use tinyrnn::format::{
     Activation, Cell, CellWeights, Dense, Direction, Embedding, Input, InputKind, InputLayout,
     IoLayout, Layer, Merge, OutputLayout, Recurrent,
 };
+use tinyrnn_converter::quantize::{quantize, Mode};
 use tinyrnn_converter::spec::{ModelSpec, Tensor};
 
 /// The fixtures folder.
@@ -320,4 +321,17 @@ pub fn sample_models(seed: u64) -> Vec<(ModelSpec, usize)> {
     tokens.input.kind = InputKind::Tokens;
     models.push((tokens, 6));
     models
+}
+
+/// [`sample_models`] with every weight matrix and embedding table quantized to `mode`, names suffixed
+/// with the mode.
+pub fn quantized_sample_models(seed: u64, mode: Mode) -> Vec<(ModelSpec, usize)> {
+    sample_models(seed)
+        .into_iter()
+        .map(|(spec, steps)| {
+            let mut q = quantize(&spec, mode).expect("sample models quantize");
+            q.name = format!("{} {}", spec.name, mode.name());
+            (q, steps)
+        })
+        .collect()
 }

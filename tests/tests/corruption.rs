@@ -1,16 +1,18 @@
 //! A damaged blob is always refused with a typed error, never a panic: every truncation, thousands of
 //! random bit flips, and the same flips with the checksum repaired so that header and tensor validation
-//! are exercised rather than the CRC alone.
+//! are exercised rather than the CRC alone. The sample models are checked in f32 and with int8 weights.
 
 use tinyrnn::format::{CRC, CRC_LEN};
 use tinyrnn::{Error, Model, Runtime};
-use tinyrnn_conformance::{sample_models, Rng};
+use tinyrnn_conformance::{quantized_sample_models, sample_models, Rng};
+use tinyrnn_converter::quantize::Mode;
 use tinyrnn_converter::{run::AlignedBlob, write::to_blob};
 
 fn blobs() -> Vec<Vec<u8>> {
     sample_models(21)
-        .iter()
-        .map(|(spec, _)| to_blob(spec).unwrap())
+        .into_iter()
+        .chain(quantized_sample_models(22, Mode::I8w))
+        .map(|(spec, _)| to_blob(&spec).unwrap())
         .collect()
 }
 

@@ -2,7 +2,8 @@
 
 use tinyrnn::format::InputKind;
 use tinyrnn::{Error, Model, Runtime, Status};
-use tinyrnn_conformance::{sample_models, Rng};
+use tinyrnn_conformance::{quantized_sample_models, sample_models, Rng};
+use tinyrnn_converter::quantize::Mode;
 use tinyrnn_converter::{run::AlignedBlob, write::to_blob};
 
 /// Runs a window over the first `steps` timesteps of `input` from a fresh state.
@@ -30,7 +31,10 @@ fn window(
 fn every_streaming_step_equals_the_window_ending_there() {
     let mut rng = Rng::new(7);
     let mut compared = 0;
-    for (spec, steps) in sample_models(11) {
+    let models = sample_models(11)
+        .into_iter()
+        .chain(quantized_sample_models(12, Mode::I8w));
+    for (spec, steps) in models {
         let blob = AlignedBlob::new(&to_blob(&spec).unwrap());
         let model = blob.open().unwrap();
         let tokens = model.input().kind == InputKind::Tokens;
@@ -74,7 +78,7 @@ fn every_streaming_step_equals_the_window_ending_there() {
             compared += 1;
         }
     }
-    assert!(compared >= 49, "only {compared} comparisons ran");
+    assert!(compared >= 98, "only {compared} comparisons ran");
 }
 
 #[test]
