@@ -21,7 +21,7 @@ pub mod activation;
 pub mod cell;
 pub mod error;
 pub mod format;
-mod kernels;
+pub mod kernels;
 pub mod model;
 pub mod runtime;
 

@@ -1,8 +1,10 @@
 //! The engine's hot loops, one module per numeric mode. Nothing else in the crate loops over weights.
+//! [`fixed`] is public so that firmware and tests can reach the integer-only primitives directly.
 //!
 //! The functions here pick the kernel for a weight matrix's element type; a model may mix f32 and int8
 //! weights freely.
 
+pub mod fixed;
 pub(crate) mod float;
 pub(crate) mod int8;
 
