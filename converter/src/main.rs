@@ -61,10 +61,15 @@ enum Command {
         #[arg(long, value_name = "REFERENCE.npy")]
         expect: Option<PathBuf>,
     },
-    /// Print a blob's layers, shapes, parameter counts, memory and compute.
+    /// Print a blob's layers, shapes, parameter counts, memory and compute; for an f32 blob, also flash,
+    /// RAM and MACs per step of each quantized mode, and with --data their error against f32.
     Inspect {
         /// The blob.
         model: PathBuf,
+        /// An input batch (.npy, laid out as `tinyrnn run` reads it) on which to measure each quantized
+        /// mode's error against f32, per output.
+        #[arg(long, value_name = "X.npy")]
+        data: Option<PathBuf>,
     },
     /// The bundled example end to end: import the KPI forecaster trained in Keras, write its blob, run it
     /// windowed against Keras' own outputs, then stream one window sample by sample.
@@ -143,9 +148,41 @@ fn execute(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Inspect { model } => {
+        Command::Inspect { model, data } => {
             let blob = read_blob(&model)?;
             print!("{}", describe(&model, &blob)?);
+            let aligned = run::AlignedBlob::new(&blob);
+            let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
+            if spec.is_quantized() {
+                if data.is_some() {
+                    println!("\n(the blob is quantized: inspect its f32 blob to compare modes)");
+                }
+                return Ok(());
+            }
+            let mode = quantize::Mode::I8w;
+            let quantized = match quantize::quantize(&spec, mode).and_then(|q| write::to_blob(&q)) {
+                Ok(q) => q,
+                Err(err) => {
+                    println!("\n{} is not available for this model: {err:#}", mode.name());
+                    return Ok(());
+                }
+            };
+            println!();
+            print!(
+                "{}",
+                report::modes(&[("f32", &blob), (mode.name(), &quantized)])
+            );
+            if let Some(path) = data {
+                let x = npy::read(&path)?;
+                let errors = quantize::error_per_output(&blob, &quantized, &x)
+                    .with_context(|| format!("measuring the error on {}", path.display()))?;
+                println!(
+                    "\nerror of {} against f32 on {}:",
+                    mode.name(),
+                    path.display()
+                );
+                print!("{}", report::accuracy(&errors));
+            }
             Ok(())
         }
         Command::Demo { example, output } => demo(&example, &output),

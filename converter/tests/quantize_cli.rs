@@ -1,0 +1,119 @@
+//! `tinyrnn quantize`, `import --quantize` and `inspect` on a quantized model, through the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/keras")
+        .join(name)
+}
+
+fn tinyrnn(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tinyrnn"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
+    let dir = std::env::temp_dir().join(format!("tinyrnn-quantize-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (f32_blob, i8w_blob, imported) = (
+        dir.join("f32.trnn"),
+        dir.join("i8w.trnn"),
+        dir.join("imported.trnn"),
+    );
+    let model = fixture("lstm_stacked.keras");
+    let input = fixture("lstm_stacked.input.npy");
+
+    let o = tinyrnn(&[
+        "import".as_ref(),
+        model.as_os_str(),
+        "-o".as_ref(),
+        f32_blob.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = tinyrnn(&[
+        "quantize".as_ref(),
+        f32_blob.as_os_str(),
+        "--mode".as_ref(),
+        "i8w".as_ref(),
+        "--calibrate".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        i8w_blob.as_os_str(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for wanted in [
+        "numeric mode       i8w",
+        "error of i8w against f32",
+        "max |err|",
+        "\nf32 ",
+        "\ni8w ",
+    ] {
+        assert!(out.contains(wanted), "lacks {wanted:?}:\n{out}");
+    }
+
+    // The quantized blob runs, and quantizing it again is refused with a clear message.
+    let o = tinyrnn(&[
+        "run".as_ref(),
+        i8w_blob.as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tinyrnn(&[
+        "quantize".as_ref(),
+        i8w_blob.as_os_str(),
+        "--mode".as_ref(),
+        "i8w".as_ref(),
+        "-o".as_ref(),
+        dir.join("again.trnn").as_os_str(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("already quantized"), "{}", text(&o));
+
+    // Without data, quantize says what to pass.
+    let o = tinyrnn(&[
+        "import".as_ref(),
+        model.as_os_str(),
+        "--quantize".as_ref(),
+        "i8w".as_ref(),
+        "-o".as_ref(),
+        imported.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("pass --calibrate X.npy"), "{}", text(&o));
+    // Importing with --quantize gives the same blob as importing, then quantizing.
+    assert_eq!(
+        std::fs::read(&imported).unwrap(),
+        std::fs::read(&i8w_blob).unwrap()
+    );
+
+    // inspect of the f32 blob shows both modes and, with data, the error.
+    let o = tinyrnn(&[
+        "inspect".as_ref(),
+        f32_blob.as_os_str(),
+        "--data".as_ref(),
+        input.as_os_str(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("\ni8w ") && out.contains("error of i8w against f32"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
