@@ -1,8 +1,7 @@
 //! Extreme inputs on the f32 side — up to ±f32::MAX, ±Inf, NaN — never panic, in f32 and in i8w, streaming
 //! or windowed; and a model whose output passes through a bounded activation gives finite outputs for
-//! finite inputs up to 1e30 in magnitude. (Nearer f32::MAX, sums of products overflow to ±Inf and may meet
-//! as NaN in f32 and i8w alike; i8w sums the unscaled int8 values, ≤ 127 in magnitude, so it reaches that
-//! point sooner than an f32 model with small weights.)
+//! finite inputs up to 1e30 in magnitude. (Nearer f32::MAX, sums of products can overflow to ±Inf and
+//! meet as NaN; i8w keeps each term within `|x|`, as f32 weights of magnitude ≤ 1 would.)
 
 use tinyrnn::format::{Activation, Layer};
 use tinyrnn::{Model, Runtime};
