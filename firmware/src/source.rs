@@ -1,0 +1,126 @@
+//! Where samples come from.
+
+use core::str;
+
+/// A source of samples, one value per input feature.
+pub trait SampleSource {
+    /// What can go wrong reading a sample.
+    type Error;
+
+    /// Reads the next sample into `sample` (exactly `sample.len()` values). Returns `false` when the
+    /// source has run out.
+    fn next_sample(&mut self, sample: &mut [f32]) -> Result<bool, Self::Error>;
+}
+
+/// Why a text line did not give a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LineError<E> {
+    /// The reader failed.
+    Io(E),
+    /// A line is longer than the line buffer.
+    TooLong {
+        /// Line number, from 1.
+        line: u32,
+    },
+    /// A value is not a number, or the line is not UTF-8.
+    Parse {
+        /// Line number, from 1.
+        line: u32,
+    },
+    /// A line has a different number of values than the model has features.
+    Width {
+        /// Line number, from 1.
+        line: u32,
+        /// Values expected.
+        expected: usize,
+        /// Values found.
+        got: usize,
+    },
+}
+
+/// Samples as text lines from any `embedded-io` reader (a UART, or bytes in flash): values separated by
+/// commas or spaces, one sample per line. Empty lines and lines starting with `#` are skipped; `\r` is
+/// ignored. `N` is the longest line in bytes.
+pub struct LineSource<R, const N: usize = 256> {
+    reader: R,
+    line: heapless::Vec<u8, N>,
+    number: u32,
+}
+
+impl<R, const N: usize> LineSource<R, N> {
+    /// Reads lines from `reader`.
+    pub fn new(reader: R) -> Self {
+        Self {
+            reader,
+            line: heapless::Vec::new(),
+            number: 0,
+        }
+    }
+
+    /// Gives the reader back.
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+}
+
+impl<R: embedded_io::Read, const N: usize> LineSource<R, N> {
+    /// Reads one line into the buffer; `false` at the end of input with nothing read.
+    fn read_line(&mut self) -> Result<bool, LineError<R::Error>> {
+        self.line.clear();
+        self.number += 1;
+        let mut byte = [0u8; 1];
+        let mut any = false;
+        loop {
+            if self.reader.read(&mut byte).map_err(LineError::Io)? == 0 {
+                return Ok(any);
+            }
+            any = true;
+            match byte[0] {
+                b'\n' => return Ok(true),
+                b'\r' => {}
+                b => self
+                    .line
+                    .push(b)
+                    .map_err(|_| LineError::TooLong { line: self.number })?,
+            }
+        }
+    }
+}
+
+impl<R: embedded_io::Read, const N: usize> SampleSource for LineSource<R, N> {
+    type Error = LineError<R::Error>;
+
+    fn next_sample(&mut self, sample: &mut [f32]) -> Result<bool, Self::Error> {
+        loop {
+            if !self.read_line()? {
+                return Ok(false);
+            }
+            let line = self.number;
+            let text = str::from_utf8(&self.line).map_err(|_| LineError::Parse { line })?;
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            let mut got = 0;
+            for field in text
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|f| !f.is_empty())
+            {
+                let value = field.parse().map_err(|_| LineError::Parse { line })?;
+                if let Some(slot) = sample.get_mut(got) {
+                    *slot = value;
+                }
+                got += 1;
+            }
+            if got != sample.len() {
+                return Err(LineError::Width {
+                    line,
+                    expected: sample.len(),
+                    got,
+                });
+            }
+            return Ok(true);
+        }
+    }
+}
