@@ -10,7 +10,7 @@ mod fmt;
 
 pub mod source;
 
-pub use source::{LineError, LineSource, SampleSource};
+pub use source::{LineError, LineSource, NbError, NbReader, SampleSource};
 
 use embedded_hal::delay::DelayNs;
 use tinyrnn::{Forecaster, Scaler};

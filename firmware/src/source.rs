@@ -124,3 +124,57 @@ impl<R: embedded_io::Read, const N: usize> SampleSource for LineSource<R, N> {
         }
     }
 }
+
+/// Adapts a non-blocking embedded-hal serial receiver (`embedded_hal_nb::serial::Read<u8>`, what most
+/// HALs' UART receivers implement) into a blocking `embedded_io::Read` for [`LineSource`]. It waits for
+/// the first byte, then returns what has arrived without waiting further.
+pub struct NbReader<R>(pub R);
+
+impl<R: embedded_hal_nb::serial::ErrorType> embedded_io::ErrorType for NbReader<R> {
+    type Error = NbError<R::Error>;
+}
+
+/// A receive error of an [`NbReader`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NbError<E>(pub E);
+
+#[cfg(feature = "defmt")]
+impl<E: embedded_hal_nb::serial::Error> defmt::Format for NbError<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        use embedded_hal_nb::serial::ErrorKind;
+        let kind = match self.0.kind() {
+            ErrorKind::Overrun => "overrun",
+            ErrorKind::FrameFormat => "framing",
+            ErrorKind::Parity => "parity",
+            ErrorKind::Noise => "noise",
+            _ => "other",
+        };
+        defmt::write!(f, "serial receive error ({})", kind)
+    }
+}
+
+impl<E: embedded_hal_nb::serial::Error> embedded_io::Error for NbError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::Other
+    }
+}
+
+impl<R: embedded_hal_nb::serial::Read<u8>> embedded_io::Read for NbReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let mut n = 0;
+        for slot in buf.iter_mut() {
+            let byte = if n == 0 {
+                nb::block!(self.0.read()).map_err(NbError)?
+            } else {
+                match self.0.read() {
+                    Ok(byte) => byte,
+                    Err(nb::Error::WouldBlock) => break,
+                    Err(nb::Error::Other(e)) => return Err(NbError(e)),
+                }
+            };
+            *slot = byte;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
