@@ -15,10 +15,12 @@ use cortex_m_semihosting::{debug, hprint, hprintln};
 use tinyrnn::{Error, Forecaster, Mode, ModelSlot};
 use tinyrnn_firmware::{forecast_stream, include_blob, Aligned, LineSource, SpinDelay};
 
+mod measure;
+
 /// The bundled KPI forecaster; `models/README.md` says how it is made.
-static MODEL: &[u8] = include_blob!("../../models/kpi_forecaster.trnn");
+static MODEL: &[u8] = include_blob!("../../../models/kpi_forecaster.trnn");
 /// The canned input, one sample per line in model units.
-static SAMPLES: &str = include_str!("../../data/kpi_samples.csv");
+static SAMPLES: &str = include_str!("../../../data/kpi_samples.csv");
 /// Where the OTA step reads its second blob, relative to QEMU's working directory (`firmware/`).
 const OTA_PATH: &str = "models/kpi_forecaster.trnn\0";
 
@@ -31,8 +33,16 @@ const OTA_MAX: usize = 4096;
 
 #[entry]
 fn main() -> ! {
+    measure::paint_stack();
+    let open_stack = open_model_stack();
+    hprintln!("stack used by Model::open: {} bytes", open_stack);
+    measure::paint_stack();
     let code = match run() {
         Ok(()) => {
+            hprintln!(
+                "stack used: {} bytes (high-water mark)",
+                measure::stack_used()
+            );
             hprintln!("all checks passed");
             debug::EXIT_SUCCESS
         }
@@ -82,6 +92,26 @@ fn run() -> Result<(), &'static str> {
         let mut source = LineSource::<_, 128>::new(first.as_bytes());
         let seen = forecast_stream(&mut stream, &mut source, &mut delay, 0, print)
             .map_err(|_| "streaming the first half failed")?;
+
+        // Timing, away from the printing: one full window's forecast, many times.
+        let mut timed_memory = [0.0f32; WORDS];
+        let mut timed = Forecaster::<W>::new(model, &mut timed_memory).map_err(report)?;
+        let sample = [0.5f32, 0.4, 0.3];
+        for _ in 0..8 {
+            timed.push(&sample).map_err(report)?;
+        }
+        const PUSHES: u32 = 100;
+        measure::timer_start();
+        for _ in 0..PUSHES {
+            timed.push(&sample).map_err(report)?;
+        }
+        let ticks = measure::timer_ticks();
+        hprintln!(
+            "push with a full window: about {} instructions ({} timer ticks over {} pushes; meaningful under -icount shift=0)",
+            ticks * 40 / PUSHES,
+            ticks,
+            PUSHES
+        );
         let mut saved = [0u8; 1024];
         let len = stream.state_len();
         let saved = saved.get_mut(..len).ok_or("state larger than its buffer")?;
@@ -151,6 +181,16 @@ fn run() -> Result<(), &'static str> {
     let new_id = slot.replace(&download.0[..got]).map_err(report)?;
     hprintln!("ota: model {:08x} installed", new_id);
     Ok(())
+}
+
+/// Stack high-water mark of opening the model, measured from a painted stack.
+#[inline(never)]
+fn open_model_stack() -> usize {
+    let before = measure::stack_used();
+    let opened = core::hint::black_box(tinyrnn::Model::open(core::hint::black_box(MODEL)));
+    core::hint::black_box(&opened);
+    drop(opened);
+    measure::stack_used() - before
 }
 
 /// Prints one forecast line for CI to compare.
