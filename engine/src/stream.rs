@@ -90,7 +90,9 @@ const STATE_MAGIC: [u8; 4] = *b"TRST";
 const STATE_HEADER: usize = 20;
 
 /// A stream of samples forecast by one model. `W` is the capacity of the window buffer (a `heapless::Vec`
-/// that slides by one sample per push, so the window is always contiguous for the runtime) in `f32`
+/// that slides by one sample per push, so the window is always contiguous for the runtime; a
+/// `heapless::Deque` with `make_contiguous` would save the copy, but in heapless 0.9.3 that call corrupts a
+/// full, wrapped deque, rust-embedded/heapless#676) in `f32`
 /// values: at least `steps × features` for [`Mode::Window`]; unused by [`Mode::Stream`], where 1 will do
 /// (heapless needs a non-zero capacity).
 #[derive(Debug)]

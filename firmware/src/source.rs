@@ -178,3 +178,100 @@ impl<R: embedded_hal_nb::serial::Read<u8>> embedded_io::Read for NbReader<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(
+        text: &str,
+        width: usize,
+    ) -> Result<([[f32; 3]; 4], usize), LineError<core::convert::Infallible>> {
+        let mut source = LineSource::<_, 32>::new(text.as_bytes());
+        let mut out = [[0.0; 3]; 4];
+        let mut n = 0;
+        while n < out.len() && source.next_sample(&mut out[n][..width])? {
+            n += 1;
+        }
+        Ok((out, n))
+    }
+
+    #[test]
+    fn lines_with_commas_spaces_comments_and_crlf() {
+        let (out, n) = samples("# kpis\r\n1,2,3\r\n\n 4 5\t6\n7, 8 ,9", 3).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            out[..3],
+            [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_their_line() {
+        assert_eq!(
+            samples("1,2,3\n1,x,3\n", 3).err(),
+            Some(LineError::Parse { line: 2 })
+        );
+        assert_eq!(
+            samples("1,2\n", 3).err(),
+            Some(LineError::Width {
+                line: 1,
+                expected: 3,
+                got: 2
+            })
+        );
+        assert_eq!(
+            samples("1,2,3,4\n", 3).err(),
+            Some(LineError::Width {
+                line: 1,
+                expected: 3,
+                got: 4
+            })
+        );
+        let long = "1.0000000000000000000000000000000,2,3\n";
+        assert_eq!(samples(long, 3).err(), Some(LineError::TooLong { line: 1 }));
+        assert_eq!(
+            samples("\u{ff}\n", 1).err(),
+            Some(LineError::Parse { line: 1 })
+        );
+    }
+
+    /// A receiver that has bytes ready in bursts, with `WouldBlock` between them.
+    struct Bursts<'a>(&'a [Option<u8>]);
+
+    impl embedded_hal_nb::serial::ErrorType for Bursts<'_> {
+        type Error = embedded_hal_nb::serial::ErrorKind;
+    }
+
+    impl embedded_hal_nb::serial::Read<u8> for Bursts<'_> {
+        fn read(&mut self) -> nb::Result<u8, Self::Error> {
+            let (first, rest) = self.0.split_first().ok_or(nb::Error::Other(
+                embedded_hal_nb::serial::ErrorKind::Overrun,
+            ))?;
+            self.0 = rest;
+            first.ok_or(nb::Error::WouldBlock)
+        }
+    }
+
+    #[test]
+    fn a_non_blocking_receiver_feeds_lines() {
+        let bytes = [
+            Some(b'1'),
+            None,
+            None,
+            Some(b','),
+            Some(b'2'),
+            None,
+            Some(b'\n'),
+        ];
+        let mut source = LineSource::<_, 16>::new(NbReader(Bursts(&bytes)));
+        let mut sample = [0.0; 2];
+        assert_eq!(source.next_sample(&mut sample), Ok(true));
+        assert_eq!(sample, [1.0, 2.0]);
+        // The receiver then reports an overrun.
+        assert!(matches!(
+            source.next_sample(&mut sample),
+            Err(LineError::Io(_))
+        ));
+    }
+}
