@@ -82,6 +82,22 @@ fn run() -> Result<(), &'static str> {
                 .unwrap_or(0),
             needed
         );
+        // The runtime's share, in the words of `tinyrnn inspect` (CI compares the two lines).
+        let runtime = match mode {
+            Mode::Window { steps } => model.window_memory(steps),
+            Mode::Stream => Ok(model.memory()),
+        }
+        .map_err(report)?;
+        match mode {
+            Mode::Window { steps } => hprint!("RAM, window of {}", steps),
+            Mode::Stream => hprint!("RAM, streaming"),
+        }
+        hprintln!(
+            " {} bytes (state {} + scratch {})",
+            runtime.bytes(),
+            runtime.state * 4,
+            runtime.scratch * 4
+        );
 
         // Stream 0 forecasts the canned samples; it stops halfway to save its state.
         let mut memory = [0.0f32; WORDS];
