@@ -7,11 +7,23 @@
 //! sleep; two more streams share the model. Then the OTA swap: a second copy of the blob is read from the
 //! host through semihosting (or taken from flash if the host has no file), a corrupted copy is refused
 //! and the old model keeps running, and the good copy replaces it. Exits 0 if all of it went as expected.
+//!
+//! With the `qemu-defmt` feature the library's log messages go out as defmt frames on the host's stdout
+//! (defmt-semihosting) and this text moves to stderr:
+//! `cargo run --release --features qemu-defmt | defmt-print -e target/thumbv7em-none-eabihf/release/qemu`.
 #![no_std]
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprint, hprintln};
+use cortex_m_semihosting::debug;
+#[cfg(feature = "qemu-defmt")]
+use defmt_semihosting as _;
+
+#[cfg(feature = "qemu-defmt")]
+use cortex_m_semihosting::{heprint as say, heprintln as sayln};
+/// Text output: the host's stdout, or its stderr when stdout carries defmt frames (`qemu-defmt`).
+#[cfg(not(feature = "qemu-defmt"))]
+use cortex_m_semihosting::{hprint as say, hprintln as sayln};
 use tinyrnn::{Error, Forecaster, Mode, ModelSlot};
 use tinyrnn_firmware::{forecast_stream, include_blob, Aligned, LineSource, SpinDelay};
 
@@ -34,20 +46,22 @@ const OTA_MAX: usize = 4096;
 #[entry]
 fn main() -> ! {
     measure::paint_stack();
+    #[cfg(feature = "defmt")]
+    defmt::info!("tinyrnn firmware on mps2-an386");
     let open_stack = open_model_stack();
-    hprintln!("stack used by Model::open: {} bytes", open_stack);
+    sayln!("stack used by Model::open: {} bytes", open_stack);
     measure::paint_stack();
     let code = match run() {
         Ok(()) => {
-            hprintln!(
+            sayln!(
                 "stack used: {} bytes (high-water mark)",
                 measure::stack_used()
             );
-            hprintln!("all checks passed");
+            sayln!("all checks passed");
             debug::EXIT_SUCCESS
         }
         Err(message) => {
-            hprintln!("FAILED: {}", message);
+            sayln!("FAILED: {}", message);
             debug::EXIT_FAILURE
         }
     };
@@ -68,7 +82,7 @@ fn run() -> Result<(), &'static str> {
         let model = slot.model();
         let mode = Mode::of(model).map_err(report)?;
         let needed = Forecaster::<W>::memory_words(model, mode).map_err(report)?;
-        hprintln!(
+        sayln!(
             "model {:08x}: {} bytes, {:?}, {} features in, {} values out, {} f32 words per stream",
             old_id,
             MODEL.len(),
@@ -89,10 +103,10 @@ fn run() -> Result<(), &'static str> {
         }
         .map_err(report)?;
         match mode {
-            Mode::Window { steps } => hprint!("RAM, window of {}", steps),
-            Mode::Stream => hprint!("RAM, streaming"),
+            Mode::Window { steps } => say!("RAM, window of {}", steps),
+            Mode::Stream => say!("RAM, streaming"),
         }
-        hprintln!(
+        sayln!(
             " {} bytes (state {} + scratch {})",
             runtime.bytes(),
             runtime.state * 4,
@@ -122,7 +136,7 @@ fn run() -> Result<(), &'static str> {
             timed.push(&sample).map_err(report)?;
         }
         let ticks = measure::timer_ticks();
-        hprintln!(
+        sayln!(
             "push with a full window: about {} instructions ({} timer ticks over {} pushes; meaningful under -icount shift=0)",
             ticks * 40 / PUSHES,
             ticks,
@@ -133,7 +147,7 @@ fn run() -> Result<(), &'static str> {
         let saved = saved.get_mut(..len).ok_or("state larger than its buffer")?;
         stream.save_state(saved).map_err(report)?;
         drop(stream);
-        hprintln!("saved stream state: {} bytes after {} samples", len, seen);
+        sayln!("saved stream state: {} bytes after {} samples", len, seen);
 
         // As after deep sleep: a fresh stream in the same memory restores the state and goes on.
         let mut stream = Forecaster::<W>::new(model, &mut memory).map_err(report)?;
@@ -154,10 +168,10 @@ fn run() -> Result<(), &'static str> {
             forecasts += usize::from(cell1.push(&[x, 0.5, 1.0 - x]).map_err(report)?.is_some());
             forecasts += usize::from(cell2.push(&[0.5, x, x]).map_err(report)?.is_some());
         }
-        hprintln!("two more cells on the same model: {} forecasts", forecasts);
+        sayln!("two more cells on the same model: {} forecasts", forecasts);
         saved[len / 2] ^= 0x01;
         match cell1.restore_state(saved) {
-            Err(Error::StateCorrupt) => hprintln!("damaged state refused: StateCorrupt"),
+            Err(Error::StateCorrupt) => sayln!("damaged state refused: StateCorrupt"),
             _ => return Err("a damaged state was not refused"),
         }
     }
@@ -165,11 +179,11 @@ fn run() -> Result<(), &'static str> {
     // OTA: the new blob arrives in RAM, from the host if it has the file.
     let got = match read_host_file(OTA_PATH, &mut download.0) {
         Some(n) => {
-            hprintln!("ota: read {} bytes from the host", n);
+            sayln!("ota: read {} bytes from the host", n);
             n
         }
         None => {
-            hprintln!("ota: no host file, using the flash copy");
+            sayln!("ota: no host file, using the flash copy");
             let n = MODEL.len().min(OTA_MAX);
             download.0[..n].copy_from_slice(&MODEL[..n]);
             n
@@ -178,7 +192,7 @@ fn run() -> Result<(), &'static str> {
     corrupted.0[..got].copy_from_slice(&download.0[..got]);
     corrupted.0[got / 2] ^= 0x40;
     match slot.replace(&corrupted.0[..got]) {
-        Err(error) => hprintln!("ota: corrupted blob rejected: {}", error),
+        Err(error) => sayln!("ota: corrupted blob rejected: {}", error),
         Ok(_) => return Err("a corrupted blob was accepted"),
     }
     if slot.model().id() != old_id {
@@ -192,10 +206,10 @@ fn run() -> Result<(), &'static str> {
         let mut delay = SpinDelay { hz: 25_000_000 };
         let n = forecast_stream(&mut stream, &mut source, &mut delay, 0, |_, _| {})
             .map_err(|_| "the old model stopped running")?;
-        hprintln!("ota: model {:08x} keeps running ({} samples)", old_id, n);
+        sayln!("ota: model {:08x} keeps running ({} samples)", old_id, n);
     }
     let new_id = slot.replace(&download.0[..got]).map_err(report)?;
-    hprintln!("ota: model {:08x} installed", new_id);
+    sayln!("ota: model {:08x} installed", new_id);
     Ok(())
 }
 
@@ -211,16 +225,16 @@ fn open_model_stack() -> usize {
 
 /// Prints one forecast line for CI to compare.
 fn print(index: usize, forecast: &[f32]) {
-    hprint!("forecast {}", index);
+    say!("forecast {}", index);
     for v in forecast {
-        hprint!(" {:e}", v);
+        say!(" {:e}", v);
     }
-    hprintln!();
+    sayln!();
 }
 
 /// Prints an engine error and turns it into a failure message.
 fn report(error: Error) -> &'static str {
-    hprintln!("engine error: {}", error);
+    sayln!("engine error: {}", error);
     "engine error"
 }
 
@@ -260,7 +274,7 @@ fn read_host_file(path: &str, buf: &mut [u8]) -> Option<usize> {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("panic: {}", info);
+    sayln!("panic: {}", info);
     debug::exit(debug::EXIT_FAILURE);
     loop {
         cortex_m::asm::bkpt();
