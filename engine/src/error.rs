@@ -111,6 +111,24 @@ pub enum Error {
         /// Words given.
         got: usize,
     },
+    /// Saved stream state bytes (or the buffer to save them into) have the wrong length.
+    StateBytes {
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// Saved stream state bytes are damaged: bad magic, unknown layout or checksum mismatch.
+    StateCorrupt,
+    /// Saved stream state was written by another model (or another window length or mode).
+    StateModel {
+        /// Identity of this model ([`crate::Model::id`]).
+        expected: u32,
+        /// Identity recorded in the saved state.
+        got: u32,
+    },
+    /// A replacement model does not take the same input or give the same forecast shape as the running one.
+    ModelMismatch,
 }
 
 impl fmt::Display for Error {
@@ -179,6 +197,18 @@ impl fmt::Display for Error {
             Error::StateLength { expected, got } => {
                 write!(f, "state has {got} words, this model's state has {expected}")
             }
+            Error::StateBytes { expected, got } => {
+                write!(f, "saved state has {got} bytes, this stream's state has {expected}")
+            }
+            Error::StateCorrupt => write!(f, "saved state is damaged (magic, layout or checksum)"),
+            Error::StateModel { expected, got } => write!(
+                f,
+                "saved state belongs to model {got:#010x}, this stream runs model {expected:#010x}"
+            ),
+            Error::ModelMismatch => write!(
+                f,
+                "the new model's input or forecast shape differs from the running model's"
+            ),
         }
     }
 }

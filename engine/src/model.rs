@@ -62,6 +62,8 @@ pub struct Model<'a> {
     /// Timesteps a streaming run keeps of the output, when the model ends in a crop.
     stream_keep: Option<usize>,
     streamable: bool,
+    /// The blob's CRC-32, which identifies the model.
+    id: u32,
 }
 
 impl<'a> Model<'a> {
@@ -70,7 +72,14 @@ impl<'a> Model<'a> {
     /// 4-byte aligned in memory (`include_bytes!` into an aligned static, or a flash partition).
     pub fn open(blob: &'a [u8]) -> Result<Self, Error> {
         let (header, data) = parse(blob)?;
-        Self::from_parts(header, data)
+        let mut model = Self::from_parts(header, data)?;
+        // `parse` has checked the closing CRC-32, so the last four bytes are there and trusted.
+        let mut crc = [0u8; 4];
+        if let Some(tail) = blob.get(blob.len().saturating_sub(CRC_LEN)..) {
+            crc.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
+        }
+        model.id = u32::from_le_bytes(crc);
+        Ok(model)
     }
 
     fn from_parts(header: Header<'a>, data: Data<'a>) -> Result<Self, Error> {
@@ -229,7 +238,14 @@ impl<'a> Model<'a> {
             max_width,
             stream_keep,
             streamable,
+            id: 0,
         })
+    }
+
+    /// An identity for the model: the CRC-32 that closes its blob. Two blobs with the same bytes have the
+    /// same identity; saved stream states carry it so they are only restored into the model that wrote them.
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// The model's input.

@@ -107,6 +107,12 @@ impl<'m, 'b> Runtime<'m, 'b> {
         Ok(())
     }
 
+    /// Restores a state from decoded values whose count the caller has checked against the state length.
+    pub(crate) fn restore_state_values(&mut self, values: impl Iterator<Item = f32>) {
+        self.state.iter_mut().zip(values).for_each(|(d, v)| *d = v);
+        self.seen = self.model.step_output_steps();
+    }
+
     /// Feeds one timestep of features and writes the output for the sequence so far:
     /// [`Model::step_output_len`] values.
     pub fn step(&mut self, input: &[f32], output: &mut [f32]) -> Result<Status, Error> {
