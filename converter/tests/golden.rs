@@ -29,19 +29,14 @@ fn dense_model() -> ModelSpec {
     }
 }
 
-#[rustfmt::skip]
-fn expected_bytes() -> Vec<u8> {
-    let mut header = vec![
-        0x00, 0x02,             // Input { kind: Features(2),
-        0x01, 0x01,             //         steps: Some(1) }
-        0x01,                   // layers: 1 element
-        0x01,                   // Layer::Dense
-        0x00, 0x01, 0x02, 0x00, 0x00, //   weight: TensorRef { F32, rows 1, cols 2, offset 0, scale: None }
-        0x01, 0x00, 0x01, 0x01, 0x10, 0x00, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 16, scale: None })
-        0x01,                   //   activation: Relu
-        0x00, 0x00,             // io: { input: BatchFirst, output: BatchFirst }
-        0x01, b'g', 0x01, b's', // meta: name "g", source "s",
-    ];
+/// A version-2 blob around `layers` (the header bytes from the layer count through the last layer) and
+/// `tensors`, each placed at its offset in the data section: the fixed input, io and meta of the golden
+/// model, preamble, padding and CRC.
+fn assemble(layers: &[u8], tensors: &[(usize, Vec<u8>)]) -> Vec<u8> {
+    let mut header = vec![0x00, 0x02, 0x01, 0x01]; // Input { kind: Features(2), steps: Some(1) }
+    header.extend_from_slice(layers);
+    header.extend_from_slice(&[0x00, 0x00]); // io: { input: BatchFirst, output: BatchFirst }
+    header.extend_from_slice(&[0x01, b'g', 0x01, b's']); // meta: name "g", source "s",
     header.push(PRODUCER.len() as u8); // producer
     header.extend_from_slice(PRODUCER.as_bytes());
     let data_offset = (16 + header.len()).div_ceil(16) * 16;
@@ -50,14 +45,29 @@ fn expected_bytes() -> Vec<u8> {
     blob.extend_from_slice(&(header.len() as u32).to_le_bytes());
     blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
     blob.extend_from_slice(&header);
-    blob.resize(data_offset, 0);
-    blob.extend_from_slice(&1.0f32.to_le_bytes());
-    blob.extend_from_slice(&(-2.0f32).to_le_bytes());
-    blob.resize(data_offset + 16, 0);
-    blob.extend_from_slice(&0.5f32.to_le_bytes());
+    for (offset, bytes) in tensors {
+        blob.resize(data_offset + offset, 0);
+        blob.extend_from_slice(bytes);
+    }
     let crc = tinyrnn::format::CRC.checksum(&blob);
     blob.extend_from_slice(&crc.to_le_bytes());
     blob
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[rustfmt::skip]
+fn expected_bytes() -> Vec<u8> {
+    let layers = [
+        0x01,                   // layers: 1 element
+        0x01,                   // Layer::Dense
+        0x00, 0x01, 0x02, 0x00, 0x00, //   weight: TensorRef { F32, rows 1, cols 2, offset 0, scale: None }
+        0x01, 0x00, 0x01, 0x01, 0x10, 0x00, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 16, scale: None })
+        0x01,                   //   activation: Relu
+    ];
+    assemble(&layers, &[(0, f32_bytes(&[1.0, -2.0])), (16, f32_bytes(&[0.5]))])
 }
 
 #[test]
@@ -99,34 +109,21 @@ fn quantized_dense_model() -> ModelSpec {
 
 #[rustfmt::skip]
 fn expected_quantized_bytes() -> Vec<u8> {
-    let mut header = vec![
-        0x00, 0x02,             // Input { kind: Features(2),
-        0x01, 0x01,             //         steps: Some(1) }
+    let layers = [
         0x01,                   // layers: 1 element
         0x01,                   // Layer::Dense
         0x01, 0x01, 0x02, 0x00, 0x01, 0x10, //   weight: TensorRef { I8, rows 1, cols 2, offset 0, scale: Some(16) }
         0x01, 0x00, 0x01, 0x01, 0x20, 0x00, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 32, scale: None })
         0x01,                   //   activation: Relu
-        0x00, 0x00,             // io: { input: BatchFirst, output: BatchFirst }
-        0x01, b'g', 0x01, b's', // meta: name "g", source "s",
     ];
-    header.push(PRODUCER.len() as u8); // producer
-    header.extend_from_slice(PRODUCER.as_bytes());
-    let data_offset = (16 + header.len()).div_ceil(16) * 16;
-    let mut blob = b"TRNN".to_vec();
-    blob.extend_from_slice(&[2, 0, 0, 0]);
-    blob.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
-    blob.extend_from_slice(&header);
-    blob.resize(data_offset, 0);
-    blob.extend_from_slice(&[64, (-127i8) as u8]);
-    blob.resize(data_offset + 16, 0);
-    blob.extend_from_slice(&(2.0f32 / 127.0).to_le_bytes());
-    blob.resize(data_offset + 32, 0);
-    blob.extend_from_slice(&0.5f32.to_le_bytes());
-    let crc = tinyrnn::format::CRC.checksum(&blob);
-    blob.extend_from_slice(&crc.to_le_bytes());
-    blob
+    assemble(
+        &layers,
+        &[
+            (0, vec![64, (-127i8) as u8]),
+            (16, f32_bytes(&[2.0 / 127.0])),
+            (32, f32_bytes(&[0.5])),
+        ],
+    )
 }
 
 #[test]
