@@ -103,7 +103,7 @@ fn execute(cli: Cli) -> Result<()> {
             let spec = import::import(&model)?;
             match quantize {
                 None => {
-                    let blob = write::to_blob(&spec)
+                    let blob = write::to_blob_with_self_test(&spec)
                         .with_context(|| format!("writing {}", output.display()))?;
                     write_blob(&output, &blob)?;
                     print!("{}", describe(&output, &blob)?);
@@ -193,7 +193,7 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
     let source = example.join("kpi_forecaster.keras");
     println!("1. import {}", source.display());
     let spec = import::import(&source)?;
-    let blob = write::to_blob(&spec)?;
+    let blob = write::to_blob_with_self_test(&spec)?;
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -283,7 +283,7 @@ fn quantize_and_report(
     let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
     let quantized = quantize::quantize(&spec, mode)?;
     let blob = write::to_blob(&quantized)?;
-    write_blob(output, &blob)?;
+    write_blob(output, &write::with_self_test(&blob)?)?;
     print!("{}", describe(output, &blob)?);
     println!();
     print!(

@@ -106,7 +106,27 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         }
     }
     let _ = writeln!(out, "MACs per step      {}", model.macs_per_step());
+    let _ = writeln!(out, "self-test          {}", self_test_text(model));
     out
+}
+
+/// The blob's self-test vector and what running it on this machine gives.
+fn self_test_text(model: &Model<'_>) -> String {
+    let Some(vector) = model.self_test_vector() else {
+        return "none".to_string();
+    };
+    let mut memory = vec![0.0; model.self_test_memory()];
+    let outcome = match model.self_test(&mut memory) {
+        Ok(tinyrnn::SelfTestOutcome::Passed { max_error }) => {
+            format!("passes here (max error {max_error:.1e})")
+        }
+        Ok(other) => format!("FAILS here: {other:?}"),
+        Err(err) => format!("does not run: {err}"),
+    };
+    format!(
+        "{} input steps → {} outputs, tolerance {:.1e}; {outcome}",
+        vector.input.rows, vector.output.rows, vector.tolerance
+    )
 }
 
 /// Bytes of tensor data by element type.

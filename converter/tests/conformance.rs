@@ -372,3 +372,28 @@ fn i8w_stays_close_to_f32_on_every_fixture() {
 const I8W_BOUND: f32 = 5e-2;
 /// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.2e-3.
 const I8W_MEDIAN_BOUND: f32 = 5e-3;
+
+#[test]
+fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
+    let mut failures = Vec::new();
+    let mut tested = 0;
+    for case in cases().iter().filter(|c| c.error_contains.is_none()) {
+        let outcome = import::import(&case.model)
+            .and_then(|spec| write::to_blob_with_self_test(&spec))
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|blob| {
+                let aligned = run::AlignedBlob::new(&blob);
+                let model = aligned.open().map_err(|e| format!("{e:#}"))?;
+                let mut memory = vec![0.0; model.self_test_memory()];
+                model.self_test(&mut memory).map_err(|e| e.to_string())
+            });
+        match outcome {
+            Ok(tinyrnn::SelfTestOutcome::Passed { .. }) => tested += 1,
+            // Only a token model that cannot stream goes without one.
+            Ok(tinyrnn::SelfTestOutcome::Absent) => {}
+            other => failures.push(format!("{}: {other:?}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(tested > 100, "only {tested} fixtures carried a self-test");
+}

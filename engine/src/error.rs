@@ -129,6 +129,9 @@ pub enum Error {
     },
     /// A replacement model does not take the same input or give the same forecast shape as the running one.
     ModelMismatch,
+    /// The blob's self-test vector does not fit the model (element type, shape, bounds, token ids or
+    /// tolerance).
+    BadSelfTest,
 }
 
 impl fmt::Display for Error {
@@ -208,6 +211,10 @@ impl fmt::Display for Error {
             Error::ModelMismatch => write!(
                 f,
                 "the new model's input or forecast shape differs from the running model's"
+            ),
+            Error::BadSelfTest => write!(
+                f,
+                "the blob's self-test vector does not fit the model (type, shape, bounds or tolerance)"
             ),
         }
     }

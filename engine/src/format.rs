@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"TRNN";
 /// The blob format version this engine reads and the converter writes. Any change to the layout bumps it.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Length of the fixed preamble before the postcard header.
 pub const PREAMBLE_LEN: usize = 16;
 /// Alignment of the data section and of every tensor in it, in bytes.
@@ -371,6 +371,32 @@ pub struct IoLayout {
     pub output: OutputLayout,
 }
 
+/// A known input and the output the converter's engine computed for it, so a device can check itself at
+/// boot ([`crate::Model::self_test`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct SelfTest<T> {
+    /// The input in model units: a window of `steps × features` values run with
+    /// [`crate::Runtime::run_window`], or for a token model `steps × 1` token ids fed one by one with
+    /// [`crate::Runtime::step_token`] after a reset.
+    pub input: T,
+    /// The expected output, `n × 1`: the window's output, or for a token model the output of the last
+    /// step.
+    pub output: T,
+    /// Largest absolute difference allowed between an output value and its expected value.
+    pub tolerance: f32,
+}
+
+impl<T> SelfTest<T> {
+    /// The same vector with both tensor handles mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<SelfTest<U>, E> {
+        Ok(SelfTest {
+            input: f(self.input)?,
+            output: f(self.output)?,
+            tolerance: self.tolerance,
+        })
+    }
+}
+
 /// Free-form descriptive fields.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta<'a> {
@@ -394,6 +420,8 @@ pub struct Header<'a> {
     /// Descriptive fields.
     #[serde(borrow)]
     pub meta: Meta<'a>,
+    /// A self-test vector, when the converter wrote one.
+    pub selftest: Option<SelfTest<TensorRef>>,
 }
 
 /// Round `n` up to the next multiple of [`TENSOR_ALIGN`], or `None` on overflow.

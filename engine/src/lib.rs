@@ -24,11 +24,13 @@ pub mod format;
 pub mod kernels;
 pub mod model;
 pub mod runtime;
+pub mod selftest;
 pub mod slot;
 pub mod stream;
 
 pub use error::Error;
 pub use model::{Memory, Model};
 pub use runtime::{Runtime, Status};
+pub use selftest::Outcome as SelfTestOutcome;
 pub use slot::ModelSlot;
 pub use stream::{Forecaster, Identity, Mode, Scaler};

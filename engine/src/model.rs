@@ -4,8 +4,8 @@ use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
     self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
-    Layer, Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
-    MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    Layer, Merge, Meta, Recurrent, SelfTest, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC,
+    MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
@@ -64,6 +64,8 @@ pub struct Model<'a> {
     streamable: bool,
     /// The blob's CRC-32, which identifies the model.
     id: u32,
+    /// The blob's self-test vector, checked against the model's shapes at open.
+    selftest: Option<SelfTest<Mat<'a>>>,
 }
 
 impl<'a> Model<'a> {
@@ -72,7 +74,11 @@ impl<'a> Model<'a> {
     /// 4-byte aligned in memory (`include_bytes!` into an aligned static, or a flash partition).
     pub fn open(blob: &'a [u8]) -> Result<Self, Error> {
         let (header, data) = parse(blob)?;
+        let selftest = header.selftest;
         let mut model = Self::from_parts(header, data)?;
+        if let Some(vector) = selftest {
+            model.selftest = Some(crate::selftest::resolve(&model, data.floats, vector)?);
+        }
         // `parse` has checked the closing CRC-32, so the last four bytes are there and trusted.
         let mut crc = [0u8; 4];
         if let Some(tail) = blob.get(blob.len().saturating_sub(CRC_LEN)..) {
@@ -239,6 +245,7 @@ impl<'a> Model<'a> {
             stream_keep,
             streamable,
             id: 0,
+            selftest: None,
         })
     }
 
@@ -246,6 +253,11 @@ impl<'a> Model<'a> {
     /// same identity; saved stream states carry it so they are only restored into the model that wrote them.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The blob's self-test vector, if the converter wrote one; run it with [`Model::self_test`].
+    pub fn self_test_vector(&self) -> Option<SelfTest<Mat<'a>>> {
+        self.selftest
     }
 
     /// The model's input.
@@ -533,8 +545,16 @@ fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Erro
 
 /// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
 fn floats(data: Data<'_>, offset: usize, len: usize) -> Option<&[f32]> {
+    floats_at(data.floats, offset, len)
+}
+
+/// `len` f32 values from byte `offset` (a multiple of 16) of a data section viewed as `f32`s.
+pub(crate) fn floats_at(floats: &[f32], offset: usize, len: usize) -> Option<&[f32]> {
+    if offset % TENSOR_ALIGN != 0 {
+        return None;
+    }
     let start = offset / DType::F32.size();
-    data.floats.get(start..start.checked_add(len)?)
+    floats.get(start..start.checked_add(len)?)
 }
 
 /// Int8 is for weight matrices and embedding tables; every vector (bias, peephole, initial state) stays
@@ -689,6 +709,7 @@ mod tests {
                 source: "hand-built",
                 producer: "engine tests",
             },
+            selftest: None,
         };
         let encoded = postcard::to_allocvec(&header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();

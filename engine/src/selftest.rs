@@ -1,0 +1,206 @@
+//! The boot self-test: a blob may carry one input and the output the converter's engine computed for it
+//! ([`SelfTest`]). Firmware runs it once after [`Model::open`] to learn that this build of the engine, on
+//! this core, computes what the host computed: a wrong engine version, a miscompiled kernel or a faulty
+//! FPU setting shows up before the first real forecast.
+//!
+//! Feature models run the input as one window ([`Runtime::run_window`]); token models feed it one token
+//! at a time ([`Runtime::step_token`]) after a reset and compare the last step's output, so they must be
+//! streamable.
+
+use crate::cell::{Mat, Values};
+use crate::error::Error;
+use crate::format::{DType, InputKind, SelfTest, TensorRef, MAX_VOCAB};
+use crate::model::{floats_at, Model, MAX_STEPS};
+use crate::runtime::Runtime;
+
+/// What running the self-test found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Outcome {
+    /// The blob carries no self-test vector.
+    Absent,
+    /// Every output value is within the tolerance.
+    Passed {
+        /// Largest absolute difference from the expected output.
+        max_error: f32,
+    },
+    /// An output value differs from the expected one by more than the tolerance (or is not a number).
+    Failed {
+        /// Index of the first such value.
+        index: usize,
+        /// The value the converter computed.
+        expected: f32,
+        /// The value computed here.
+        actual: f32,
+    },
+}
+
+impl Outcome {
+    /// Whether the model may be trusted: the test passed, or there was none.
+    pub fn is_ok(&self) -> bool {
+        !matches!(self, Outcome::Failed { .. })
+    }
+}
+
+impl<'a> Model<'a> {
+    /// `f32` words of memory [`Model::self_test`] needs: the expected output's length plus the runtime's
+    /// memory for the test input. 0 when the blob carries no self-test.
+    pub fn self_test_memory(&self) -> usize {
+        let Some(vector) = self.self_test_vector() else {
+            return 0;
+        };
+        let runtime = match self.input().kind {
+            InputKind::Features(_) => self
+                .window_memory(vector.input.rows)
+                .map_or(0, |m| m.total()),
+            InputKind::Tokens => self.memory().total(),
+        };
+        vector.output.rows.saturating_add(runtime)
+    }
+
+    /// Runs the blob's self-test vector in `memory` (at least [`Model::self_test_memory`] words) and
+    /// compares the result with the expected output.
+    pub fn self_test(&self, memory: &mut [f32]) -> Result<Outcome, Error> {
+        let Some(vector) = self.self_test_vector() else {
+            return Ok(Outcome::Absent);
+        };
+        let (Values::F32(input), Values::F32(expected)) =
+            (vector.input.values, vector.output.values)
+        else {
+            return Err(Error::BadSelfTest);
+        };
+        let needed = self.self_test_memory();
+        if memory.len() < needed {
+            return Err(Error::BufferTooSmall {
+                needed,
+                got: memory.len(),
+            });
+        }
+        let (output, rest) = memory.split_at_mut(expected.len());
+        let mut runtime = Runtime::new(self, rest)?;
+        match self.input().kind {
+            InputKind::Features(_) => {
+                runtime.run_window(input, output)?;
+            }
+            InputKind::Tokens => {
+                for &token in input {
+                    // Token ids were checked at open to be whole numbers below the vocabulary.
+                    runtime.step_token(token as u32, output)?;
+                }
+            }
+        }
+        Ok(compare(expected, output, vector.tolerance))
+    }
+}
+
+fn compare(expected: &[f32], actual: &[f32], tolerance: f32) -> Outcome {
+    let mut max_error = 0.0f32;
+    for (index, (&e, &a)) in expected.iter().zip(actual).enumerate() {
+        let error = (e - a).abs();
+        // A NaN computed on the device fails too.
+        if error.is_nan() || error > tolerance {
+            return Outcome::Failed {
+                index,
+                expected: e,
+                actual: a,
+            };
+        }
+        max_error = max_error.max(error);
+    }
+    Outcome::Passed { max_error }
+}
+
+/// Views a blob's self-test vector and checks it against the opened model.
+pub(crate) fn resolve<'a>(
+    model: &Model<'a>,
+    floats: &'a [f32],
+    vector: SelfTest<TensorRef>,
+) -> Result<SelfTest<Mat<'a>>, Error> {
+    let view = |t: TensorRef| -> Result<Mat<'a>, Error> {
+        if t.dtype != DType::F32 || t.scale.is_some() {
+            return Err(Error::BadSelfTest);
+        }
+        let (rows, cols) = (t.rows as usize, t.cols as usize);
+        let len = rows.checked_mul(cols).ok_or(Error::BadSelfTest)?;
+        let values = floats_at(floats, t.offset as usize, len).ok_or(Error::BadSelfTest)?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::BadSelfTest);
+        }
+        Ok(Mat {
+            values: Values::F32(values),
+            rows,
+            cols,
+        })
+    };
+    let input = view(vector.input)?;
+    let output = view(vector.output)?;
+    let tolerance = vector.tolerance;
+    if tolerance.is_nan() || tolerance < 0.0 || tolerance.is_infinite() {
+        return Err(Error::BadSelfTest);
+    }
+    if input.rows == 0 || input.rows > MAX_STEPS as usize || input.cols != model.input_width() {
+        return Err(Error::BadSelfTest);
+    }
+    let expected_len = match model.input().kind {
+        InputKind::Features(_) => model
+            .output_len(input.rows)
+            .map_err(|_| Error::BadSelfTest)?,
+        InputKind::Tokens => {
+            if !model.is_streamable() {
+                return Err(Error::BadSelfTest);
+            }
+            let vocab = model
+                .layers()
+                .first()
+                .and_then(|layer| match layer {
+                    crate::format::Layer::Embedding(e) => Some(e.table.rows),
+                    _ => None,
+                })
+                .unwrap_or(0)
+                .min(MAX_VOCAB as usize);
+            if let Values::F32(ids) = input.values {
+                let whole = |id: f32| id >= 0.0 && id < vocab as f32 && id == libm::truncf(id);
+                if !ids.iter().all(|&id| whole(id)) {
+                    return Err(Error::BadSelfTest);
+                }
+            }
+            model.step_output_len()
+        }
+    };
+    if output.rows != expected_len || output.cols != 1 {
+        return Err(Error::BadSelfTest);
+    }
+    Ok(SelfTest {
+        input,
+        output,
+        tolerance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_reports_the_first_value_out_of_tolerance() {
+        assert_eq!(
+            compare(&[1.0, 2.0, 3.0], &[1.0, 2.5, 9.0], 0.1),
+            Outcome::Failed {
+                index: 1,
+                expected: 2.0,
+                actual: 2.5
+            }
+        );
+        assert_eq!(
+            compare(&[1.0, 2.0], &[1.0, 2.05], 0.1),
+            Outcome::Passed {
+                max_error: (2.0f32 - 2.05).abs()
+            }
+        );
+    }
+
+    #[test]
+    fn a_nan_on_the_device_fails() {
+        assert!(!compare(&[1.0], &[f32::NAN], 1.0).is_ok());
+    }
+}
