@@ -20,10 +20,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a trained model (Keras .keras/.h5, ONNX .onnx) into a tinyrnn blob.
+    /// Convert a trained model (Keras .keras/.h5, ONNX .onnx, PyTorch .safetensors, NumPy .npz) into a
+    /// tinyrnn blob.
     Import {
         /// The model file; its format is detected from its contents.
         model: PathBuf,
+        /// PyTorch/NumPy state dicts only: the forward pass, where tensor names and shapes leave it open.
+        /// The file's modules in order, `last` for `out[:, -1, :]`, options after a colon, e.g.
+        /// "embedding, lstm, last, fc1:relu, fc2" (README, "Importing PyTorch and NumPy").
+        #[arg(long, value_name = "DESCRIPTION")]
+        arch: Option<String>,
         /// Where to write the blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
@@ -97,10 +103,11 @@ fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Import {
             model,
+            arch,
             output,
             quantize,
         } => {
-            let spec = import::import(&model)?;
+            let spec = import::import_with_arch(&model, arch.as_deref())?;
             match quantize {
                 None => {
                     let blob = write::to_blob_with_self_test(&spec)

@@ -1,4 +1,4 @@
-//! Conformance against the real frameworks: every fixture in `tests/fixtures/{keras,onnx}/manifest.json`
+//! Conformance against the real frameworks: every fixture in `tests/fixtures/{keras,onnx,torch}/manifest.json`
 //! is imported and run both through the library (import → blob → engine) and through the `tinyrnn` CLI
 //! (`import` then `run`), and must match the framework's output within `1e-5 + 1e-4·|reference|`.
 //! Negative cases must be refused with the error the manifest names.
@@ -23,11 +23,13 @@ struct Case {
     output: Option<PathBuf>,
     params: Option<usize>,
     error_contains: Option<String>,
+    /// The `--arch` description a PyTorch/NumPy case needs.
+    arch: Option<String>,
 }
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for suite in ["keras", "onnx"] {
+    for suite in ["keras", "onnx", "torch"] {
         let dir = fixtures().join(suite);
         let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
             continue;
@@ -36,7 +38,7 @@ fn cases() -> Vec<Case> {
         for entry in entries {
             let name = entry["name"].as_str().expect("name").to_string();
             let path = |key: &str| entry.get(key).and_then(Value::as_str).map(|f| dir.join(f));
-            for key in ["keras", "h5", "onnx"] {
+            for key in ["keras", "h5", "onnx", "safetensors", "npz"] {
                 if let Some(model) = path(key) {
                     cases.push(Case {
                         name: format!("{suite}/{name} ({key})"),
@@ -49,6 +51,10 @@ fn cases() -> Vec<Case> {
                             .map(|p| p as usize),
                         error_contains: entry
                             .get("error_contains")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        arch: entry
+                            .get("arch")
                             .and_then(Value::as_str)
                             .map(str::to_string),
                     });
@@ -138,7 +144,7 @@ fn every_fixture_matches_its_framework_through_the_library() {
     let mut streamed = 0;
     let mut worst = 0.0f32;
     for case in &cases {
-        let imported = import::import(&case.model);
+        let imported = import::import_with_arch(&case.model, case.arch.as_deref());
         if let Some(wanted) = &case.error_contains {
             match imported {
                 Ok(_) => failures.push(format!(
@@ -217,13 +223,12 @@ fn every_fixture_matches_its_framework_through_the_cli() {
     let mut ran = 0;
     for (index, case) in cases().iter().enumerate() {
         let blob = dir.join(format!("{index}.trnn"));
-        let import = Command::new(bin)
-            .arg("import")
-            .arg(&case.model)
-            .arg("-o")
-            .arg(&blob)
-            .output()
-            .unwrap();
+        let mut command = Command::new(bin);
+        command.arg("import").arg(&case.model).arg("-o").arg(&blob);
+        if let Some(arch) = &case.arch {
+            command.arg("--arch").arg(arch);
+        }
+        let import = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&import.stderr);
         if let Some(wanted) = &case.error_contains {
             if import.status.success() || !stderr.contains(wanted.as_str()) {
@@ -306,7 +311,10 @@ fn i8w_stays_close_to_f32_on_every_fixture() {
         if case.error_contains.is_some() || case.model.extension().is_some_and(|e| e == "h5") {
             continue;
         }
-        let (Ok(spec), Some(input)) = (import::import(&case.model), &case.input) else {
+        let (Ok(spec), Some(input)) = (
+            import::import_with_arch(&case.model, case.arch.as_deref()),
+            &case.input,
+        ) else {
             continue;
         };
         let x = npy::read(input).expect("input fixture");
@@ -378,7 +386,7 @@ fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
     let mut failures = Vec::new();
     let mut tested = 0;
     for case in cases().iter().filter(|c| c.error_contains.is_none()) {
-        let outcome = import::import(&case.model)
+        let outcome = import::import_with_arch(&case.model, case.arch.as_deref())
             .and_then(|spec| write::to_blob_with_self_test(&spec))
             .map_err(|e| format!("{e:#}"))
             .and_then(|blob| {
