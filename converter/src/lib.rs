@@ -8,4 +8,6 @@ pub mod quantize;
 pub mod report;
 pub mod run;
 pub mod spec;
+pub mod text;
+pub mod vocab;
 pub mod write;

@@ -30,6 +30,10 @@ enum Command {
         /// "embedding, lstm, last, fc1:relu, fc2" (README, "Importing PyTorch and NumPy").
         #[arg(long, value_name = "DESCRIPTION")]
         arch: Option<String>,
+        /// A token model's vocabulary, when the model file does not carry it: a JSON array of words
+        /// (Keras `get_vocabulary()`), or {"chars": "..."} for a character model.
+        #[arg(long, value_name = "VOCAB.json")]
+        vocab: Option<PathBuf>,
         /// Where to write the blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
@@ -77,6 +81,31 @@ enum Command {
         #[arg(long, value_name = "X.npy")]
         data: Option<PathBuf>,
     },
+    /// Generate text with a token model (one-to-many: each drawn token is fed back in).
+    Generate {
+        /// The blob; it must carry a vocabulary.
+        model: PathBuf,
+        /// Text to start from.
+        #[arg(long, default_value = " ")]
+        prime: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 200)]
+        length: usize,
+        /// Sampling temperature: 1 follows the model, lower is more conservative, 0 always takes the
+        /// most likely token.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Seed of the sampler: the same seed gives the same text, here and on a device.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Score a text with a token model (e.g. a sentiment classifier).
+    Classify {
+        /// The blob; it must carry a vocabulary.
+        model: PathBuf,
+        /// The text.
+        text: String,
+    },
     /// The bundled example end to end: import the KPI forecaster trained in Keras, write its blob, run it
     /// windowed against Keras' own outputs, then stream one window sample by sample.
     Demo {
@@ -104,10 +133,14 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Import {
             model,
             arch,
+            vocab,
             output,
             quantize,
         } => {
-            let spec = import::import_with_arch(&model, arch.as_deref())?;
+            let mut spec = import::import_with_arch(&model, arch.as_deref())?;
+            if let Some(path) = vocab {
+                spec.vocabulary = Some(tinyrnn_converter::vocab::read(&path)?);
+            }
             match quantize {
                 None => {
                     let blob = write::to_blob_with_self_test(&spec)
@@ -190,6 +223,28 @@ fn execute(cli: Cli) -> Result<()> {
                 );
                 print!("{}", report::accuracy(&errors));
             }
+            Ok(())
+        }
+        Command::Generate {
+            model,
+            prime,
+            length,
+            temperature,
+            seed,
+        } => {
+            let blob = read_blob(&model)?;
+            let text =
+                tinyrnn_converter::text::generate_text(&blob, &prime, length, temperature, seed)
+                    .with_context(|| format!("generating with {}", model.display()))?;
+            println!("{prime}{text}");
+            Ok(())
+        }
+        Command::Classify { model, text } => {
+            let blob = read_blob(&model)?;
+            let scores = tinyrnn_converter::text::classify(&blob, &text)
+                .with_context(|| format!("classifying with {}", model.display()))?;
+            let shown: Vec<String> = scores.iter().map(|s| format!("{s:.6}")).collect();
+            println!("{}", shown.join(" "));
             Ok(())
         }
         Command::Demo { example, output } => demo(&example, &output),

@@ -107,6 +107,36 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
     }
     let _ = writeln!(out, "MACs per step      {}", model.macs_per_step());
     let _ = writeln!(out, "self-test          {}", self_test_text(model));
+    if let Some(v) = model.vocabulary() {
+        let preview: Vec<String> = (0..v.len().min(8) as u32)
+            .filter_map(|id| v.token(id))
+            .map(|t| format!("{t:?}"))
+            .collect();
+        let kind = match v.splitting {
+            tinyrnn::format::Splitting::Chars => "characters".to_string(),
+            tinyrnn::format::Splitting::Words {
+                lowercase,
+                strip_punctuation,
+            } => format!(
+                "words{}{}",
+                if lowercase { ", lowercased" } else { "" },
+                if strip_punctuation {
+                    ", punctuation stripped"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "vocabulary         {} {kind}{}: {}{}",
+            v.len(),
+            v.unknown
+                .map_or(String::new(), |u| format!(", unknown → {u}")),
+            preview.join(" "),
+            if v.len() > 8 { " …" } else { "" }
+        );
+    }
     out
 }
 

@@ -92,6 +92,36 @@ pub struct ModelSpec {
     pub name: String,
     /// Where the model came from.
     pub source: String,
+    /// What a token model's ids stand for, when known.
+    pub vocabulary: Option<TokenVocabulary>,
+}
+
+/// The tokens of a token model, owned ([`tinyrnn::format::Vocabulary`] in a blob).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenVocabulary {
+    /// How text splits into tokens.
+    pub splitting: tinyrnn::format::Splitting,
+    /// The tokens in id order (single characters for [`tinyrnn::format::Splitting::Chars`]).
+    pub tokens: Vec<String>,
+    /// Id of a token not in the vocabulary, if the model has one.
+    pub unknown: Option<u32>,
+}
+
+impl TokenVocabulary {
+    /// The vocabulary a blob holds.
+    pub fn from_blob(v: &tinyrnn::format::Vocabulary<'_>) -> Self {
+        let tokens = match v.splitting {
+            tinyrnn::format::Splitting::Chars => v.tokens.chars().map(String::from).collect(),
+            tinyrnn::format::Splitting::Words { .. } => {
+                v.tokens.split_terminator('\n').map(String::from).collect()
+            }
+        };
+        Self {
+            splitting: v.splitting,
+            tokens,
+            unknown: v.unknown,
+        }
+    }
 }
 
 impl ModelSpec {
@@ -114,6 +144,7 @@ impl ModelSpec {
             io: model.io(),
             name: meta.name.to_string(),
             source: meta.source.to_string(),
+            vocabulary: model.vocabulary().as_ref().map(TokenVocabulary::from_blob),
         })
     }
 

@@ -2,13 +2,13 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tinyrnn::format::{
-    align_up, DType, Header, InputKind, Layer, Meta, SelfTest, TensorRef, CRC, CRC_LEN,
-    FORMAT_VERSION, MAGIC, MAX_LAYERS, PREAMBLE_LEN,
+    align_up, DType, Header, InputKind, Layer, Meta, SelfTest, Splitting, TensorRef, Vocabulary,
+    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS, PREAMBLE_LEN,
 };
 use tinyrnn::{Model, Runtime};
 
 use crate::run::AlignedBlob;
-use crate::spec::{ModelSpec, Tensor};
+use crate::spec::{ModelSpec, Tensor, TokenVocabulary};
 
 /// Identifies this converter in every blob it writes.
 pub const PRODUCER: &str = concat!("tinyrnn-converter ", env!("CARGO_PKG_VERSION"));
@@ -21,6 +21,7 @@ pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
         spec.name,
         spec.layers.len()
     );
+    let tokens = spec.vocabulary.as_ref().map(encode_tokens).transpose()?;
     let mut data: Vec<u8> = Vec::new();
     let mut layers = heapless::Vec::<Layer<TensorRef>, MAX_LAYERS>::new();
     for (index, layer) in spec.layers.iter().enumerate() {
@@ -42,8 +43,41 @@ pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
             producer: PRODUCER,
         },
         selftest: None,
+        vocabulary: match (&spec.vocabulary, &tokens) {
+            (Some(v), Some(tokens)) => Some(Vocabulary {
+                splitting: v.splitting,
+                tokens,
+                unknown: v.unknown,
+            }),
+            _ => None,
+        },
     };
     assemble(&header, &data)
+}
+
+/// A vocabulary's tokens as a blob stores them: characters back to back, or words each ended by `\n`.
+fn encode_tokens(v: &TokenVocabulary) -> Result<String> {
+    let mut out = String::new();
+    for (id, token) in v.tokens.iter().enumerate() {
+        match v.splitting {
+            Splitting::Chars => {
+                ensure!(
+                    token.chars().count() == 1,
+                    "vocabulary token {id} ({token:?}) is not one character, as a character vocabulary needs"
+                );
+                out.push_str(token);
+            }
+            Splitting::Words { .. } => {
+                ensure!(
+                    !token.chars().any(char::is_whitespace) || token.is_empty(),
+                    "vocabulary token {id} ({token:?}) holds whitespace; words are split on it"
+                );
+                out.push_str(token);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Preamble, postcard header, padding, data section and closing CRC-32.

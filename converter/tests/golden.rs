@@ -26,6 +26,7 @@ fn dense_model() -> ModelSpec {
         },
         name: "g".into(),
         source: "s".into(),
+        vocabulary: None,
     }
 }
 
@@ -40,6 +41,7 @@ fn assemble(layers: &[u8], tensors: &[(usize, Vec<u8>)]) -> Vec<u8> {
     header.push(PRODUCER.len() as u8); // producer
     header.extend_from_slice(PRODUCER.as_bytes());
     header.push(0x00); // selftest: None
+    header.push(0x00); // vocabulary: None
     let data_offset = (16 + header.len()).div_ceil(16) * 16;
     let mut blob = b"TRNN".to_vec();
     blob.extend_from_slice(&[3, 0, 0, 0]);

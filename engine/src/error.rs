@@ -132,6 +132,12 @@ pub enum Error {
     /// The blob's self-test vector does not fit the model (element type, shape, bounds, token ids or
     /// tolerance).
     BadSelfTest,
+    /// The blob's vocabulary does not fit the model: a feature model, a token count other than the
+    /// embedding's rows, a multi-character token where characters are the tokens, or an unknown-token id
+    /// outside the vocabulary.
+    BadVocabulary,
+    /// A piece of text holds a token that is not in the vocabulary, and the model has no unknown-token id.
+    UnknownToken,
 }
 
 impl fmt::Display for Error {
@@ -211,6 +217,14 @@ impl fmt::Display for Error {
             Error::ModelMismatch => write!(
                 f,
                 "the new model's input or forecast shape differs from the running model's"
+            ),
+            Error::BadVocabulary => write!(
+                f,
+                "the blob's vocabulary does not fit the model (token count, token form or unknown-token id)"
+            ),
+            Error::UnknownToken => write!(
+                f,
+                "the text holds a token outside the model's vocabulary, and the model has no unknown-token id"
             ),
             Error::BadSelfTest => write!(
                 f,

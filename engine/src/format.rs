@@ -422,6 +422,36 @@ pub struct Header<'a> {
     pub meta: Meta<'a>,
     /// A self-test vector, when the converter wrote one.
     pub selftest: Option<SelfTest<TensorRef>>,
+    /// What a token model's ids stand for, when the converter knows.
+    #[serde(borrow)]
+    pub vocabulary: Option<Vocabulary<'a>>,
+}
+
+/// How text splits into tokens.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Splitting {
+    /// Every character is a token (a char-RNN).
+    Chars,
+    /// Words separated by whitespace (Keras `TextVectorization`, `split="whitespace"`).
+    Words {
+        /// Lowercase first (`standardize="lower…"`).
+        lowercase: bool,
+        /// Remove ASCII punctuation first, before splitting (`"…strip_punctuation"`).
+        strip_punctuation: bool,
+    },
+}
+
+/// The tokens a token model's ids stand for, so devices and host tools can turn text into ids and back
+/// (`crate::text`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vocabulary<'a> {
+    /// How text splits into tokens.
+    pub splitting: Splitting,
+    /// The tokens in id order. [`Splitting::Chars`]: the characters one after another. [`Splitting::Words`]:
+    /// each word followed by `\n` (Keras' padding token is the empty first line).
+    pub tokens: &'a str,
+    /// Id of a token not in the vocabulary (Keras' OOV index, 1), if the model has one.
+    pub unknown: Option<u32>,
 }
 
 /// Round `n` up to the next multiple of [`TENSOR_ALIGN`], or `None` on overflow.

@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod selftest;
 pub mod slot;
 pub mod stream;
+pub mod text;
 
 pub use error::Error;
 pub use model::{Memory, Model};

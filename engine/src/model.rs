@@ -4,8 +4,8 @@ use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
     self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
-    Layer, Merge, Meta, Recurrent, SelfTest, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC,
-    MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    Layer, Merge, Meta, Recurrent, SelfTest, TensorRef, Vocabulary, CRC, CRC_LEN, FORMAT_VERSION,
+    MAGIC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
@@ -66,6 +66,8 @@ pub struct Model<'a> {
     id: u32,
     /// The blob's self-test vector, checked against the model's shapes at open.
     selftest: Option<SelfTest<Mat<'a>>>,
+    /// What the token ids stand for, checked against the embedding at open.
+    vocabulary: Option<Vocabulary<'a>>,
 }
 
 impl<'a> Model<'a> {
@@ -75,7 +77,12 @@ impl<'a> Model<'a> {
     pub fn open(blob: &'a [u8]) -> Result<Self, Error> {
         let (header, data) = parse(blob)?;
         let selftest = header.selftest;
+        let vocabulary = header.vocabulary;
         let mut model = Self::from_parts(header, data)?;
+        if let Some(vocabulary) = vocabulary {
+            crate::text::check(&model, &vocabulary)?;
+            model.vocabulary = Some(vocabulary);
+        }
         if let Some(vector) = selftest {
             model.selftest = Some(crate::selftest::resolve(&model, data.floats, vector)?);
         }
@@ -246,6 +253,7 @@ impl<'a> Model<'a> {
             streamable,
             id: 0,
             selftest: None,
+            vocabulary: None,
         })
     }
 
@@ -258,6 +266,12 @@ impl<'a> Model<'a> {
     /// The blob's self-test vector, if the converter wrote one; run it with [`Model::self_test`].
     pub fn self_test_vector(&self) -> Option<SelfTest<Mat<'a>>> {
         self.selftest
+    }
+
+    /// What the model's token ids stand for, if the blob says ([`crate::text`] turns text into ids and
+    /// back).
+    pub fn vocabulary(&self) -> Option<Vocabulary<'a>> {
+        self.vocabulary
     }
 
     /// The model's input.
@@ -710,6 +724,7 @@ mod tests {
                 producer: "engine tests",
             },
             selftest: None,
+            vocabulary: None,
         };
         let encoded = postcard::to_allocvec(&header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();

@@ -703,6 +703,7 @@ fn build(tensors: BTreeMap<String, Named>, arch: Option<&str>, source: &str) -> 
         },
         name: "torch".to_string(),
         source,
+        vocabulary: None,
     })
 }
 
@@ -930,6 +931,7 @@ fn min_char_rnn(mut tensors: BTreeMap<String, Named>, source: &str) -> Result<Mo
         },
         name: "min-char-rnn".to_string(),
         source: source.to_string(),
+        vocabulary: None,
     })
 }
 
