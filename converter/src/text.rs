@@ -20,9 +20,15 @@ pub fn generate_text(
 ) -> Result<String> {
     let aligned = AlignedBlob::new(blob);
     let model = aligned.open()?;
+    let vocabulary = model
+        .vocabulary()
+        .context("the blob carries no vocabulary; import the model with --vocab FILE")?;
     ensure!(
-        model.vocabulary().is_some(),
-        "the blob carries no vocabulary; import the model with --vocab FILE"
+        model.step_output_len() == vocabulary.len(),
+        "the model gives {} scores per step but its vocabulary has {} tokens; generation draws one \
+         token per score",
+        model.step_output_len(),
+        vocabulary.len()
     );
     ensure!(
         model.is_streamable(),

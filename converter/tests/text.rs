@@ -57,12 +57,27 @@ fn a_character_outside_the_vocabulary_is_named() {
 }
 
 #[test]
-fn a_vocabulary_of_the_wrong_size_is_refused() {
+fn a_vocabulary_larger_than_the_embedding_is_refused() {
     let mut spec = import::import(&fixture("min_char_rnn.npz")).unwrap();
-    spec.vocabulary = Some(vocab::parse(r#"{"chars": "abc"}"#).unwrap());
+    spec.vocabulary = Some(vocab::parse(r#"{"chars": "abcdefghijklm"}"#).unwrap());
     let err = write::to_blob_with_self_test(&spec).unwrap_err();
     assert!(
         format!("{err:#}").contains("vocabulary does not fit"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn generation_needs_one_output_per_token() {
+    // Fewer tokens than embedding rows is a valid vocabulary (Keras sizes by max_tokens), but a
+    // generator must have one score per token to draw from.
+    let mut spec = import::import(&fixture("min_char_rnn.npz")).unwrap();
+    spec.vocabulary = Some(vocab::parse(r#"{"chars": "abc"}"#).unwrap());
+    let blob = write::to_blob_with_self_test(&spec).unwrap();
+    let err = text::generate_text(&blob, "abc", 5, 1.0, 0).unwrap_err();
+    assert!(
+        format!("{err:#}")
+            .contains("the model gives 12 scores per step but its vocabulary has 3 tokens"),
         "{err:#}"
     );
 }

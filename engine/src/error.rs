@@ -132,8 +132,8 @@ pub enum Error {
     /// The blob's self-test vector does not fit the model (element type, shape, bounds, token ids or
     /// tolerance).
     BadSelfTest,
-    /// The blob's vocabulary does not fit the model: a feature model, a token count other than the
-    /// embedding's rows, a multi-character token where characters are the tokens, or an unknown-token id
+    /// The blob's vocabulary does not fit the model: a feature model, more tokens than the
+    /// embedding has rows, a multi-character token where characters are the tokens, or an unknown-token id
     /// outside the vocabulary.
     BadVocabulary,
     /// A piece of text holds a token that is not in the vocabulary, and the model has no unknown-token id.

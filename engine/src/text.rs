@@ -14,7 +14,8 @@ use crate::format::{InputKind, Layer, Splitting, Vocabulary};
 use crate::model::Model;
 use crate::runtime::Runtime;
 
-/// Checks a blob's vocabulary against its model: a token model whose embedding has one row per token.
+/// Checks a blob's vocabulary against its model: a token model whose embedding has a row for every token
+/// (it may have more: Keras sizes an Embedding by `max_tokens`, and the adapted vocabulary can be smaller).
 pub(crate) fn check(model: &Model<'_>, vocabulary: &Vocabulary<'_>) -> Result<(), Error> {
     if model.input().kind != InputKind::Tokens {
         return Err(Error::BadVocabulary);
@@ -23,7 +24,7 @@ pub(crate) fn check(model: &Model<'_>, vocabulary: &Vocabulary<'_>) -> Result<()
         Some(Layer::Embedding(e)) => e.table.rows,
         _ => return Err(Error::BadVocabulary),
     };
-    if vocabulary.len() != rows {
+    if vocabulary.is_empty() || vocabulary.len() > rows {
         return Err(Error::BadVocabulary);
     }
     if let Splitting::Words { .. } = vocabulary.splitting {
