@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"TRNN";
 /// The blob format version this engine reads and the converter writes. Any change to the layout bumps it.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Length of the fixed preamble before the postcard header.
 pub const PREAMBLE_LEN: usize = 16;
 /// Alignment of the data section and of every tensor in it, in bytes.
@@ -371,6 +371,42 @@ pub struct IoLayout {
     pub output: OutputLayout,
 }
 
+/// Affine maps between raw units (what a sensor reads) and model units (what the layers compute in):
+/// `model = (raw − offset) / scale`, so `raw = model × scale + offset`.
+///
+/// Each map is an `n × 2` f32 tensor whose row `i` is `[offset, scale]`. The input map has one row per
+/// input feature. The output map has `n` rows, where `n` divides the output width, and output value `k` of
+/// a forecast (counted over the whole forecast, all timesteps) uses row `k % n`. A forecast of `horizon`
+/// steps of `targets` values is horizon-major (step 0's targets, then step 1's, …), so a model whose Dense
+/// head writes `horizon × targets` values in one vector stores `targets` rows, as does a model that keeps
+/// its last `horizon` timesteps of `targets` values each. An absent map is the identity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Scaling<T> {
+    /// Raw input to model input, `features × 2`.
+    pub input: Option<T>,
+    /// Model output to raw output, `n × 2`.
+    pub output: Option<T>,
+}
+
+impl<T> Default for Scaling<T> {
+    fn default() -> Self {
+        Self {
+            input: None,
+            output: None,
+        }
+    }
+}
+
+impl<T> Scaling<T> {
+    /// The same maps with every tensor handle mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<Scaling<U>, E> {
+        Ok(Scaling {
+            input: self.input.map(&mut f).transpose()?,
+            output: self.output.map(&mut f).transpose()?,
+        })
+    }
+}
+
 /// Free-form descriptive fields.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta<'a> {
@@ -380,6 +416,34 @@ pub struct Meta<'a> {
     pub source: &'a str,
     /// The converter that wrote the blob, with its version.
     pub producer: &'a str,
+    /// Names of the input features, one per line (empty when unknown).
+    pub inputs: &'a str,
+    /// Names of the output values, one per line, in the order of the output scaler's rows (empty when
+    /// unknown).
+    pub outputs: &'a str,
+    /// Free-form details, for `tinyrnn train` a JSON document with the training settings and test
+    /// metrics (empty when there are none).
+    pub info: &'a str,
+}
+
+impl<'a> Meta<'a> {
+    /// The input feature names ([`Meta::inputs`] split into lines; nothing when empty).
+    pub fn input_names(&self) -> impl Iterator<Item = &'a str> {
+        lines(self.inputs)
+    }
+
+    /// The output names ([`Meta::outputs`] split into lines; nothing when empty).
+    pub fn output_names(&self) -> impl Iterator<Item = &'a str> {
+        lines(self.outputs)
+    }
+}
+
+/// The lines of `text`, none when it is empty.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    (!text.is_empty())
+        .then(|| text.split('\n'))
+        .into_iter()
+        .flatten()
 }
 
 /// The postcard-encoded header of a blob.
@@ -391,6 +455,8 @@ pub struct Header<'a> {
     pub layers: heapless::Vec<Layer<TensorRef>, MAX_LAYERS>,
     /// Batch layouts of the source framework.
     pub io: IoLayout,
+    /// Raw-unit scalers of the input and output.
+    pub scaling: Scaling<TensorRef>,
     /// Descriptive fields.
     #[serde(borrow)]
     pub meta: Meta<'a>,

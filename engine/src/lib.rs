@@ -31,4 +31,4 @@ pub use error::Error;
 pub use model::{Memory, Model};
 pub use runtime::{Runtime, Status};
 pub use slot::ModelSlot;
-pub use stream::{Forecaster, Identity, Mode, Scaler};
+pub use stream::{Forecaster, Identity, Mode, ModelScaler, Scaler};

@@ -206,6 +206,8 @@ fn translate(root: &Value, store: &Store, source: String) -> Result<ModelSpec> {
         },
         name,
         source,
+        scaling: Default::default(),
+        annotations: Default::default(),
     })
 }
 
