@@ -29,7 +29,7 @@ fn dense_model() -> ModelSpec {
     }
 }
 
-/// A version-2 blob around `layers` (the header bytes from the layer count through the last layer) and
+/// A version-3 blob around `layers` (the header bytes from the layer count through the last layer) and
 /// `tensors`, each placed at its offset in the data section: the fixed input, io and meta of the golden
 /// model, preamble, padding and CRC.
 fn assemble(layers: &[u8], tensors: &[(usize, Vec<u8>)]) -> Vec<u8> {
@@ -41,7 +41,7 @@ fn assemble(layers: &[u8], tensors: &[(usize, Vec<u8>)]) -> Vec<u8> {
     header.extend_from_slice(PRODUCER.as_bytes());
     let data_offset = (16 + header.len()).div_ceil(16) * 16;
     let mut blob = b"TRNN".to_vec();
-    blob.extend_from_slice(&[2, 0, 0, 0]);
+    blob.extend_from_slice(&[3, 0, 0, 0]);
     blob.extend_from_slice(&(header.len() as u32).to_le_bytes());
     blob.extend_from_slice(&(data_offset as u32).to_le_bytes());
     blob.extend_from_slice(&header);
