@@ -8,4 +8,5 @@ pub mod quantize;
 pub mod report;
 pub mod run;
 pub mod spec;
+pub mod train;
 pub mod write;

@@ -56,6 +56,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
                 sequence = false;
                 steps = Some(1);
             }
+            Layer::SubtractLast | Layer::Residual(_) => {}
         }
         let params = layer.parameter_count(Mat::len);
         total += params;
@@ -212,6 +213,19 @@ pub fn layer_name<T>(layer: &Layer<T>, dims: impl Fn(&T) -> (usize, usize)) -> S
         Layer::Crop { start, end } => format!("Crop({start}, {end})"),
         Layer::KeepLast { steps } => format!("KeepLast({steps})"),
         Layer::LastStep => "LastStep".to_string(),
+        Layer::SubtractLast => "SubtractLast".to_string(),
+        Layer::Residual(r) => {
+            let inputs: Vec<String> = r.inputs.iter().map(|f| f.to_string()).collect();
+            let mut name = format!("Residual(inputs [{}]", inputs.join(", "));
+            if r.add_last {
+                name.push_str(", add last");
+            }
+            if let Some(skip) = &r.skip {
+                let (horizon, window) = dims(skip);
+                name.push_str(&format!(", skip {window}→{horizon}"));
+            }
+            name + ")"
+        }
     }
 }
 

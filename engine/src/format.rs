@@ -38,6 +38,8 @@ pub const MAX_LAYERS: usize = 16;
 pub const MAX_WIDTH: u32 = 4096;
 /// Largest vocabulary an embedding may declare.
 pub const MAX_VOCAB: u32 = 1 << 20;
+/// Most targets a [`Residual`] layer may continue.
+pub const MAX_RESIDUAL_TARGETS: usize = 64;
 /// The CRC used to close a blob.
 pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -210,6 +212,30 @@ pub struct Embedding<T> {
     pub table: T,
 }
 
+/// Adds the model's own input window back into its forecast: the output half of window normalisation
+/// ([`Layer::SubtractLast`]) and a linear skip path from the window to the horizon. Windowed only.
+///
+/// The layer's input is a forecast of `horizon × targets` values (a sequence of `horizon` timesteps of
+/// `targets` values, or one vector of `horizon × targets`, timestep-major). Target `j` continues input
+/// feature `inputs[j]`; with `x_j[t]` that feature's raw value at window timestep `t` of `T` and
+/// `l_j = x_j[T-1]` when `add_last` (else 0):
+///
+/// ```text
+/// y[s, j] = forecast[s, j] + l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s]
+/// ```
+/// The skip weights are shared by every target (a channel-independent linear forecaster).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Residual<T> {
+    /// For each target, the input feature it continues.
+    pub inputs: heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    /// Add each target's input value at the window's last timestep.
+    pub add_last: bool,
+    /// Skip weights, `horizon × T` (the model's fixed window length).
+    pub skip: Option<T>,
+    /// Skip bias, `horizon × 1`; only with `skip`.
+    pub skip_bias: Option<T>,
+}
+
 /// One layer of a model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Layer<T> {
@@ -233,6 +259,11 @@ pub enum Layer<T> {
     },
     /// The last timestep of a sequence, as a vector (`x[:, -1, :]`).
     LastStep,
+    /// Window normalisation: subtracts each feature's value at the window's last timestep from every
+    /// timestep. First layer only; windowed only.
+    SubtractLast,
+    /// Adds the input window back into the forecast; last layer only; windowed only.
+    Residual(Residual<T>),
 }
 
 impl<T> Layer<T> {
@@ -266,6 +297,13 @@ impl<T> Layer<T> {
             Layer::Crop { start, end } => Layer::Crop { start, end },
             Layer::KeepLast { steps } => Layer::KeepLast { steps },
             Layer::LastStep => Layer::LastStep,
+            Layer::SubtractLast => Layer::SubtractLast,
+            Layer::Residual(r) => Layer::Residual(Residual {
+                inputs: r.inputs,
+                add_last: r.add_last,
+                skip: r.skip.map(&mut f).transpose()?,
+                skip_bias: r.skip_bias.map(&mut f).transpose()?,
+            }),
         })
     }
 }
@@ -289,7 +327,10 @@ impl<T> Layer<T> {
                 .sum(),
             Layer::Dense(d) => len(&d.weight) + opt(&d.bias),
             Layer::Embedding(e) => len(&e.table),
-            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => 0,
+            Layer::Residual(r) => opt(&r.skip) + opt(&r.skip_bias),
+            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep | Layer::SubtractLast => {
+                0
+            }
         }
     }
 }

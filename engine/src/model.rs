@@ -210,6 +210,28 @@ impl<'a> Model<'a> {
                         Some(_) => streamable = false,
                     }
                 }
+                Layer::SubtractLast => {
+                    if index != 0 || header.input.kind == InputKind::Tokens {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    streamable = false;
+                }
+                Layer::Residual(r) => {
+                    let last = index + 1 == header.layers.len();
+                    let window = header.input.steps.map(|s| s as usize);
+                    let scratch = check_residual(
+                        r,
+                        last,
+                        input_width,
+                        window,
+                        sequence,
+                        fixed_steps,
+                        width,
+                        id,
+                    )?;
+                    cell_scratch = cell_scratch.max(scratch);
+                    streamable = false;
+                }
             }
             max_width = max_width.max(width);
             layers
@@ -407,6 +429,7 @@ impl<'a> Model<'a> {
                     one * if r.backward.is_some() { 2 } else { 1 }
                 }
                 Layer::Dense(d) => d.weight.len(),
+                Layer::Residual(r) => r.skip.map_or(0, |s| s.len() * r.inputs.len()),
                 _ => 0,
             })
             .sum()
@@ -607,6 +630,7 @@ fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
                     || vector(&w.initial_c)
             }),
         Layer::Dense(d) => vector(&d.bias),
+        Layer::Residual(r) => vector(&r.skip_bias),
         _ => false,
     };
     if bad {
@@ -621,6 +645,46 @@ fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), E
         Ok(())
     } else {
         Err(Error::TensorShape { layer })
+    }
+}
+
+/// Checks a residual layer: last, over feature input, with a forecast of `horizon × targets` values
+/// entering it and skip weights of `horizon × window`. Returns the scratch words it needs.
+#[allow(clippy::too_many_arguments)]
+fn check_residual(
+    r: &format::Residual<Mat<'_>>,
+    last: bool,
+    input_width: usize,
+    window: Option<usize>,
+    sequence: bool,
+    steps: Option<usize>,
+    width: usize,
+    layer: u8,
+) -> Result<usize, Error> {
+    let mismatch = Error::LayerMismatch { layer };
+    let targets = r.inputs.len();
+    if !last || input_width == 0 || targets == 0 || width % targets != 0 {
+        return Err(mismatch);
+    }
+    if r.inputs.iter().any(|&f| f as usize >= input_width) {
+        return Err(mismatch);
+    }
+    let horizon = match (sequence, steps) {
+        (false, _) => width / targets,
+        (true, Some(steps)) if width == targets => steps,
+        _ => return Err(mismatch),
+    };
+    match (&r.skip, &r.skip_bias) {
+        (None, None) => Ok(0),
+        (None, Some(_)) => Err(Error::UnsupportedLayer { layer }),
+        (Some(skip), bias) => {
+            let window = window.ok_or(mismatch)?;
+            check_shape(skip, horizon, window, layer)?;
+            if let Some(b) = bias {
+                check_shape(b, horizon, 1, layer)?;
+            }
+            Ok(window + horizon)
+        }
     }
 }
 
