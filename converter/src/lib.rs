@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod import;
 pub mod npy;
+pub mod plot;
 pub mod quantize;
 pub mod report;
 pub mod run;
