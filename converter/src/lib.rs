@@ -10,4 +10,5 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod train;
+pub mod trainer;
 pub mod write;

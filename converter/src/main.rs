@@ -5,13 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tinyrnn_converter::train::{CellKind, Head};
+use tinyrnn_converter::trainer::{self, ColumnRange, ScaleChoice, SplitChoice};
 use tinyrnn_converter::{compare, import, npy, quantize, report, run, spec, write};
 
 #[derive(Parser)]
 #[command(
     name = "tinyrnn",
     version,
-    about = "Recurrent networks for microcontrollers: import, inspect and run model blobs"
+    about = "Recurrent networks for microcontrollers: train, import, inspect and run model blobs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,15 +48,34 @@ enum Command {
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
     },
-    /// Run a blob over a batch read from .npy, laid out as the source framework lays it out.
+    /// Learn a forecaster from a CSV: windows of input columns forecast the next rows of target
+    /// columns. Writes the blob (with its scalers, settings and test metrics) and two plots.
+    Train(TrainArgs),
+    /// Recompute a trained blob's test metrics on a CSV under the protocol stored in the blob.
+    Eval {
+        /// A blob written by `tinyrnn train`.
+        model: PathBuf,
+        /// The CSV it was trained on.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+    },
+    /// Run a blob over a batch read from .npy, laid out as the source framework lays it out; or, with
+    /// --csv, forecast in raw units at every row of a CSV, as a device would.
     Run {
         /// The blob.
         model: PathBuf,
         /// Input batch: Keras (batch, time, features) or (batch, time) token ids; ONNX as its layout says.
-        #[arg(short, long, value_name = "X.npy")]
-        input: PathBuf,
-        /// Where to write the output (float32 .npy); printed when absent.
-        #[arg(short, long, value_name = "Y.npy")]
+        #[arg(short, long, value_name = "X.npy", required_unless_present = "csv", conflicts_with = "csv")]
+        input: Option<PathBuf>,
+        /// A CSV holding the model's input columns (by name); each row is pushed through the blob's
+        /// scalers and the engine, and every forecast is written in raw units.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+        /// With --csv: the timestamp column, when it is not called date, time or timestamp.
+        #[arg(long, value_name = "NAME", requires = "csv")]
+        time_column: Option<String>,
+        /// Where to write the output (float32 .npy, or CSV with --csv); printed when absent.
+        #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
         /// The source framework's output for the same input: fail unless every value is within
         /// 1e-5 + 1e-4·|reference|.
@@ -71,16 +92,144 @@ enum Command {
         #[arg(long, value_name = "X.npy")]
         data: Option<PathBuf>,
     },
-    /// The bundled example end to end: import the KPI forecaster trained in Keras, write its blob, run it
-    /// windowed against Keras' own outputs, then stream one window sample by sample.
+    /// The bundled example end to end: train a KPI forecaster on the bundled synthetic KPI CSV, save
+    /// its blob and plots, evaluate it, stream raw samples through the engine; then import the same
+    /// kind of model trained in Keras and check it against Keras' own outputs.
     Demo {
-        /// Folder with kpi_forecaster.keras, input.npy and expected.npy.
+        /// Folder with kpi.csv, kpi_forecaster.keras, input.npy and expected.npy.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kpi"))]
         example: PathBuf,
-        /// Where to write the blob.
-        #[arg(short, long, default_value = "out/kpi_forecaster.trnn")]
+        /// Folder for the blobs and plots.
+        #[arg(short, long, default_value = "out")]
         output: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The CSV: a header row, then one row per timestep; a date/time/timestamp column is kept aside.
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// The timestamp column, when it is not called date, time or timestamp.
+    #[arg(long, value_name = "NAME")]
+    time_column: Option<String>,
+    /// Input feature columns, comma-separated.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', required = true)]
+    inputs: Vec<String>,
+    /// Target columns to forecast, comma-separated.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', required = true)]
+    targets: Vec<String>,
+    /// Rows per input window.
+    #[arg(long)]
+    window: usize,
+    /// Rows to forecast after each window.
+    #[arg(long)]
+    horizon: usize,
+    /// Rows between training windows (validation and test use every row).
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// Scaling of columns without --range, fitted on the training rows only.
+    #[arg(long, value_enum, default_value_t = ScaleChoice::Zscore)]
+    scale: ScaleChoice,
+    /// A physical range for a column, mapped to 0..1 (overrides --scale for it); repeatable.
+    #[arg(long = "range", value_name = "COL=MIN:MAX")]
+    ranges: Vec<ColumnRange>,
+    /// Chronological train,val,test split: row counts (8640,2880,2880) or fractions.
+    #[arg(long, value_name = "TRAIN,VAL,TEST", default_value = "0.7,0.1,0.2")]
+    split: SplitChoice,
+    /// Recurrent cell.
+    #[arg(long, value_enum, default_value_t = CellKind::Gru)]
+    cell: CellKind,
+    /// Stacked recurrent layers.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    /// Hidden size of each recurrent layer.
+    #[arg(long, default_value_t = 32)]
+    hidden: usize,
+    /// Read each window in both directions (windowed models only).
+    #[arg(long)]
+    bidirectional: bool,
+    /// dense: the last state predicts horizon × targets at once; keep-last: the last `horizon` steps of
+    /// the sequence output, each mapped to the targets (the seed's many-to-many form).
+    #[arg(long, value_enum, default_value_t = Head::Dense)]
+    head: Head,
+    /// Subtract each window's last value from its inputs and add it back to the forecast, in the model.
+    #[arg(long)]
+    window_norm: bool,
+    /// A linear path from the window straight into the forecast.
+    #[arg(long)]
+    skip: bool,
+    /// Most passes over the training windows.
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    /// Windows per minibatch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Clip the gradients' global norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    /// Stop after this many epochs without a better validation loss (best weights kept).
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Seed for initialisation and shuffling: the same seed gives the same model.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the blob.
+    #[arg(short, long, value_name = "OUT.trnn")]
+    output: PathBuf,
+    /// Folder for the plots (default: the blob's folder).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    fn request(self) -> trainer::Request {
+        let settings = trainer::Settings {
+            csv: self
+                .csv
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            time_column: self.time_column,
+            inputs: self.inputs,
+            targets: self.targets,
+            window: self.window,
+            horizon: self.horizon,
+            stride: self.stride,
+            split: self.split,
+            scale: self.scale,
+            ranges: self.ranges,
+            cell: trainer::cell_name(self.cell).into(),
+            layers: self.layers,
+            hidden: self.hidden,
+            bidirectional: self.bidirectional,
+            head: trainer::head_name(self.head).into(),
+            window_norm: self.window_norm,
+            skip: self.skip,
+            epochs: self.epochs,
+            batch: self.batch,
+            learning_rate: self.lr,
+            clip_norm: self.clip,
+            patience: self.patience,
+            seed: self.seed,
+        };
+        let plots = self.plots.or_else(|| {
+            Some(
+                self.output
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            )
+        });
+        trainer::Request {
+            csv: self.csv,
+            settings,
+            output: self.output,
+            plots,
+            quiet: false,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -125,13 +274,60 @@ fn execute(cli: Cli) -> Result<()> {
             quantize_and_report(&blob, mode, calibrate.as_deref(), &output)
                 .with_context(|| format!("quantizing {}", model.display()))
         }
+        Command::Train(args) => trainer::train(&args.request()).map(|_| ()),
+        Command::Eval { model, csv } => {
+            let blob = read_blob(&model)?;
+            let (now, stored) = trainer::eval(&blob, &csv)
+                .with_context(|| format!("evaluating {} on {}", model.display(), csv.display()))?;
+            println!(
+                "test split of {}: {} windows, metrics recomputed with the engine",
+                csv.display(),
+                now.windows
+            );
+            print!("{}", trainer::eval_table(&now, &stored));
+            trainer::check_identical(&now, &stored)
+        }
         Command::Run {
             model,
             input,
+            csv: Some(csv),
+            time_column,
             output,
             expect,
         } => {
+            anyhow::ensure!(
+                expect.is_none(),
+                "--expect compares .npy outputs; it does not apply to --csv"
+            );
             let blob = read_blob(&model)?;
+            let _ = input;
+            let forecasts = trainer::run_csv(&blob, &csv, time_column.as_deref())
+                .with_context(|| format!("running {} on {}", model.display(), csv.display()))?;
+            let text = forecasts.to_csv();
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "wrote {} forecasts (raw units) to {}",
+                        forecasts.lines.len(),
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Run {
+            model,
+            input,
+            csv: None,
+            output,
+            expect,
+            ..
+        } => {
+            let blob = read_blob(&model)?;
+            let input = input.context("give --input X.npy or --csv FILE")?;
             let x = npy::read(&input)?;
             let y = run::run_batch(&blob, &x)
                 .with_context(|| format!("running {} on {}", model.display(), input.display()))?;
@@ -152,6 +348,7 @@ fn execute(cli: Cli) -> Result<()> {
             let blob = read_blob(&model)?;
             print!("{}", describe(&model, &blob)?);
             let aligned = run::AlignedBlob::new(&blob);
+            print!("{}", training_details(&aligned.open()?, blob.len()));
             let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
             if spec.is_quantized() {
                 if data.is_some() {
@@ -246,6 +443,46 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
     );
     println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %)");
     Ok(())
+}
+
+/// The training settings and metrics of a trained blob, or its free-form info, for `inspect`.
+fn training_details(model: &tinyrnn::Model<'_>, blob_len: usize) -> String {
+    match trainer::TrainInfo::parse(model.meta().info) {
+        Some(info) => {
+            let s = &info.settings;
+            let split = match s.split {
+                SplitChoice::Rows { train, val, test } => format!("{train},{val},{test} rows"),
+                SplitChoice::Fractions { train, val, test } => format!("{train},{val},{test}"),
+            };
+            let ranges: Vec<String> = s
+                .ranges
+                .iter()
+                .map(|r| format!("{}={}:{}", r.column, r.min, r.max))
+                .collect();
+            format!(
+                "\ntrained by `tinyrnn train` on {} (split {split}, stride {}, scale {:?}{}{}; \
+                 epochs ≤ {}, batch {}, lr {}, clip {})\n{}",
+                s.csv,
+                s.stride,
+                s.scale,
+                if ranges.is_empty() { "" } else { ", ranges " },
+                ranges.join(" "),
+                s.epochs,
+                s.batch,
+                s.learning_rate,
+                s.clip_norm,
+                trainer::summary(&info, blob_len)
+            )
+        }
+        None => {
+            let text = report::info(model);
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!("\ninfo\n{text}\n")
+            }
+        }
+    }
 }
 
 /// Compares an output with a reference file and fails when any value is out of tolerance.
