@@ -65,7 +65,13 @@ enum Command {
         /// The blob.
         model: PathBuf,
         /// Input batch: Keras (batch, time, features) or (batch, time) token ids; ONNX as its layout says.
-        #[arg(short, long, value_name = "X.npy", required_unless_present = "csv", conflicts_with = "csv")]
+        #[arg(
+            short,
+            long,
+            value_name = "X.npy",
+            required_unless_present = "csv",
+            conflicts_with = "csv"
+        )]
         input: Option<PathBuf>,
         /// A CSV holding the model's input columns (by name); each row is pushed through the blob's
         /// scalers and the engine, and every forecast is written in raw units.
@@ -460,11 +466,14 @@ fn training_details(model: &tinyrnn::Model<'_>, blob_len: usize) -> String {
                 .map(|r| format!("{}={}:{}", r.column, r.min, r.max))
                 .collect();
             format!(
-                "\ntrained by `tinyrnn train` on {} (split {split}, stride {}, scale {:?}{}{}; \
+                "\ntrained by `tinyrnn train` on {} (split {split}, stride {}, scale {}{}{}; \
                  epochs ≤ {}, batch {}, lr {}, clip {})\n{}",
                 s.csv,
                 s.stride,
-                s.scale,
+                match s.scale {
+                    ScaleChoice::Zscore => "zscore",
+                    ScaleChoice::Minmax => "minmax",
+                },
                 if ranges.is_empty() { "" } else { ", ranges " },
                 ranges.join(" "),
                 s.epochs,

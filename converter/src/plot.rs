@@ -44,6 +44,8 @@ pub struct Panel {
     pub y_label: String,
     /// The lines, drawn in palette order.
     pub series: Vec<Series>,
+    /// A logarithmic y axis (for losses that fall by orders of magnitude); values ≤ 0 are not drawn.
+    pub log_y: bool,
 }
 
 fn font_ready() -> Result<()> {
@@ -78,10 +80,18 @@ fn draw_panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let points = panel.series.iter().flat_map(|s| &s.points);
-    let finite = |v: &f64| v.is_finite();
-    let xs: Vec<f64> = points.clone().map(|p| p.0).filter(finite).collect();
-    let ys: Vec<f64> = points.map(|p| p.1).filter(finite).collect();
+    // A log axis is drawn as log10 of the values on a linear axis: plotters' own log axis labels only
+    // the top decade of a range like 0.002..0.09.
+    let log = panel.log_y;
+    let to_axis = move |p: (f64, f64)| if log { (p.0, p.1.log10()) } else { p };
+    let drawable = |p: &(f64, f64)| p.0.is_finite() && p.1.is_finite();
+    let points = panel
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&p| to_axis(p)))
+        .filter(drawable);
+    let xs: Vec<f64> = points.clone().map(|p| p.0).collect();
+    let ys: Vec<f64> = points.map(|p| p.1).collect();
     let (x0, x1) = bounds(&xs);
     let (y0, y1) = bounds(&ys);
     let pad = (y1 - y0) * 0.05;
@@ -93,10 +103,19 @@ where
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
         .map_err(e)?;
+    let y_label = |y: &f64| {
+        if log {
+            significant(10f64.powf(*y))
+        } else {
+            number(*y)
+        }
+    };
     chart
         .configure_mesh()
         .x_desc(&panel.x_label)
         .y_desc(&panel.y_label)
+        .x_label_formatter(&|x| number(*x))
+        .y_label_formatter(&y_label)
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 15))
         .light_line_style(RGBColor(235, 235, 235))
@@ -106,7 +125,7 @@ where
         let color = PALETTE[i % PALETTE.len()];
         chart
             .draw_series(LineSeries::new(
-                series.points.iter().copied().filter(|p| p.1.is_finite()),
+                series.points.iter().map(|&p| to_axis(p)).filter(drawable),
                 color.stroke_width(2),
             ))
             .map_err(e)?
@@ -124,6 +143,27 @@ where
         .draw()
         .map_err(e)?;
     Ok(())
+}
+
+/// An axis label: whole numbers without decimals, others with up to 4 significant digits.
+fn number(v: f64) -> String {
+    if v == v.round() && v.abs() < 1e9 {
+        format!("{v:.0}")
+    } else if v.abs() >= 0.01 {
+        let text = format!("{v:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.1e}")
+    }
+}
+
+/// A value with two significant digits, e.g. `0.0032` or `45`.
+fn significant(v: f64) -> String {
+    if v <= 0.0 || !v.is_finite() {
+        return number(v);
+    }
+    let decimals = (1 - v.log10().floor() as i32).max(0) as usize;
+    format!("{v:.decimals$}")
 }
 
 /// The range of `values`, widened when it is a single value; `(0, 1)` when there are none.
@@ -158,6 +198,7 @@ mod tests {
             x_label: "step".into(),
             y_label: "value".into(),
             series: vec![line("a", 0.1), line("b", 0.2)],
+            log_y: false,
         };
         save_png(&path, &[panel("one"), panel("two")], 400, 200).unwrap();
         let bytes = std::fs::read(&path).unwrap();
@@ -166,6 +207,15 @@ mod tests {
         assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 400);
         assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 400);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn labels_read_as_numbers() {
+        assert_eq!(number(3300.0), "3300");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(0.0012), "1.2e-3");
+        assert_eq!(significant(0.003162), "0.0032");
+        assert_eq!(significant(45.2), "45");
     }
 
     #[test]

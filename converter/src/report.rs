@@ -307,6 +307,9 @@ pub fn scalers(model: &Model<'_>) -> String {
         for i in 0..count {
             let name = names.get(i).copied().unwrap_or("?");
             let unit = match map.and_then(|m| m.get(2 * i..2 * i + 2)) {
+                Some(&[offset, scale]) if offset < 0.0 => {
+                    format!("raw = model × {scale} − {}", -offset)
+                }
                 Some(&[offset, scale]) => format!("raw = model × {scale} + {offset}"),
                 _ => "raw units (no scaler)".to_string(),
             };

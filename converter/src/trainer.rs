@@ -53,7 +53,8 @@ impl std::str::FromStr for ColumnRange {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        let usage = || format!("'{text}' is not COLUMN=MIN:MAX (e.g. CQI=0:15 or UE_TX_POWER=-17:23)");
+        let usage =
+            || format!("'{text}' is not COLUMN=MIN:MAX (e.g. CQI=0:15 or UE_TX_POWER=-17:23)");
         let (column, range) = text.rsplit_once('=').ok_or_else(usage)?;
         let (min, max) = range.split_once(':').ok_or_else(usage)?;
         let parse = |v: &str| v.trim().parse::<f32>().map_err(|_| usage());
@@ -62,7 +63,9 @@ impl std::str::FromStr for ColumnRange {
             return Err(usage());
         }
         if !(min.is_finite() && max.is_finite() && max > min) {
-            return Err(format!("range of '{column}': {min}:{max} must have MIN < MAX, both finite"));
+            return Err(format!(
+                "range of '{column}': {min}:{max} must have MIN < MAX, both finite"
+            ));
         }
         Ok(Self {
             column: column.trim().to_string(),
@@ -112,19 +115,40 @@ impl std::str::FromStr for SplitChoice {
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
         let parts: Vec<&str> = text.split(',').map(str::trim).collect();
-        let usage = || format!("'{text}' is not TRAIN,VAL,TEST: three row counts (8640,2880,2880) or three fractions (0.7,0.1,0.2)");
+        let usage = || {
+            format!("'{text}' is not TRAIN,VAL,TEST: three row counts (8640,2880,2880) or three fractions (0.7,0.1,0.2)")
+        };
         if parts.len() != 3 {
             return Err(usage());
         }
-        if parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
-            let n: Vec<usize> = parts.iter().map(|p| p.parse().map_err(|_| usage())).collect::<std::result::Result<_, _>>()?;
-            return Ok(SplitChoice::Rows { train: n[0], val: n[1], test: n[2] });
+        if parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let n: Vec<usize> = parts
+                .iter()
+                .map(|p| p.parse().map_err(|_| usage()))
+                .collect::<std::result::Result<_, _>>()?;
+            return Ok(SplitChoice::Rows {
+                train: n[0],
+                val: n[1],
+                test: n[2],
+            });
         }
-        let f: Vec<f64> = parts.iter().map(|p| p.parse().map_err(|_| usage())).collect::<std::result::Result<_, _>>()?;
+        let f: Vec<f64> = parts
+            .iter()
+            .map(|p| p.parse().map_err(|_| usage()))
+            .collect::<std::result::Result<_, _>>()?;
         if f.iter().any(|v| !(0.0..=1.0).contains(v)) || f.iter().sum::<f64>() > 1.0 + 1e-9 {
-            return Err(format!("split fractions '{text}' must each lie in 0..1 and add up to at most 1"));
+            return Err(format!(
+                "split fractions '{text}' must each lie in 0..1 and add up to at most 1"
+            ));
         }
-        Ok(SplitChoice::Fractions { train: f[0], val: f[1], test: f[2] })
+        Ok(SplitChoice::Fractions {
+            train: f[0],
+            val: f[1],
+            test: f[2],
+        })
     }
 }
 
@@ -293,14 +317,27 @@ fn prepare(csv: &Path, settings: &Settings) -> Result<Prepared> {
     let find = |names: &[String], what: &str| -> Result<Vec<usize>> {
         names
             .iter()
-            .map(|n| table.column(n).with_context(|| format!("{what} column in {}", csv.display())))
+            .map(|n| {
+                table
+                    .column(n)
+                    .with_context(|| format!("{what} column in {}", csv.display()))
+            })
             .collect()
     };
     let inputs = find(&settings.inputs, "input")?;
     let targets = find(&settings.targets, "target")?;
-    ensure!(!inputs.is_empty(), "choose at least one input column (--inputs)");
-    ensure!(!targets.is_empty(), "choose at least one target column (--targets)");
-    ensure!(settings.window > 0 && settings.horizon > 0 && settings.stride > 0, "window, horizon and stride must be at least 1");
+    ensure!(
+        !inputs.is_empty(),
+        "choose at least one input column (--inputs)"
+    );
+    ensure!(
+        !targets.is_empty(),
+        "choose at least one target column (--targets)"
+    );
+    ensure!(
+        settings.window > 0 && settings.horizon > 0 && settings.stride > 0,
+        "window, horizon and stride must be at least 1"
+    );
     for r in &settings.ranges {
         ensure!(
             settings.inputs.contains(&r.column) || settings.targets.contains(&r.column),
@@ -325,14 +362,22 @@ fn prepare(csv: &Path, settings: &Settings) -> Result<Prepared> {
             settings.horizon
         );
     }
-    Ok(Prepared { table, inputs, targets, ranges })
+    Ok(Prepared {
+        table,
+        inputs,
+        targets,
+        ranges,
+    })
 }
 
 fn kinds(settings: &Settings, columns: &[String]) -> Vec<ScaleKind> {
     columns
         .iter()
         .map(|c| match settings.ranges.iter().find(|r| &r.column == c) {
-            Some(r) => ScaleKind::Range { min: r.min, max: r.max },
+            Some(r) => ScaleKind::Range {
+                min: r.min,
+                max: r.max,
+            },
             None => match settings.scale {
                 ScaleChoice::Zscore => ScaleKind::ZScore,
                 ScaleChoice::Minmax => ScaleKind::MinMax,
@@ -375,13 +420,28 @@ pub fn parse_head(name: &str) -> Result<Head> {
 }
 
 /// Windows of `rows` with the given scalers.
-fn windows(p: &Prepared, rows: std::ops::Range<usize>, inputs: &[Affine], targets: &[Affine], s: &Settings, stride: usize) -> Result<Windows> {
-    Windows::build(&p.table, rows, &p.inputs, &p.targets, inputs, targets, s.window, s.horizon, stride)
+fn windows(
+    p: &Prepared,
+    rows: std::ops::Range<usize>,
+    inputs: &[Affine],
+    targets: &[Affine],
+    s: &Settings,
+    stride: usize,
+) -> Result<Windows> {
+    Windows::build(
+        &p.table, rows, &p.inputs, &p.targets, inputs, targets, s.window, s.horizon, stride,
+    )
 }
 
 /// Metrics of `predicted` (model units) against the windows' targets, per target and overall, in model
 /// units and, through `target_scalers`, raw units (against the CSV's own values in `raw`).
-fn split_metrics(predicted: &[f32], windows: &Windows, raw: &Windows, target_scalers: &[Affine], names: &[String]) -> SplitMetrics {
+fn split_metrics(
+    predicted: &[f32],
+    windows: &Windows,
+    raw: &Windows,
+    target_scalers: &[Affine],
+    names: &[String],
+) -> SplitMetrics {
     let targets = windows.targets;
     let raw_predicted: Vec<f32> = predicted
         .iter()
@@ -394,11 +454,19 @@ fn split_metrics(predicted: &[f32], windows: &Windows, raw: &Windows, target_sca
                 let p: Vec<f32> = pred.iter().skip(t).step_by(targets).copied().collect();
                 let a: Vec<f32> = actual.iter().skip(t).step_by(targets).copied().collect();
                 let m = train::metrics(&p, &a);
-                TargetMetrics { target: names[t].clone(), mse: m.mse, mae: m.mae }
+                TargetMetrics {
+                    target: names[t].clone(),
+                    mse: m.mse,
+                    mae: m.mae,
+                }
             })
             .collect();
         let m = train::metrics(pred, actual);
-        rows.push(TargetMetrics { target: "all".into(), mse: m.mse, mae: m.mae });
+        rows.push(TargetMetrics {
+            target: "all".into(),
+            mse: m.mse,
+            mae: m.mae,
+        });
         rows
     };
     SplitMetrics {
@@ -409,7 +477,13 @@ fn split_metrics(predicted: &[f32], windows: &Windows, raw: &Windows, target_sca
 }
 
 /// Persistence: every step of the forecast repeats each target's value in the window's last row.
-fn persistence(p: &Prepared, rows: std::ops::Range<usize>, s: &Settings, target_scalers: &[Affine], count: usize) -> Vec<f32> {
+fn persistence(
+    p: &Prepared,
+    rows: std::ops::Range<usize>,
+    s: &Settings,
+    target_scalers: &[Affine],
+    count: usize,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(count * s.horizon * p.targets.len());
     for k in 0..count {
         let last = rows.start + k + s.window - 1;
@@ -427,15 +501,40 @@ fn identity(n: usize) -> Vec<Affine> {
 }
 
 /// Metrics of a model on the three splits, plus persistence on test.
-fn evaluate(spec: &ModelSpec, p: &Prepared, s: &Settings, input_scalers: &[Affine], target_scalers: &[Affine]) -> Result<(SplitMetrics, SplitMetrics, SplitMetrics, SplitMetrics, Vec<f32>)> {
+fn evaluate(
+    spec: &ModelSpec,
+    p: &Prepared,
+    s: &Settings,
+    input_scalers: &[Affine],
+    target_scalers: &[Affine],
+) -> Result<(
+    SplitMetrics,
+    SplitMetrics,
+    SplitMetrics,
+    SplitMetrics,
+    Vec<f32>,
+)> {
     let mut out = Vec::new();
     let mut test_pred = Vec::new();
     for (i, rows) in p.ranges.iter().enumerate() {
         let stride = if i == 0 { s.stride } else { 1 };
         let w = windows(p, rows.clone(), input_scalers, target_scalers, s, stride)?;
-        let raw = windows(p, rows.clone(), input_scalers, &identity(p.targets.len()), s, stride)?;
+        let raw = windows(
+            p,
+            rows.clone(),
+            input_scalers,
+            &identity(p.targets.len()),
+            s,
+            stride,
+        )?;
         let predicted = train::predict(spec, &w)?;
-        out.push(split_metrics(&predicted, &w, &raw, target_scalers, &s.targets));
+        out.push(split_metrics(
+            &predicted,
+            &w,
+            &raw,
+            target_scalers,
+            &s.targets,
+        ));
         if i == 2 {
             let naive = persistence(p, rows.clone(), s, target_scalers, w.len());
             out.push(split_metrics(&naive, &w, &raw, target_scalers, &s.targets));
@@ -452,9 +551,26 @@ pub fn train(request: &Request) -> Result<Trained> {
     let s = &request.settings;
     let p = prepare(&request.csv, s)?;
     let [train_rows, val_rows, test_rows] = p.ranges.clone();
-    let input_scalers = fit_scalers(&p.table, &p.inputs, &kinds(s, &s.inputs), train_rows.clone())?;
-    let target_scalers = fit_scalers(&p.table, &p.targets, &kinds(s, &s.targets), train_rows.clone())?;
-    let train_w = windows(&p, train_rows.clone(), &input_scalers, &target_scalers, s, s.stride)?;
+    let input_scalers = fit_scalers(
+        &p.table,
+        &p.inputs,
+        &kinds(s, &s.inputs),
+        train_rows.clone(),
+    )?;
+    let target_scalers = fit_scalers(
+        &p.table,
+        &p.targets,
+        &kinds(s, &s.targets),
+        train_rows.clone(),
+    )?;
+    let train_w = windows(
+        &p,
+        train_rows.clone(),
+        &input_scalers,
+        &target_scalers,
+        s,
+        s.stride,
+    )?;
     let val_w = windows(&p, val_rows.clone(), &input_scalers, &target_scalers, s, 1)?;
     let test_w = windows(&p, test_rows.clone(), &input_scalers, &target_scalers, s, 1)?;
     println!(
@@ -481,7 +597,11 @@ pub fn train(request: &Request) -> Result<Trained> {
         horizon: s.horizon,
         features: p.inputs.len(),
         targets: p.targets.len(),
-        target_inputs: p.targets.iter().map(|t| p.inputs.iter().position(|i| i == t)).collect(),
+        target_inputs: p
+            .targets
+            .iter()
+            .map(|t| p.inputs.iter().position(|i| i == t))
+            .collect(),
         window_norm: s.window_norm,
         skip: s.skip,
     };
@@ -496,22 +616,37 @@ pub fn train(request: &Request) -> Result<Trained> {
     let started = Instant::now();
     let fitted = {
         let mut progress = Progress::new(s.epochs, request.quiet);
-        let fitted = train::fit(&arch, &train_w, &val_w, &options, &mut |r| progress.epoch(r));
+        let fitted = train::fit(&arch, &train_w, &val_w, &options, &mut |r| {
+            progress.epoch(r)
+        });
         progress.finish();
         fitted?
     };
     let train_seconds = started.elapsed().as_secs_f64();
 
     let mut spec = fitted.spec.clone();
-    spec.name = Path::new(&s.csv).file_stem().map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    spec.name = Path::new(&s.csv)
+        .file_stem()
+        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
     spec.source = format!("tinyrnn train on {}", s.csv);
     spec.scaling = Scaling {
-        input: Some(affine_map(&input_scalers.iter().map(|a| (a.offset, a.scale)).collect::<Vec<_>>())),
-        output: Some(affine_map(&target_scalers.iter().map(|a| (a.offset, a.scale)).collect::<Vec<_>>())),
+        input: Some(affine_map(
+            &input_scalers
+                .iter()
+                .map(|a| (a.offset, a.scale))
+                .collect::<Vec<_>>(),
+        )),
+        output: Some(affine_map(
+            &target_scalers
+                .iter()
+                .map(|a| (a.offset, a.scale))
+                .collect::<Vec<_>>(),
+        )),
     };
     // What is measured is what the blob holds: the spec read back from its own bytes.
     let spec = ModelSpec::from_model(&AlignedBlob::new(&write::to_blob(&spec)?).open()?)?;
-    let (train_m, val_m, test_m, persistence_m, test_pred) = evaluate(&spec, &p, s, &input_scalers, &target_scalers)?;
+    let (train_m, val_m, test_m, persistence_m, test_pred) =
+        evaluate(&spec, &p, s, &input_scalers, &target_scalers)?;
     let info = TrainInfo {
         format: INFO_FORMAT.into(),
         settings: s.clone(),
@@ -534,66 +669,140 @@ pub fn train(request: &Request) -> Result<Trained> {
         info: serde_json::to_string(&info)?,
     };
     let blob = write::to_blob(&spec)?;
-    if let Some(dir) = request.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = request
+        .output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&request.output, &blob).with_context(|| format!("writing {}", request.output.display()))?;
+    std::fs::write(&request.output, &blob)
+        .with_context(|| format!("writing {}", request.output.display()))?;
     println!();
     print!("{}", summary(&info, blob.len()));
-    println!("\nwrote {} ({} bytes)", request.output.display(), blob.len());
+    println!(
+        "\nwrote {} ({} bytes)",
+        request.output.display(),
+        blob.len()
+    );
 
     let mut plots = Vec::new();
     if let Some(dir) = &request.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let loss = dir.join(format!("{}-loss.png", spec.name));
-        plot::save_png(&loss, &[loss_panel(&fitted.history, fitted.best_epoch)], 900, 420)?;
+        plot::save_png(
+            &loss,
+            &[loss_panel(&fitted.history, fitted.best_epoch)],
+            900,
+            420,
+        )?;
         let forecast = dir.join(format!("{}-forecast.png", spec.name));
-        let raw_test = windows(&p, test_rows.clone(), &input_scalers, &identity(p.targets.len()), s, 1)?;
-        save_forecast_plot(&forecast, &test_pred, &raw_test, &target_scalers, s, test_rows.start + s.window)?;
-        println!("plots: {} (loss curves), {} (test forecast vs actual)", loss.display(), forecast.display());
+        let raw_test = windows(
+            &p,
+            test_rows.clone(),
+            &input_scalers,
+            &identity(p.targets.len()),
+            s,
+            1,
+        )?;
+        save_forecast_plot(
+            &forecast,
+            &test_pred,
+            &raw_test,
+            &target_scalers,
+            s,
+            test_rows.start + s.window,
+        )?;
+        println!(
+            "plots: {} (loss curves), {} (test forecast vs actual)",
+            loss.display(),
+            forecast.display()
+        );
         plots = vec![loss, forecast];
     }
-    Ok(Trained { blob, info, plots, history: fitted.history })
+    Ok(Trained {
+        blob,
+        info,
+        plots,
+        history: fitted.history,
+    })
 }
 
 fn loss_panel(history: &[EpochReport], best: usize) -> Panel {
     let line = |label: &str, f: fn(&EpochReport) -> f32| Series {
         label: label.to_string(),
-        points: history.iter().map(|r| (r.epoch as f64, f64::from(f(r)))).collect(),
+        points: history
+            .iter()
+            .map(|r| (r.epoch as f64, f64::from(f(r))))
+            .collect(),
     };
     Panel {
-        title: format!("Loss (MSE, model units); best epoch {best}"),
+        title: format!("Loss (MSE in model units, log scale); best epoch {best}"),
         x_label: "epoch".into(),
         y_label: "MSE".into(),
-        series: vec![line("train", |r| r.train_loss), line("validation", |r| r.val_loss)],
+        series: vec![
+            line("train", |r| r.train_loss),
+            line("validation", |r| r.val_loss),
+        ],
+        log_y: true,
     }
 }
 
 /// Most test steps drawn, so the lines stay readable.
 const PLOT_STEPS: usize = 720;
 
-fn save_forecast_plot(path: &Path, predicted: &[f32], raw: &Windows, target_scalers: &[Affine], s: &Settings, first_row: usize) -> Result<()> {
+fn save_forecast_plot(
+    path: &Path,
+    predicted: &[f32],
+    raw: &Windows,
+    target_scalers: &[Affine],
+    s: &Settings,
+    first_row: usize,
+) -> Result<()> {
     let targets = raw.targets;
     let per_window = raw.horizon * targets;
     let n = raw.len().min(PLOT_STEPS);
     let panels: Vec<Panel> = (0..targets)
         .map(|t| {
-            let actual = (0..n).map(|i| ((first_row + i) as f64, f64::from(raw.outputs[i * per_window + t]))).collect();
+            let actual = (0..n)
+                .map(|i| {
+                    (
+                        (first_row + i) as f64,
+                        f64::from(raw.outputs[i * per_window + t]),
+                    )
+                })
+                .collect();
             let forecast = (0..n)
-                .map(|i| ((first_row + i) as f64, f64::from(target_scalers[t].to_raw(predicted[i * per_window + t]))))
+                .map(|i| {
+                    (
+                        (first_row + i) as f64,
+                        f64::from(target_scalers[t].to_raw(predicted[i * per_window + t])),
+                    )
+                })
                 .collect();
             Panel {
                 title: format!(
                     "{}: test split, 1 step ahead{}",
                     s.targets[t],
-                    if raw.len() > n { format!(" (first {n} of {} steps)", raw.len()) } else { String::new() }
+                    if raw.len() > n {
+                        format!(" (first {n} of {} steps)", raw.len())
+                    } else {
+                        String::new()
+                    }
                 ),
                 x_label: "CSV row".into(),
                 y_label: s.targets[t].clone(),
                 series: vec![
-                    Series { label: "actual".into(), points: actual },
-                    Series { label: "forecast".into(), points: forecast },
+                    Series {
+                        label: "actual".into(),
+                        points: actual,
+                    },
+                    Series {
+                        label: "forecast".into(),
+                        points: forecast,
+                    },
                 ],
+                log_y: false,
             }
         })
         .collect();
@@ -606,8 +815,17 @@ pub fn summary(info: &TrainInfo, blob_len: usize) -> String {
     let mut out = String::new();
     let o = &info.outcome;
     let s = &info.settings;
-    let _ = writeln!(out, "{:<10} {:<22} {:>11} {:>11} {:>12} {:>12}", "split", "target", "MSE norm", "MAE norm", "MSE raw", "MAE raw");
-    for (name, m) in [("train", &o.train), ("val", &o.val), ("test", &o.test), ("persist.", &o.test_persistence)] {
+    let _ = writeln!(
+        out,
+        "{:<10} {:<22} {:>11} {:>11} {:>12} {:>12}",
+        "split", "target", "MSE norm", "MAE norm", "MSE raw", "MAE raw"
+    );
+    for (name, m) in [
+        ("train", &o.train),
+        ("val", &o.val),
+        ("test", &o.test),
+        ("persist.", &o.test_persistence),
+    ] {
         for (i, (n, r)) in m.normalized.iter().zip(&m.raw).enumerate() {
             let _ = writeln!(
                 out,
@@ -623,11 +841,40 @@ pub fn summary(info: &TrainInfo, blob_len: usize) -> String {
     }
     let _ = writeln!(out, "(persist.: the test split forecast by repeating each target's last value; raw 'all' mixes units)");
     let _ = writeln!(out);
-    let _ = writeln!(out, "model          {} {}×{}{}, {} head{}{}", s.cell, s.layers, s.hidden, if s.bidirectional { " bidirectional" } else { "" }, s.head, if s.window_norm { ", window norm" } else { "" }, if s.skip { ", skip" } else { "" });
-    let _ = writeln!(out, "window         {} rows → {} steps of {} ({} inputs)", s.window, s.horizon, s.targets.join(", "), s.inputs.join(", "));
+    let _ = writeln!(
+        out,
+        "model          {} {}×{}{}, {} head{}{}",
+        s.cell,
+        s.layers,
+        s.hidden,
+        if s.bidirectional {
+            " bidirectional"
+        } else {
+            ""
+        },
+        s.head,
+        if s.window_norm { ", window norm" } else { "" },
+        if s.skip { ", skip" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "window         {} rows → {} steps of {} ({} inputs)",
+        s.window,
+        s.horizon,
+        s.targets.join(", "),
+        s.inputs.join(", ")
+    );
     let _ = writeln!(out, "parameters     {}", o.parameters);
-    let _ = writeln!(out, "flash          {blob_len} bytes (the blob)");
-    let _ = writeln!(out, "epochs         {} run, best {} (patience {}, seed {})", o.epochs_run, o.best_epoch, s.patience, s.seed);
+    let info_len = serde_json::to_string(info).map_or(0, |t| t.len());
+    let _ = writeln!(
+        out,
+        "flash          {blob_len} bytes (the blob; {info_len} of them this training record)"
+    );
+    let _ = writeln!(
+        out,
+        "epochs         {} run, best {} (patience {}, seed {})",
+        o.epochs_run, o.best_epoch, s.patience, s.seed
+    );
     let _ = writeln!(out, "training time  {:.1} s", o.train_seconds);
     out
 }
@@ -643,7 +890,10 @@ pub fn eval(blob: &[u8], csv: &Path) -> Result<(SplitMetrics, SplitMetrics)> {
     let spec = ModelSpec::from_model(&model)?;
     let pairs = |t: &Option<crate::spec::Tensor>, n: usize| -> Vec<Affine> {
         match t {
-            Some(t) => affine_pairs(t).into_iter().map(|(offset, scale)| Affine { offset, scale }).collect(),
+            Some(t) => affine_pairs(t)
+                .into_iter()
+                .map(|(offset, scale)| Affine { offset, scale })
+                .collect(),
             None => identity(n),
         }
     };
@@ -661,8 +911,17 @@ pub fn eval(blob: &[u8], csv: &Path) -> Result<(SplitMetrics, SplitMetrics)> {
 pub fn eval_table(now: &SplitMetrics, stored: &SplitMetrics) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "{:<22} {:>11} {:>11} {:>12} {:>12}   {}", "target", "MSE norm", "MAE norm", "MSE raw", "MAE raw", "stored at training");
-    for ((n, r), (sn, sr)) in now.normalized.iter().zip(&now.raw).zip(stored.normalized.iter().zip(&stored.raw)) {
+    let _ = writeln!(
+        out,
+        "{:<22} {:>11} {:>11} {:>12} {:>12}   stored at training",
+        "target", "MSE norm", "MAE norm", "MSE raw", "MAE raw"
+    );
+    for ((n, r), (sn, sr)) in now
+        .normalized
+        .iter()
+        .zip(&now.raw)
+        .zip(stored.normalized.iter().zip(&stored.raw))
+    {
         let same = n.mse == sn.mse && n.mae == sn.mae && r.mse == sr.mse && r.mae == sr.mae;
         let _ = writeln!(
             out,
@@ -672,7 +931,14 @@ pub fn eval_table(now: &SplitMetrics, stored: &SplitMetrics) -> String {
             n.mae,
             r.mse,
             r.mae,
-            if same { "identical".to_string() } else { format!("differs: {:.5} {:.5} {:.5} {:.5}", sn.mse, sn.mae, sr.mse, sr.mae) }
+            if same {
+                "identical".to_string()
+            } else {
+                format!(
+                    "differs: {:.5} {:.5} {:.5} {:.5}",
+                    sn.mse, sn.mae, sr.mse, sr.mae
+                )
+            }
         );
     }
     out
@@ -694,7 +960,9 @@ pub fn run_csv(blob: &[u8], csv: &Path, time_column: Option<&str>) -> Result<Csv
     let model = aligned.open()?;
     let meta = model.meta();
     let info = TrainInfo::parse(meta.info);
-    let time_column = time_column.or(info.as_ref().and_then(|i| i.settings.time_column.as_deref()));
+    let time_column = time_column.or(info
+        .as_ref()
+        .and_then(|i| i.settings.time_column.as_deref()));
     let table = Table::read_csv(csv, time_column)?;
     let names: Vec<&str> = meta.input_names().collect();
     ensure!(
@@ -704,25 +972,38 @@ pub fn run_csv(blob: &[u8], csv: &Path, time_column: Option<&str>) -> Result<Csv
     );
     let columns: Vec<usize> = names
         .iter()
-        .map(|n| table.column(n).with_context(|| format!("input column of the model, in {}", csv.display())))
+        .map(|n| {
+            table
+                .column(n)
+                .with_context(|| format!("input column of the model, in {}", csv.display()))
+        })
         .collect::<Result<_>>()?;
     let scaler = ModelScaler::of(&model);
     let mode = Mode::of(&model)?;
     let outputs: Vec<&str> = meta.output_names().collect();
     let (memory, out_len) = match mode {
-        Mode::Window { steps } => (model.window_memory(steps)?.total(), model.output_len(steps)?),
+        Mode::Window { steps } => (
+            model.window_memory(steps)?.total(),
+            model.output_len(steps)?,
+        ),
         Mode::Stream => (model.memory().total(), model.step_output_len()),
     };
     let mut buffer = vec![0.0f32; memory];
     let mut runtime = Runtime::new(&model, &mut buffer)?;
     let width = model.output_width().max(1);
-    let per_step = if outputs.is_empty() { width } else { outputs.len() };
+    let per_step = if outputs.is_empty() {
+        width
+    } else {
+        outputs.len()
+    };
     let mut header = vec!["row".to_string()];
     if table.timestamps.is_some() {
         header.push("timestamp".into());
     }
     for k in 0..out_len {
-        let name = outputs.get(k % per_step).map_or_else(|| format!("y{}", k % per_step), |n| n.to_string());
+        let name = outputs
+            .get(k % per_step)
+            .map_or_else(|| format!("y{}", k % per_step), |n| n.to_string());
         header.push(format!("{name}+{}", k / per_step + 1));
     }
     let features = columns.len();
@@ -730,7 +1011,11 @@ pub fn run_csv(blob: &[u8], csv: &Path, time_column: Option<&str>) -> Result<Csv
     let mut forecast = vec![0.0f32; out_len];
     let mut lines = Vec::new();
     for row in 0..table.rows {
-        let sample: Vec<f32> = columns.iter().enumerate().map(|(f, &c)| scaler.scale_input(f, table.value(row, c))).collect();
+        let sample: Vec<f32> = columns
+            .iter()
+            .enumerate()
+            .map(|(f, &c)| scaler.scale_input(f, table.value(row, c)))
+            .collect();
         let ready = match mode {
             Mode::Window { steps } => {
                 window.extend_from_slice(&sample);
@@ -738,13 +1023,20 @@ pub fn run_csv(blob: &[u8], csv: &Path, time_column: Option<&str>) -> Result<Csv
                     window.drain(..features);
                 }
                 if window.len() == steps * features {
-                    runtime.run_window(&window, &mut forecast).with_context(|| format!("row {row}"))?;
+                    runtime
+                        .run_window(&window, &mut forecast)
+                        .with_context(|| format!("row {row}"))?;
                     true
                 } else {
                     false
                 }
             }
-            Mode::Stream => runtime.step(&sample, &mut forecast).with_context(|| format!("row {row}"))? == Status::Ready,
+            Mode::Stream => {
+                runtime
+                    .step(&sample, &mut forecast)
+                    .with_context(|| format!("row {row}"))?
+                    == Status::Ready
+            }
         };
         if !ready {
             continue;
@@ -753,10 +1045,20 @@ pub fn run_csv(blob: &[u8], csv: &Path, time_column: Option<&str>) -> Result<Csv
         if let Some(t) = &table.timestamps {
             line.push(t[row].clone());
         }
-        line.extend(forecast.iter().enumerate().map(|(k, v)| format!("{}", scaler.unscale_output(k % width, *v))));
+        line.extend(
+            forecast
+                .iter()
+                .enumerate()
+                .map(|(k, v)| format!("{}", scaler.unscale_output(k % width, *v))),
+        );
         lines.push(line);
     }
-    ensure!(!lines.is_empty(), "{} has {} rows, fewer than the model's window", csv.display(), table.rows);
+    ensure!(
+        !lines.is_empty(),
+        "{} has {} rows, fewer than the model's window",
+        csv.display(),
+        table.rows
+    );
     Ok(CsvForecasts { header, lines })
 }
 
@@ -766,7 +1068,13 @@ impl CsvForecasts {
         let mut out = self.header.join(",");
         out.push('\n');
         for line in &self.lines {
-            out.push_str(&line.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push_str(
+                &line
+                    .iter()
+                    .map(|f| csv_field(f))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             out.push('\n');
         }
         out
@@ -804,13 +1112,24 @@ impl Progress {
     }
 
     fn epoch(&mut self, r: &EpochReport) {
-        let text = format!("loss {:.5}  val loss {:.5}  val MAE {:.5}{}", r.train_loss, r.val_loss, r.val_mae, if r.improved { " *" } else { "" });
+        let text = format!(
+            "loss {:.5}  val loss {:.5}  val MAE {:.5}{}",
+            r.train_loss,
+            r.val_loss,
+            r.val_mae,
+            if r.improved { " *" } else { "" }
+        );
         match &self.bar {
             Some(bar) => {
                 bar.set_position(r.epoch as u64);
                 bar.set_message(text);
             }
-            None if !self.quiet => eprintln!("epoch {:>3}/{}  {text}  ({:.1} s)", r.epoch, self.epochs, r.elapsed.as_secs_f64()),
+            None if !self.quiet => eprintln!(
+                "epoch {:>3}/{}  {text}  ({:.1} s)",
+                r.epoch,
+                self.epochs,
+                r.elapsed.as_secs_f64()
+            ),
             None => {}
         }
     }
