@@ -392,21 +392,184 @@ fn execute(cli: Cli) -> Result<()> {
     }
 }
 
+/// The demo's training run: the seed's KPI forecaster (3 KPIs in with their physical ranges, CQI and
+/// DL PRB usage 2 steps ahead from windows of 5), a small GRU.
+fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let range = |column: &str, min: f32, max: f32| ColumnRange {
+        column: column.into(),
+        min,
+        max,
+    };
+    trainer::Request {
+        csv: csv.to_path_buf(),
+        settings: trainer::Settings {
+            csv: "kpi.csv".into(),
+            time_column: None,
+            inputs: strings(&["CQI", "UE_TX_POWER", "DL_PRB_USAGE_RATE"]),
+            targets: strings(&["CQI", "DL_PRB_USAGE_RATE"]),
+            window: 5,
+            horizon: 2,
+            stride: 1,
+            split: SplitChoice::Fractions {
+                train: 0.7,
+                val: 0.1,
+                test: 0.2,
+            },
+            scale: ScaleChoice::Zscore,
+            ranges: vec![
+                range("CQI", 0.0, 15.0),
+                range("UE_TX_POWER", -17.0, 23.0),
+                range("DL_PRB_USAGE_RATE", 0.0, 100.0),
+            ],
+            cell: trainer::cell_name(CellKind::Gru).into(),
+            layers: 1,
+            hidden: 8,
+            bidirectional: false,
+            head: trainer::head_name(Head::Dense).into(),
+            window_norm: false,
+            skip: false,
+            epochs: 60,
+            batch: 32,
+            learning_rate: 1e-3,
+            clip_norm: 1.0,
+            patience: 8,
+            seed: 0,
+        },
+        output: out.join("kpi.trnn"),
+        plots: Some(out.to_path_buf()),
+        quiet: true,
+    }
+}
+
 fn demo(example: &Path, output: &Path) -> Result<()> {
+    let example = example
+        .canonicalize()
+        .unwrap_or_else(|_| example.to_path_buf());
+    let example = example.as_path();
+    let csv = example.join("kpi.csv");
+    let request = demo_request(&csv, output);
+    println!(
+        "1. train a KPI forecaster on {} (synthetic KPIs, 10-minute steps)",
+        csv.display()
+    );
+    println!(
+        "   tinyrnn train --csv {} --inputs CQI,UE_TX_POWER,DL_PRB_USAGE_RATE \\\n     \
+         --targets CQI,DL_PRB_USAGE_RATE --window 5 --horizon 2 --range CQI=0:15 \\\n     \
+         --range UE_TX_POWER=-17:23 --range DL_PRB_USAGE_RATE=0:100 --cell gru --hidden 8 \\\n     \
+         --epochs 60 --patience 8 -o {}\n",
+        csv.display(),
+        request.output.display()
+    );
+    let trained = trainer::train(&request)?;
+
+    println!(
+        "\n2. evaluate {} on the test split again",
+        request.output.display()
+    );
+    let (now, stored) = trainer::eval(&trained.blob, &csv)?;
+    print!("{}", trainer::eval_table(&now, &stored));
+    trainer::check_identical(&now, &stored)?;
+    let persistence = &trained.info.outcome.test_persistence;
+    if let (Some(model), Some(naive)) = (now.overall(), persistence.overall()) {
+        println!(
+            "   test MSE {:.5} against {:.5} for persistence (repeating the last value): {:.0} % lower",
+            model.mse,
+            naive.mse,
+            100.0 * (1.0 - model.mse / naive.mse)
+        );
+    }
+
+    println!("\n3. describe the blob (what `tinyrnn inspect` prints)");
+    print!("{}", describe(&request.output, &trained.blob)?);
+
+    println!(
+        "\n4. stream raw samples through the engine's Forecaster, with the blob's own scalers"
+    );
+    demo_stream(&trained.blob, &csv)?;
+
+    println!();
+    demo_keras(example, &output.join("kpi_forecaster.trnn"))
+}
+
+/// Pushes the CSV's last rows, in raw units, through `Forecaster::new` and prints raw forecasts.
+fn demo_stream(blob: &[u8], csv: &Path) -> Result<()> {
+    const WINDOW_VALUES: usize = 16;
+    let aligned = run::AlignedBlob::new(blob);
+    let model = aligned.open()?;
+    let table = tinyrnn_converter::train::Table::read_csv(csv, None)?;
+    let columns: Vec<usize> = model
+        .meta()
+        .input_names()
+        .map(|n| table.column(n))
+        .collect::<Result<_>>()?;
+    let targets: Vec<usize> = model
+        .meta()
+        .output_names()
+        .map(|n| table.column(n))
+        .collect::<Result<_>>()?;
+    let mode = tinyrnn::Mode::of(&model)?;
+    let mut memory =
+        vec![0.0f32; tinyrnn::Forecaster::<WINDOW_VALUES>::memory_words(&model, mode)?];
+    let mut forecaster = tinyrnn::Forecaster::<WINDOW_VALUES>::new(&model, &mut memory)?;
+    println!(
+        "   {:<5} {:>6} {:>6} {:>6}      {:<29} {}",
+        "row", "CQI", "TX dBm", "PRB %", "forecast CQI PRB: t+1 | t+2", "actual t+1 | t+2"
+    );
+    let first = table.rows.saturating_sub(10);
+    for row in first..table.rows.saturating_sub(2) {
+        let sample: Vec<f32> = columns.iter().map(|&c| table.value(row, c)).collect();
+        let cells: Vec<String> = sample.iter().map(|v| format!("{v:>6.2}")).collect();
+        let forecast = forecaster.push(&sample)?;
+        let shown = match forecast {
+            None => "(window filling)".to_string(),
+            Some(f) => {
+                let pairs: Vec<String> = f
+                    .chunks(targets.len())
+                    .map(|step| {
+                        step.iter()
+                            .map(|v| format!("{v:6.2}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                let actual: Vec<String> = (1..=2)
+                    .map(|h| {
+                        targets
+                            .iter()
+                            .map(|&c| format!("{:6.2}", table.value(row + h, c)))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                format!("{:<29} {}", pairs.join(" | "), actual.join(" | "))
+            }
+        };
+        println!("   {row:<5} {}  ->  {shown}", cells.join(" "));
+    }
+    println!(
+        "   (raw units in and out: CQI 0-15, UE TX power dBm, PRB usage %; the blob scales them)"
+    );
+    Ok(())
+}
+
+fn demo_keras(example: &Path, output: &Path) -> Result<()> {
     let source = example.join("kpi_forecaster.keras");
-    println!("1. import {}", source.display());
+    println!(
+        "5. import {} (the same kind of model, trained in Keras)",
+        source.display()
+    );
     let spec = import::import(&source)?;
     let blob = write::to_blob(&spec)?;
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(output, &blob).with_context(|| format!("writing {}", output.display()))?;
-    println!("   wrote {} ({} bytes)\n", output.display(), blob.len());
-    print!("{}", describe(output, &blob)?);
+    println!("   wrote {} ({} bytes)", output.display(), blob.len());
 
     let input = npy::read(&example.join("input.npy"))?;
     println!(
-        "\n2. run {} windows of {:?} through the engine",
+        "\n6. run {} windows of {:?} through the engine",
         input.shape[0],
         &input.shape[1..]
     );
@@ -420,7 +583,7 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
         anyhow::bail!("the engine returned integers");
     };
 
-    println!("\n3. stream the last window one sample at a time (state kept between calls)");
+    println!("\n7. stream the last window one sample at a time (state kept between calls)");
     let aligned = run::AlignedBlob::new(&blob);
     let model = aligned.open()?;
     let mut memory = vec![0.0f32; model.memory().total()];
@@ -447,7 +610,10 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
             .zip(windowed)
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
-    println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %)");
+    println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %;");
+    println!(
+        "   this blob has no scalers: it was imported from Keras, which scaled outside the model)"
+    );
     Ok(())
 }
 
