@@ -513,8 +513,8 @@ fn demo_stream(blob: &[u8], csv: &Path) -> Result<()> {
         vec![0.0f32; tinyrnn::Forecaster::<WINDOW_VALUES>::memory_words(&model, mode)?];
     let mut forecaster = tinyrnn::Forecaster::<WINDOW_VALUES>::new(&model, &mut memory)?;
     println!(
-        "   {:<5} {:>6} {:>6} {:>6}      {:<29} {}",
-        "row", "CQI", "TX dBm", "PRB %", "forecast CQI PRB: t+1 | t+2", "actual t+1 | t+2"
+        "   {:<5} {:>6} {:>6} {:>6}      {:<29} actual t+1 | t+2",
+        "row", "CQI", "TX dBm", "PRB %", "forecast CQI PRB: t+1 | t+2"
     );
     let first = table.rows.saturating_sub(10);
     for row in first..table.rows.saturating_sub(2) {
