@@ -291,6 +291,11 @@ fn execute(cli: Cli) -> Result<()> {
                 now.windows
             );
             print!("{}", trainer::eval_table(&now, &stored));
+            let aligned = run::AlignedBlob::new(&blob);
+            if spec::ModelSpec::from_model(&aligned.open()?)?.is_quantized() {
+                println!("(a quantized blob: the stored metrics are those of its f32 model)");
+                return Ok(());
+            }
             trainer::check_identical(&now, &stored)
         }
         Command::Run {
@@ -482,6 +487,28 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
 
     println!("\n3. describe the blob (what `tinyrnn inspect` prints)");
     print!("{}", describe(&request.output, &trained.blob)?);
+
+    let int8_path = output.join("kpi-i8w.trnn");
+    println!(
+        "\n   quantized to int8 weights (tinyrnn quantize --mode i8w): {}",
+        int8_path.display()
+    );
+    let f32_spec = spec::ModelSpec::from_model(&run::AlignedBlob::new(&trained.blob).open()?)?;
+    let int8_blob = write::to_blob(&quantize::quantize(&f32_spec, quantize::Mode::I8w)?)?;
+    std::fs::write(&int8_path, &int8_blob)
+        .with_context(|| format!("writing {}", int8_path.display()))?;
+    let (int8_test, _) = trainer::eval(&int8_blob, &csv)?;
+    if let (Some(q), Some(f)) = (int8_test.overall(), now.overall()) {
+        println!(
+            "   {} bytes instead of {}; test MSE {:.5} (f32 {:.5}), MAE {:.5} (f32 {:.5})",
+            int8_blob.len(),
+            trained.blob.len(),
+            q.mse,
+            f.mse,
+            q.mae,
+            f.mae
+        );
+    }
 
     println!(
         "\n4. stream raw samples through the engine's Forecaster, with the blob's own scalers"
