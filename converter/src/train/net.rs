@@ -380,7 +380,9 @@ impl Net {
         // A small ridge keeps the system solvable when a series is constant.
         let ridge = 1e-6 * (0..n).map(|r| xtx[r * n + r]).sum::<f64>() / n as f64 + 1e-12;
         (0..n).for_each(|r| xtx[r * n + r] += ridge);
-        let Some(w) = solve(xtx, xty, n, h_len) else { return };
+        let Some(w) = solve(xtx, xty, n, h_len) else {
+            return;
+        };
         for k in 0..h_len {
             for t in 0..t_len {
                 p[sw + k * t_len + t] = w[t * h_len + k] as f32;
@@ -1210,6 +1212,75 @@ mod tests {
         grad[at] += 1e-3 * 1f64.max(grad[at].abs());
         let (err, worst) = worst_error(&net, &p, &x, &t, &grad);
         assert!(err > 1e-4 && worst == at, "{err:e} at {worst}");
+    }
+
+    /// Sum over `windows` of the MSE gradient, in f64.
+    fn total_gradient(net: &Net, p: &[f64], w: &super::super::Windows) -> Vec<f64> {
+        let mut grad = vec![0.0; p.len()];
+        let mut cache = net.cache::<f64>();
+        for i in 0..w.len() {
+            net.forward(p, w.input(i), &mut cache);
+            net.set_loss_gradient(&mut cache, w.output(i), 1.0);
+            net.backward(p, &mut cache, &mut grad);
+        }
+        grad
+    }
+
+    #[test]
+    fn skip_path_starts_at_the_least_squares_solution() {
+        let a = Architecture {
+            window_norm: true,
+            skip: true,
+            window: 8,
+            ..arch(CellKind::Gru, 1, false, Head::Dense)
+        };
+        let net = Net::new(&a).unwrap();
+        let mut rng = Rng::new(11);
+        // Two noisy cycles, as windows of 8 steps → 2, targets continuing features 2 and 0.
+        let rows = 200;
+        let series: Vec<[f32; 3]> = (0..rows)
+            .map(|r| {
+                let t = r as f64 * 0.4;
+                [t.sin(), t.cos(), (0.7 * t).sin() + 0.2 * rng.normal()].map(|v| v as f32)
+            })
+            .collect();
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        for s in 0..rows - 10 {
+            inputs.extend(series[s..s + 8].iter().flatten());
+            outputs.extend(series[s + 8..s + 10].iter().flat_map(|r| [r[2], r[0]]));
+        }
+        let w = super::super::Windows {
+            window: 8,
+            features: 3,
+            horizon: 2,
+            targets: 2,
+            inputs,
+            outputs,
+        };
+        let mut p = net.init(&mut rng);
+        let before: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+        net.init_skip(&mut p, &w);
+        let after: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+        let (sw, sb) = net.skip.unwrap();
+        let skip = sw..sb + a.horizon;
+        let largest = |g: &[f64]| g[skip.clone()].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let (g0, g1) = (
+            total_gradient(&net, &before, &w),
+            total_gradient(&net, &after, &w),
+        );
+        // The loss is quadratic in the skip weights with the head at zero: at the least-squares
+        // solution their gradient vanishes (up to the ridge and f32 rounding of the weights).
+        assert!(
+            largest(&g1) < 1e-3 * largest(&g0),
+            "{} vs {}",
+            largest(&g1),
+            largest(&g0)
+        );
+        assert!(
+            after[net.head_weight..net.head_weight + net.head_out * net.head_in]
+                .iter()
+                .all(|&v| v == 0.0)
+        );
     }
 
     #[test]
