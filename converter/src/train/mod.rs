@@ -164,6 +164,7 @@ pub fn fit(
     let net = Net::new(arch)?;
     let mut rng = Rng::new(options.seed);
     let mut params = net.init(&mut rng);
+    net.init_skip(&mut params, train);
     let mut adam = Adam::new(net.size, options.learning_rate);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut caches = [net.cache::<f32>(), net.cache::<f32>()];

@@ -344,6 +344,54 @@ impl Net {
         p
     }
 
+    /// Starts the skip path at the least-squares linear forecaster of the training windows (shared by
+    /// all targets, over each target's input series after window normalisation) and the head at zero,
+    /// so training begins from the best linear model and the recurrent layers learn what it misses.
+    /// Does nothing without a skip path.
+    pub fn init_skip(&self, p: &mut [f32], train: &super::Windows) {
+        let Some((sw, sb)) = self.skip else { return };
+        let a = &self.arch;
+        let (t_len, f_len, h_len) = (a.window, a.features, a.horizon);
+        let n = t_len + 1;
+        let mut xtx = vec![0.0f64; n * n];
+        let mut xty = vec![0.0f64; n * h_len];
+        let mut s = vec![0.0f64; n];
+        for i in 0..train.len() {
+            let (x, y) = (train.input(i), train.output(i));
+            for (j, &f) in self.residual_inputs.iter().enumerate() {
+                let last = if a.window_norm {
+                    x[(t_len - 1) * f_len + f]
+                } else {
+                    0.0
+                };
+                for t in 0..t_len {
+                    s[t] = f64::from(x[t * f_len + f] - last);
+                }
+                s[t_len] = 1.0;
+                for r in 0..n {
+                    let row = &mut xtx[r * n..(r + 1) * n];
+                    row.iter_mut().zip(&s).for_each(|(v, sc)| *v += s[r] * sc);
+                    for k in 0..h_len {
+                        xty[r * h_len + k] += s[r] * f64::from(y[k * a.targets + j] - last);
+                    }
+                }
+            }
+        }
+        // A small ridge keeps the system solvable when a series is constant.
+        let ridge = 1e-6 * (0..n).map(|r| xtx[r * n + r]).sum::<f64>() / n as f64 + 1e-12;
+        (0..n).for_each(|r| xtx[r * n + r] += ridge);
+        let Some(w) = solve(xtx, xty, n, h_len) else {
+            return;
+        };
+        for k in 0..h_len {
+            for t in 0..t_len {
+                p[sw + k * t_len + t] = w[t * h_len + k] as f32;
+            }
+            p[sb + k] = w[t_len * h_len + k] as f32;
+        }
+        p[self.head_weight..self.head_weight + self.head_out * self.head_in].fill(0.0);
+    }
+
     /// A cache sized for this network.
     pub fn cache<R: Real>(&self) -> Cache<R> {
         let a = &self.arch;
@@ -955,6 +1003,40 @@ fn cell_backward<R: Real>(
     }
 }
 
+/// Solves `A X = B` (`A` `n × n`, `B` `n × m`) by Gaussian elimination with partial pivoting; `None`
+/// when `A` is singular.
+fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize, m: usize) -> Option<Vec<f64>> {
+    for c in 0..n {
+        let p = (c..n).max_by(|&i, &j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))?;
+        if a[p * n + c].abs() < 1e-300 {
+            return None;
+        }
+        for k in 0..n {
+            a.swap(c * n + k, p * n + k);
+        }
+        for k in 0..m {
+            b.swap(c * m + k, p * m + k);
+        }
+        let d = a[c * n + c];
+        for r in (0..n).filter(|&r| r != c) {
+            let factor = a[r * n + c] / d;
+            if factor != 0.0 {
+                for k in c..n {
+                    a[r * n + k] -= factor * a[c * n + k];
+                }
+                for k in 0..m {
+                    b[r * m + k] -= factor * b[c * m + k];
+                }
+            }
+        }
+    }
+    for r in 0..n {
+        let d = a[r * n + r];
+        b[r * m..(r + 1) * m].iter_mut().for_each(|v| *v /= d);
+    }
+    b.iter().all(|v| v.is_finite()).then_some(b)
+}
+
 /// Fills an `n × n` block with an orthogonal matrix: Gram–Schmidt on Gaussian rows.
 fn orthogonal(rng: &mut Rng, out: &mut [f32], n: usize) {
     let mut m: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
@@ -1132,6 +1214,75 @@ mod tests {
         grad[at] += 1e-3 * 1f64.max(grad[at].abs());
         let (err, worst) = worst_error(&net, &p, &x, &t, &grad);
         assert!(err > 1e-4 && worst == at, "{err:e} at {worst}");
+    }
+
+    /// Sum over `windows` of the MSE gradient, in f64.
+    fn total_gradient(net: &Net, p: &[f64], w: &super::super::Windows) -> Vec<f64> {
+        let mut grad = vec![0.0; p.len()];
+        let mut cache = net.cache::<f64>();
+        for i in 0..w.len() {
+            net.forward(p, w.input(i), &mut cache);
+            net.set_loss_gradient(&mut cache, w.output(i), 1.0);
+            net.backward(p, &mut cache, &mut grad);
+        }
+        grad
+    }
+
+    #[test]
+    fn skip_path_starts_at_the_least_squares_solution() {
+        let a = Architecture {
+            window_norm: true,
+            skip: true,
+            window: 8,
+            ..arch(CellKind::Gru, 1, false, Head::Dense)
+        };
+        let net = Net::new(&a).unwrap();
+        let mut rng = Rng::new(11);
+        // Two noisy cycles, as windows of 8 steps → 2, targets continuing features 2 and 0.
+        let rows = 200;
+        let series: Vec<[f32; 3]> = (0..rows)
+            .map(|r| {
+                let t = r as f64 * 0.4;
+                [t.sin(), t.cos(), (0.7 * t).sin() + 0.2 * rng.normal()].map(|v| v as f32)
+            })
+            .collect();
+        let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+        for s in 0..rows - 10 {
+            inputs.extend(series[s..s + 8].iter().flatten());
+            outputs.extend(series[s + 8..s + 10].iter().flat_map(|r| [r[2], r[0]]));
+        }
+        let w = super::super::Windows {
+            window: 8,
+            features: 3,
+            horizon: 2,
+            targets: 2,
+            inputs,
+            outputs,
+        };
+        let mut p = net.init(&mut rng);
+        let before: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+        net.init_skip(&mut p, &w);
+        let after: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+        let (sw, sb) = net.skip.unwrap();
+        let skip = sw..sb + a.horizon;
+        let largest = |g: &[f64]| g[skip.clone()].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let (g0, g1) = (
+            total_gradient(&net, &before, &w),
+            total_gradient(&net, &after, &w),
+        );
+        // The loss is quadratic in the skip weights with the head at zero: at the least-squares
+        // solution their gradient vanishes (up to the ridge and f32 rounding of the weights).
+        assert!(
+            largest(&g1) < 1e-3 * largest(&g0),
+            "{} vs {}",
+            largest(&g1),
+            largest(&g0)
+        );
+        assert!(
+            after[net.head_weight..net.head_weight + net.head_out * net.head_in]
+                .iter()
+                .all(|&v| v == 0.0)
+        );
     }
 
     #[test]
