@@ -214,7 +214,8 @@ pub struct TargetMetrics {
     pub mae: f64,
 }
 
-/// Metrics of one split in model units and in raw units; each list is per target, then `all`.
+/// Metrics of one split in model units and in raw units; each list is per target, then `all` (or only
+/// `all`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitMetrics {
     /// Windows evaluated.
@@ -245,9 +246,9 @@ pub struct Outcome {
     pub parameters: usize,
     /// Rows of the CSV.
     pub rows: usize,
-    /// Training split.
+    /// Training split, overall only (the record lives in the device's flash, so it stays small).
     pub train: SplitMetrics,
-    /// Validation split.
+    /// Validation split, overall only.
     pub val: SplitMetrics,
     /// Test split.
     pub test: SplitMetrics,
@@ -496,6 +497,18 @@ fn persistence(
     out
 }
 
+/// The metrics without the per-target rows.
+fn overall_only(mut m: SplitMetrics) -> SplitMetrics {
+    let keep = |rows: &mut Vec<TargetMetrics>| {
+        let all = rows.pop();
+        rows.clear();
+        rows.extend(all);
+    };
+    keep(&mut m.normalized);
+    keep(&mut m.raw);
+    m
+}
+
 fn identity(n: usize) -> Vec<Affine> {
     vec![Affine::IDENTITY; n]
 }
@@ -656,8 +669,8 @@ pub fn train(request: &Request) -> Result<Trained> {
             train_seconds,
             parameters: spec.parameter_count(),
             rows: p.table.rows,
-            train: train_m,
-            val: val_m,
+            train: overall_only(train_m),
+            val: overall_only(val_m),
             test: test_m,
             test_persistence: persistence_m,
         },
