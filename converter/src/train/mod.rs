@@ -3,6 +3,21 @@
 //!
 //! What is trained is an ordinary engine model: [`fit`] returns a [`ModelSpec`] whose layers are
 //! engine layers, and [`predict`] runs that spec with the engine (`Runtime::run_window`).
+//!
+//! The model [`fit`] builds, first layer to last:
+//!
+//! ```text
+//! [SubtractLast]                         window_norm: x[t] − x[T−1], per feature
+//! Recurrent × layers                     SimpleRNN(tanh) / LSTM / GRU(reset-after), optionally
+//!                                        Bidirectional(concat); all but the last return sequences
+//! Dense(horizon·targets)                 Head::Dense: from the last recurrent layer's final state
+//!   or KeepLast(horizon), Dense(targets) Head::KeepLast: per step, from the last `horizon` states
+//! [Residual]                             window_norm: + each target's last input value;
+//!                                        skip: + a horizon×window linear map of its (normalised)
+//!                                        input series, shared by all targets
+//! ```
+//! The input is the fixed window (`Input.steps = window`), the output `horizon × targets` values in
+//! model units (timestep-major), exactly the layout of [`Windows::outputs`].
 
 pub mod data;
 mod net;
