@@ -39,6 +39,8 @@ struct Args {
     window_norm: bool,
     #[arg(long)]
     skip: bool,
+    #[arg(long)]
+    skip_per_target: bool,
     #[arg(long, default_value_t = 20)]
     epochs: usize,
     #[arg(long, default_value_t = 32)]
@@ -123,6 +125,7 @@ fn main() -> Result<()> {
         target_inputs: (0..columns.len()).map(Some).collect(),
         window_norm: args.window_norm,
         skip: args.skip,
+        skip_per_target: args.skip_per_target,
     };
     let options = TrainOptions {
         epochs: args.epochs,

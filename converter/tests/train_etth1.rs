@@ -50,6 +50,7 @@ fn short_run_on_the_etth1_excerpt_beats_persistence() {
         target_inputs: (0..7).map(Some).collect(),
         window_norm: true,
         skip: true,
+        skip_per_target: false,
     };
     let options = TrainOptions {
         epochs: 15,

@@ -104,6 +104,25 @@ fn residual_adds_last_values_and_the_skip_path() {
         residual(&[1, 0], false, Some(skip), None),
     ]);
     assert_eq!(run(&s, &WINDOW).unwrap(), [10.0, 1.0, 35.0, 3.0]);
+    // One map per target: rows 0..2 for target 0 (feature 1), rows 2..4 for target 1 (feature 0).
+    let skip = Tensor::matrix(
+        4,
+        3,
+        vec![1.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 2.0, -1.0, 0.0, 0.0],
+    )
+    .unwrap();
+    let s = spec(vec![
+        Layer::LastStep,
+        dense(4, 2, vec![0.0; 8]),
+        residual(
+            &[1, 0],
+            false,
+            Some(skip),
+            Some(Tensor::vector(vec![0.0, 0.0, 0.5, 0.0])),
+        ),
+    ]);
+    // y[0,0] = 10, y[1,0] = 35 (feature 1, rows 0..2); y[0,1] = 2·4 + 0.5, y[1,1] = −1 (feature 0).
+    assert_eq!(run(&s, &WINDOW).unwrap(), [10.0, 8.5, 35.0, -1.0]);
     // A sequence forecast (2 steps × 1 target) with add_last only.
     let s = spec(vec![
         Layer::KeepLast { steps: 2 },
@@ -149,12 +168,34 @@ fn malformed_window_layers_are_refused() {
         ])),
         mismatch(2)
     );
-    // Skip weights must be horizon × window; a skip bias needs skip weights.
+    // Skip weights must be horizon × window or horizon·targets × window; a skip bias needs skip
+    // weights and the same rows.
     assert_eq!(
         open(&spec(vec![
             Layer::LastStep,
             head(),
             residual(&[0, 1], true, skip(2, 2), None)
+        ])),
+        Err(Error::TensorShape { layer: 2 })
+    );
+    assert_eq!(
+        open(&spec(vec![
+            Layer::LastStep,
+            head(),
+            residual(&[0, 1], true, skip(3, 3), None)
+        ])),
+        Err(Error::TensorShape { layer: 2 })
+    );
+    assert_eq!(
+        open(&spec(vec![
+            Layer::LastStep,
+            head(),
+            residual(
+                &[0, 1],
+                true,
+                skip(4, 3),
+                Some(Tensor::vector(vec![0.0; 2]))
+            )
         ])),
         Err(Error::TensorShape { layer: 2 })
     );

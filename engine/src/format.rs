@@ -223,16 +223,18 @@ pub struct Embedding<T> {
 /// ```text
 /// y[s, j] = forecast[s, j] + l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s]
 /// ```
-/// The skip weights are shared by every target (a channel-independent linear forecaster).
+/// The skip weights are either shared by every target (`horizon` rows: a channel-independent linear
+/// forecaster) or one map per target (`horizon · targets` rows, target `j`'s block starting at row
+/// `j · horizon`, which then stands for `skip[s, t]` and `skip_bias[s]` above).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Residual<T> {
     /// For each target, the input feature it continues.
     pub inputs: heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
     /// Add each target's input value at the window's last timestep.
     pub add_last: bool,
-    /// Skip weights, `horizon × T` (the model's fixed window length).
+    /// Skip weights, `horizon × T` or `horizon·targets × T` (`T` the model's fixed window length).
     pub skip: Option<T>,
-    /// Skip bias, `horizon × 1`; only with `skip`.
+    /// Skip bias, one value per row of `skip`; only with `skip`.
     pub skip_bias: Option<T>,
 }
 

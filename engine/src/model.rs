@@ -429,7 +429,19 @@ impl<'a> Model<'a> {
                     one * if r.backward.is_some() { 2 } else { 1 }
                 }
                 Layer::Dense(d) => d.weight.len(),
-                Layer::Residual(r) => r.skip.map_or(0, |s| s.len() * r.inputs.len()),
+                Layer::Residual(r) => r.skip.map_or(0, |s| {
+                    // Per-target maps (`horizon·targets` rows) run once each; a shared one per target.
+                    let forecast = self
+                        .input
+                        .steps
+                        .and_then(|t| self.output_len(t as usize).ok())
+                        .unwrap_or(0);
+                    if s.rows == forecast {
+                        s.len()
+                    } else {
+                        s.len() * r.inputs.len()
+                    }
+                }),
                 _ => 0,
             })
             .sum()
@@ -649,7 +661,8 @@ fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), E
 }
 
 /// Checks a residual layer: last, over feature input, with a forecast of `horizon × targets` values
-/// entering it and skip weights of `horizon × window`. Returns the scratch words it needs.
+/// entering it and skip weights of `horizon × window` (shared) or `horizon·targets × window` (one map per
+/// target). Returns the scratch words it needs.
 #[allow(clippy::too_many_arguments)]
 fn check_residual(
     r: &format::Residual<Mat<'_>>,
@@ -679,9 +692,15 @@ fn check_residual(
         (None, Some(_)) => Err(Error::UnsupportedLayer { layer }),
         (Some(skip), bias) => {
             let window = window.ok_or(mismatch)?;
-            check_shape(skip, horizon, window, layer)?;
+            // One map shared by every target, or one per target stacked by rows.
+            let rows = if skip.rows == horizon * targets {
+                skip.rows
+            } else {
+                horizon
+            };
+            check_shape(skip, rows, window, layer)?;
             if let Some(b) = bias {
-                check_shape(b, horizon, 1, layer)?;
+                check_shape(b, rows, 1, layer)?;
             }
             Ok(window + horizon)
         }

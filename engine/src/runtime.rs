@@ -426,7 +426,8 @@ fn merge(direction: Direction, pass: usize, row: &mut [f32], h: &[f32]) {
 }
 
 /// forecast[s, j] += l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s], where `x_j` is input feature
-/// `inputs[j]` over the raw window and `l_j` its last value when `add_last` (else 0).
+/// `inputs[j]` over the raw window and `l_j` its last value when `add_last` (else 0). With per-target
+/// maps, `skip` and `skip_bias` are target j's block of `horizon` rows.
 fn residual(
     r: &Residual<Mat<'_>>,
     raw: &[f32],
@@ -436,6 +437,8 @@ fn residual(
     scratch: &mut [f32],
 ) {
     let targets = r.inputs.len();
+    let values = forecast.len();
+    let horizon = values / targets.max(1);
     let (series, projected) = scratch.split_at_mut(steps.min(scratch.len()));
     for (j, &feature) in r.inputs.iter().enumerate() {
         let feature = feature as usize;
@@ -454,10 +457,13 @@ fn residual(
                     .iter_mut()
                     .zip(column)
                     .for_each(|(s, x)| *s = x - last);
-                let projected = projected.get_mut(..skip.rows).unwrap_or(&mut []);
-                matvec(skip, series, projected);
+                // Validation allows `horizon` rows (shared) or `horizon·targets` (target j's block).
+                let block = if skip.rows == values { j } else { 0 };
+                let projected = projected.get_mut(..horizon).unwrap_or(&mut []);
+                matvec(&skip.rows(block * horizon, horizon), series, projected);
                 if let Some(b) = &r.skip_bias {
-                    add(projected, b.f32());
+                    let b = b.f32();
+                    add(projected, b.get(block * horizon..).unwrap_or(&[]));
                 }
                 for (y, p) in outputs.zip(projected.iter()) {
                     *y += last + p;

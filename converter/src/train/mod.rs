@@ -3,6 +3,21 @@
 //!
 //! What is trained is an ordinary engine model: [`fit`] returns a [`ModelSpec`] whose layers are
 //! engine layers, and [`predict`] runs that spec with the engine (`Runtime::run_window`).
+//!
+//! The model [`fit`] builds, first layer to last:
+//!
+//! ```text
+//! [SubtractLast]                         window_norm: x[t] − x[T−1], per feature
+//! Recurrent × layers                     SimpleRNN(tanh) / LSTM / GRU(reset-after), optionally
+//!                                        Bidirectional(concat); all but the last return sequences
+//! Dense(horizon·targets)                 Head::Dense: from the last recurrent layer's final state
+//!   or KeepLast(horizon), Dense(targets) Head::KeepLast: per step, from the last `horizon` states
+//! [Residual]                             window_norm: + each target's last input value;
+//!                                        skip: + a horizon×window linear map of its (normalised)
+//!                                        input series, shared by all targets or one per target
+//! ```
+//! The input is the fixed window (`Input.steps = window`), the output `horizon × targets` values in
+//! model units (timestep-major), exactly the layout of [`Windows::outputs`].
 
 pub mod data;
 mod net;
@@ -69,6 +84,9 @@ pub struct Architecture {
     pub window_norm: bool,
     /// A linear path from the window straight into the head.
     pub skip: bool,
+    /// With `skip`: one linear map per target (`horizon·targets × window` weights) instead of one
+    /// shared by all targets (`horizon × window`).
+    pub skip_per_target: bool,
 }
 
 /// How to train.
@@ -401,6 +419,7 @@ mod tests {
             target_inputs: vec![Some(2), Some(0)],
             window_norm: false,
             skip: false,
+            skip_per_target: false,
         }
     }
 
@@ -453,6 +472,12 @@ mod tests {
         cases.push(Architecture {
             skip: true,
             ..arch(CellKind::Rnn, Head::Dense)
+        });
+        cases.push(Architecture {
+            window_norm: true,
+            skip: true,
+            skip_per_target: true,
+            ..arch(CellKind::Lstm, Head::Dense)
         });
         for a in cases {
             let fitted = fit(&a, &train, &val, &options(2), &mut |_| {}).unwrap();

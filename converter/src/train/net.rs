@@ -291,9 +291,17 @@ impl Net {
         };
         let head_weight = take(head_out * head_in);
         let head_bias = take(head_out);
-        let skip = arch
-            .skip
-            .then(|| (take(arch.horizon * arch.window), take(arch.horizon)));
+        let maps = if arch.skip_per_target {
+            arch.targets
+        } else {
+            1
+        };
+        let skip = arch.skip.then(|| {
+            (
+                take(maps * arch.horizon * arch.window),
+                take(maps * arch.horizon),
+            )
+        });
         Ok(Net {
             arch: arch.clone(),
             recs,
@@ -344,12 +352,46 @@ impl Net {
         p
     }
 
+    /// Offsets of target `j`'s skip weights and bias.
+    fn skip_block(&self, sw: usize, sb: usize, j: usize) -> (usize, usize) {
+        if self.arch.skip_per_target {
+            let h = self.arch.horizon;
+            (sw + j * h * self.arch.window, sb + j * h)
+        } else {
+            (sw, sb)
+        }
+    }
+
     /// Starts the skip path at the least-squares linear forecaster of the training windows (shared by
     /// all targets, over each target's input series after window normalisation) and the head at zero,
     /// so training begins from the best linear model and the recurrent layers learn what it misses.
     /// Does nothing without a skip path.
     pub fn init_skip(&self, p: &mut [f32], train: &super::Windows) {
-        let Some((sw, sb)) = self.skip else { return };
+        let Some((sw0, sb0)) = self.skip else { return };
+        let a = &self.arch;
+        let groups: Vec<Vec<usize>> = if a.skip_per_target {
+            (0..a.targets).map(|j| vec![j]).collect()
+        } else {
+            vec![(0..a.targets).collect()]
+        };
+        for group in groups {
+            let (sw, sb) = self.skip_block(sw0, sb0, group[0]);
+            if let Some(w) = self.least_squares(train, &group) {
+                let (t_len, h_len) = (a.window, a.horizon);
+                for k in 0..h_len {
+                    for t in 0..t_len {
+                        p[sw + k * t_len + t] = w[t * h_len + k] as f32;
+                    }
+                    p[sb + k] = w[t_len * h_len + k] as f32;
+                }
+            }
+        }
+        p[self.head_weight..self.head_weight + self.head_out * self.head_in].fill(0.0);
+    }
+
+    /// Least squares from the (normalised) input series of `targets` to their horizon, with a bias
+    /// row last: `(window + 1) × horizon` weights.
+    fn least_squares(&self, train: &super::Windows, targets: &[usize]) -> Option<Vec<f64>> {
         let a = &self.arch;
         let (t_len, f_len, h_len) = (a.window, a.features, a.horizon);
         let n = t_len + 1;
@@ -358,7 +400,8 @@ impl Net {
         let mut s = vec![0.0f64; n];
         for i in 0..train.len() {
             let (x, y) = (train.input(i), train.output(i));
-            for (j, &f) in self.residual_inputs.iter().enumerate() {
+            for &j in targets {
+                let f = self.residual_inputs[j];
                 let last = if a.window_norm {
                     x[(t_len - 1) * f_len + f]
                 } else {
@@ -380,16 +423,7 @@ impl Net {
         // A small ridge keeps the system solvable when a series is constant.
         let ridge = 1e-6 * (0..n).map(|r| xtx[r * n + r]).sum::<f64>() / n as f64 + 1e-12;
         (0..n).for_each(|r| xtx[r * n + r] += ridge);
-        let Some(w) = solve(xtx, xty, n, h_len) else {
-            return;
-        };
-        for k in 0..h_len {
-            for t in 0..t_len {
-                p[sw + k * t_len + t] = w[t * h_len + k] as f32;
-            }
-            p[sb + k] = w[t_len * h_len + k] as f32;
-        }
-        p[self.head_weight..self.head_weight + self.head_out * self.head_in].fill(0.0);
+        solve(xtx, xty, n, h_len)
     }
 
     /// A cache sized for this network.
@@ -485,6 +519,7 @@ impl Net {
                 let last = cache.last[j];
                 match self.skip {
                     Some((sw, sb)) => {
+                        let (sw, sb) = self.skip_block(sw, sb, j);
                         let series = &cache.series[j * t_len..(j + 1) * t_len];
                         matvec(&p[sw..sw + a.horizon * t_len], series, projected);
                         add_to(projected, &p[sb..sb + a.horizon]);
@@ -571,6 +606,7 @@ impl Net {
         let t_len = a.window;
         if let Some((sw, sb)) = self.skip {
             for j in 0..a.targets {
+                let (sw, sb) = self.skip_block(sw, sb, j);
                 let series = &cache.series[j * t_len..(j + 1) * t_len];
                 for s in 0..a.horizon {
                     let d = cache.dy[s * a.targets + j];
@@ -770,6 +806,7 @@ impl Net {
             activation: Activation::Linear,
         }));
         if !self.residual_inputs.is_empty() {
+            let maps = if a.skip_per_target { a.targets } else { 1 };
             let mut inputs = heapless::Vec::new();
             for &f in &self.residual_inputs {
                 inputs
@@ -782,12 +819,13 @@ impl Net {
                 skip: self
                     .skip
                     .map(|(sw, _)| {
-                        Tensor::matrix(a.horizon, a.window, slice(sw, a.horizon * a.window))
+                        let rows = maps * a.horizon;
+                        Tensor::matrix(rows, a.window, slice(sw, rows * a.window))
                     })
                     .transpose()?,
                 skip_bias: self
                     .skip
-                    .map(|(_, sb)| Tensor::vector(slice(sb, a.horizon))),
+                    .map(|(_, sb)| Tensor::vector(slice(sb, maps * a.horizon))),
             }));
         }
         Ok(ModelSpec {
@@ -1077,6 +1115,7 @@ mod tests {
             target_inputs: vec![Some(2), Some(0)],
             window_norm: false,
             skip: false,
+            skip_per_target: false,
         }
     }
 
@@ -1196,11 +1235,14 @@ mod tests {
     fn window_norm_and_skip_gradients() {
         for (window_norm, skip) in [(true, false), (false, true), (true, true)] {
             for head in [Head::Dense, Head::KeepLast] {
-                check(Architecture {
-                    window_norm,
-                    skip,
-                    ..arch(CellKind::Lstm, 1, false, head)
-                });
+                for skip_per_target in [false, true] {
+                    check(Architecture {
+                        window_norm,
+                        skip,
+                        skip_per_target,
+                        ..arch(CellKind::Lstm, 1, false, head)
+                    });
+                }
             }
         }
     }
@@ -1230,12 +1272,18 @@ mod tests {
 
     #[test]
     fn skip_path_starts_at_the_least_squares_solution() {
-        let a = Architecture {
-            window_norm: true,
-            skip: true,
-            window: 8,
-            ..arch(CellKind::Gru, 1, false, Head::Dense)
-        };
+        for skip_per_target in [false, true] {
+            least_squares_start(Architecture {
+                window_norm: true,
+                skip: true,
+                skip_per_target,
+                window: 8,
+                ..arch(CellKind::Gru, 1, false, Head::Dense)
+            });
+        }
+    }
+
+    fn least_squares_start(a: Architecture) {
         let net = Net::new(&a).unwrap();
         let mut rng = Rng::new(11);
         // Two noisy cycles, as windows of 8 steps → 2, targets continuing features 2 and 0.
@@ -1264,7 +1312,8 @@ mod tests {
         net.init_skip(&mut p, &w);
         let after: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
         let (sw, sb) = net.skip.unwrap();
-        let skip = sw..sb + a.horizon;
+        let maps = if a.skip_per_target { a.targets } else { 1 };
+        let skip = sw..sb + maps * a.horizon;
         let largest = |g: &[f64]| g[skip.clone()].iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let (g0, g1) = (
             total_gradient(&net, &before, &w),
