@@ -165,6 +165,9 @@ struct TrainArgs {
     /// A linear path from the window straight into the forecast.
     #[arg(long)]
     skip: bool,
+    /// With --skip: one linear map per target instead of one shared by all targets.
+    #[arg(long, requires = "skip")]
+    skip_per_target: bool,
     /// Most passes over the training windows.
     #[arg(long, default_value_t = 50)]
     epochs: usize,
@@ -214,6 +217,7 @@ impl TrainArgs {
             head: trainer::head_name(self.head).into(),
             window_norm: self.window_norm,
             skip: self.skip,
+            skip_per_target: self.skip_per_target,
             epochs: self.epochs,
             batch: self.batch,
             learning_rate: self.lr,
@@ -434,6 +438,7 @@ fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
             head: trainer::head_name(Head::Dense).into(),
             window_norm: false,
             skip: false,
+            skip_per_target: false,
             epochs: 60,
             batch: 32,
             learning_rate: 1e-3,

@@ -189,6 +189,9 @@ pub struct Settings {
     pub window_norm: bool,
     /// Linear skip path into the head.
     pub skip: bool,
+    /// With `skip`: one skip map per target instead of one shared map.
+    #[serde(default)]
+    pub skip_per_target: bool,
     /// Most epochs.
     pub epochs: usize,
     /// Minibatch size.
@@ -617,6 +620,7 @@ pub fn train(request: &Request) -> Result<Trained> {
             .collect(),
         window_norm: s.window_norm,
         skip: s.skip,
+        skip_per_target: s.skip_per_target,
     };
     let options = TrainOptions {
         epochs: s.epochs,
@@ -867,7 +871,11 @@ pub fn summary(info: &TrainInfo, blob_len: usize) -> String {
         },
         s.head,
         if s.window_norm { ", window norm" } else { "" },
-        if s.skip { ", skip" } else { "" }
+        match (s.skip, s.skip_per_target) {
+            (false, _) => "",
+            (true, false) => ", skip",
+            (true, true) => ", skip per target",
+        }
     );
     let _ = writeln!(
         out,
