@@ -4,10 +4,13 @@
 pub mod compare;
 pub mod import;
 pub mod npy;
+pub mod plot;
 pub mod quantize;
 pub mod report;
 pub mod run;
 pub mod spec;
 pub mod text;
 pub mod vocab;
+pub mod train;
+pub mod trainer;
 pub mod write;

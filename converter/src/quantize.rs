@@ -77,6 +77,10 @@ fn quantize_weights(layer: Layer<Tensor>) -> Result<Layer<Tensor>> {
             e.table = per_row_i8(&e.table)?;
             Layer::Embedding(e)
         }
+        Layer::Residual(mut r) => {
+            r.skip = r.skip.as_ref().map(per_row_i8).transpose()?;
+            Layer::Residual(r)
+        }
         other => other,
     })
 }

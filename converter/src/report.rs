@@ -21,7 +21,9 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         InputKind::Features(n) => format!("(None, {steps_text}, {n}) float features"),
         InputKind::Tokens => format!("(None, {steps_text}) token ids"),
     };
-    let _ = writeln!(out, "input     {input_text}\n");
+    let _ = writeln!(out, "input     {input_text}");
+    out.push_str(&scalers(model));
+    out.push('\n');
     let _ = writeln!(
         out,
         "{:<3} {:<44} {:<18} {:>10}",
@@ -54,6 +56,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
                 sequence = false;
                 steps = Some(1);
             }
+            Layer::SubtractLast | Layer::Residual(_) => {}
         }
         let params = layer.parameter_count(Mat::len);
         total += params;
@@ -260,6 +263,19 @@ pub fn layer_name<T>(layer: &Layer<T>, dims: impl Fn(&T) -> (usize, usize)) -> S
         Layer::Crop { start, end } => format!("Crop({start}, {end})"),
         Layer::KeepLast { steps } => format!("KeepLast({steps})"),
         Layer::LastStep => "LastStep".to_string(),
+        Layer::SubtractLast => "SubtractLast".to_string(),
+        Layer::Residual(r) => {
+            let inputs: Vec<String> = r.inputs.iter().map(|f| f.to_string()).collect();
+            let mut name = format!("Residual(inputs [{}]", inputs.join(", "));
+            if r.add_last {
+                name.push_str(", add last");
+            }
+            if let Some(skip) = &r.skip {
+                let (horizon, window) = dims(skip);
+                name.push_str(&format!(", skip {window}→{horizon}"));
+            }
+            name + ")"
+        }
     }
 }
 
@@ -311,4 +327,75 @@ pub fn accuracy(errors: &[crate::quantize::FeatureError]) -> String {
         );
     }
     out
+}
+
+/// The input and output names and scalers, one line per feature, e.g.
+/// `  CQI                   raw = model × 15 + 0`. Empty for a model without names or scalers.
+pub fn scalers(model: &Model<'_>) -> String {
+    let mut out = String::new();
+    let meta = model.meta();
+    let scaling = model.scaling();
+    let sides = [
+        (
+            "inputs",
+            meta.input_names().collect::<Vec<_>>(),
+            scaling.input,
+            model.input_width(),
+        ),
+        (
+            "outputs",
+            meta.output_names().collect::<Vec<_>>(),
+            scaling.output,
+            scaling.output.map_or(model.output_width(), |m| m.len() / 2),
+        ),
+    ];
+    for (side, names, map, count) in sides {
+        if names.is_empty() && map.is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "{side}");
+        for i in 0..count {
+            let name = names.get(i).copied().unwrap_or("?");
+            let unit = match map.and_then(|m| m.get(2 * i..2 * i + 2)) {
+                Some(&[offset, scale]) if offset < 0.0 => {
+                    format!("raw = model × {scale} − {}", -offset)
+                }
+                Some(&[offset, scale]) => format!("raw = model × {scale} + {offset}"),
+                _ => "raw units (no scaler)".to_string(),
+            };
+            let _ = writeln!(out, "  {i:<3} {name:<24} {unit}");
+        }
+    }
+    if map_is_shared(model) {
+        let _ = writeln!(
+            out,
+            "  (output value k of a forecast uses output row k mod {})",
+            scaling.output.map_or(1, |m| m.len() / 2)
+        );
+    }
+    out
+}
+
+/// Whether the output scaler's rows repeat over a forecast (fewer rows than output values).
+fn map_is_shared(model: &Model<'_>) -> bool {
+    let rows = model.scaling().output.map_or(0, |m| m.len() / 2);
+    let values = model
+        .input()
+        .steps
+        .and_then(|s| model.output_len(s as usize).ok())
+        .unwrap_or(model.output_width());
+    rows > 0 && rows < values
+}
+
+/// The blob's free-form details: a JSON document pretty-printed, anything else as it is. Empty when the
+/// blob has none.
+pub fn info(model: &Model<'_>) -> String {
+    let text = model.meta().info;
+    if text.is_empty() {
+        return String::new();
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.to_string()),
+        Err(_) => text.to_string(),
+    }
 }

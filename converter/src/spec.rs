@@ -2,7 +2,7 @@
 
 use anyhow::{bail, ensure, Result};
 use tinyrnn::cell::{Mat, Values};
-use tinyrnn::format::{Input, IoLayout, Layer};
+use tinyrnn::format::{Input, IoLayout, Layer, Scaling};
 use tinyrnn::Model;
 
 /// A row-major `rows × cols` matrix; a vector has `cols == 1`. Its values are f32; a quantized tensor
@@ -94,6 +94,11 @@ pub struct ModelSpec {
     pub source: String,
     /// What a token model's ids stand for, when known.
     pub vocabulary: Option<TokenVocabulary>,
+    /// Raw-unit scalers: `n × 2` tensors of `[offset, scale]` rows, `model = (raw − offset) / scale`
+    /// (see [`Scaling`]). Default: none, the model works in raw units.
+    pub scaling: Scaling<Tensor>,
+    /// Feature names and free-form details for the blob's metadata.
+    pub annotations: Annotations,
 }
 
 /// The tokens of a token model, owned ([`tinyrnn::format::Vocabulary`] in a blob).
@@ -124,6 +129,32 @@ impl TokenVocabulary {
     }
 }
 
+/// Names and details a blob carries in its metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Annotations {
+    /// Input feature names, in input order (none when unknown).
+    pub inputs: Vec<String>,
+    /// Output names, one per row of the output scaler (none when unknown).
+    pub outputs: Vec<String>,
+    /// Free-form details; `tinyrnn train` stores a JSON document of settings and metrics.
+    pub info: String,
+}
+
+/// An `n × 2` scaler tensor from `(offset, scale)` pairs.
+pub fn affine_map(pairs: &[(f32, f32)]) -> Tensor {
+    Tensor {
+        rows: pairs.len(),
+        cols: 2,
+        data: pairs.iter().flat_map(|&(o, s)| [o, s]).collect(),
+        quant: None,
+    }
+}
+
+/// The `(offset, scale)` pairs of an `n × 2` scaler tensor.
+pub fn affine_pairs(map: &Tensor) -> Vec<(f32, f32)> {
+    map.data.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+}
+
 impl ModelSpec {
     /// Number of trainable parameters, counted as Keras `model.summary()` counts them.
     pub fn parameter_count(&self) -> usize {
@@ -138,12 +169,27 @@ impl ModelSpec {
             .map(|layer| layer.clone().try_map(|m| tensor_of(&m)))
             .collect::<Result<Vec<_>>>()?;
         let meta = model.meta();
+        let scaling = model.scaling();
+        let map = |values: Option<&[f32]>| {
+            values
+                .map(|v| Tensor::matrix(v.len() / 2, 2, v.to_vec()))
+                .transpose()
+        };
         Ok(Self {
             input: model.input(),
             layers,
             io: model.io(),
             name: meta.name.to_string(),
             source: meta.source.to_string(),
+            scaling: Scaling {
+                input: map(scaling.input)?,
+                output: map(scaling.output)?,
+            },
+            annotations: Annotations {
+                inputs: meta.input_names().map(str::to_string).collect(),
+                outputs: meta.output_names().map(str::to_string).collect(),
+                info: meta.info.to_string(),
+            },
             vocabulary: model.vocabulary().as_ref().map(TokenVocabulary::from_blob),
         })
     }

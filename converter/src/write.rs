@@ -33,14 +33,34 @@ pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
             .push(stored)
             .map_err(|_| anyhow!("too many layers"))?;
     }
+    let scaling = spec
+        .scaling
+        .clone()
+        .try_map(|t: Tensor| {
+            ensure!(t.quant.is_none(), "scalers must be f32");
+            append_tensor(&mut data, &t)
+        })
+        .context("scalers")?;
+    let names = |kind: &str, names: &[String]| -> Result<String> {
+        if let Some(bad) = names.iter().find(|n| n.contains('\n')) {
+            bail!("{kind} name {bad:?} contains a line break");
+        }
+        Ok(names.join("\n"))
+    };
+    let inputs = names("input", &spec.annotations.inputs)?;
+    let outputs = names("output", &spec.annotations.outputs)?;
     let header = Header {
         input: spec.input,
         layers,
         io: spec.io,
+        scaling,
         meta: Meta {
             name: &spec.name,
             source: &spec.source,
             producer: PRODUCER,
+            inputs: &inputs,
+            outputs: &outputs,
+            info: &spec.annotations.info,
         },
         selftest: None,
         vocabulary: match (&spec.vocabulary, &tokens) {

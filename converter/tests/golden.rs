@@ -1,12 +1,13 @@
 //! Golden bytes of the blob format: a change to the layout breaks this test and must bump the format
 //! version (docs/FORMAT.md).
 
+use tinyrnn::format::Scaling;
 use tinyrnn::format::{
     Activation, Dense, Input, InputKind, InputLayout, IoLayout, Layer, OutputLayout,
 };
 use tinyrnn::Runtime;
 use tinyrnn_converter::run::AlignedBlob;
-use tinyrnn_converter::spec::{ModelSpec, Quantized, Tensor};
+use tinyrnn_converter::spec::{affine_map, Annotations, ModelSpec, Quantized, Tensor};
 use tinyrnn_converter::write::{to_blob, PRODUCER};
 
 fn dense_model() -> ModelSpec {
@@ -26,20 +27,35 @@ fn dense_model() -> ModelSpec {
         },
         name: "g".into(),
         source: "s".into(),
+        scaling: Default::default(),
+        annotations: Default::default(),
         vocabulary: None,
     }
 }
 
 /// A version-3 blob around `layers` (the header bytes from the layer count through the last layer) and
 /// `tensors`, each placed at its offset in the data section: the fixed input, io and meta of the golden
-/// model, preamble, padding and CRC.
+/// model (no scalers, no names, no info), preamble, padding and CRC.
 fn assemble(layers: &[u8], tensors: &[(usize, Vec<u8>)]) -> Vec<u8> {
+    assemble_with(layers, &[0x00, 0x00], &[0x00, 0x00, 0x00], tensors)
+}
+
+/// The same with the header bytes of `scaling` and of the meta fields after the producer (`inputs`,
+/// `outputs`, `info`).
+fn assemble_with(
+    layers: &[u8],
+    scaling: &[u8],
+    meta_tail: &[u8],
+    tensors: &[(usize, Vec<u8>)],
+) -> Vec<u8> {
     let mut header = vec![0x00, 0x02, 0x01, 0x01]; // Input { kind: Features(2), steps: Some(1) }
     header.extend_from_slice(layers);
     header.extend_from_slice(&[0x00, 0x00]); // io: { input: BatchFirst, output: BatchFirst }
+    header.extend_from_slice(scaling);
     header.extend_from_slice(&[0x01, b'g', 0x01, b's']); // meta: name "g", source "s",
     header.push(PRODUCER.len() as u8); // producer
     header.extend_from_slice(PRODUCER.as_bytes());
+    header.extend_from_slice(meta_tail);
     header.push(0x00); // selftest: None
     header.push(0x00); // vocabulary: None
     let data_offset = (16 + header.len()).div_ceil(16) * 16;
@@ -150,4 +166,80 @@ fn engine_reads_the_specified_int8_bytes() {
     // The blob reads back into the same spec, int8 form included.
     let spec = ModelSpec::from_model(&model).unwrap();
     assert_eq!(spec.layers, quantized_dense_model().layers);
+}
+
+/// The golden model with scalers (input `[(1, 2), (-1, 4)]`, output `[(10, 0.5)]`) and names.
+fn scaled_dense_model() -> ModelSpec {
+    let mut spec = dense_model();
+    spec.scaling = Scaling {
+        input: Some(affine_map(&[(1.0, 2.0), (-1.0, 4.0)])),
+        output: Some(affine_map(&[(10.0, 0.5)])),
+    };
+    spec.annotations = Annotations {
+        inputs: vec!["a".into(), "b".into()],
+        outputs: vec!["y".into()],
+        info: "{}".into(),
+    };
+    spec
+}
+
+#[rustfmt::skip]
+fn expected_scaled_bytes() -> Vec<u8> {
+    let layers = [
+        0x01, 0x01,             // layers: 1 element, Layer::Dense
+        0x00, 0x01, 0x02, 0x00, 0x00, //   weight: TensorRef { F32, rows 1, cols 2, offset 0, scale: None }
+        0x01, 0x00, 0x01, 0x01, 0x10, 0x00, //   bias: Some(TensorRef { F32, rows 1, cols 1, offset 16, scale: None })
+        0x01,                   //   activation: Relu
+    ];
+    let scaling = [
+        0x01, 0x00, 0x02, 0x02, 0x20, 0x00, // input: Some(TensorRef { F32, rows 2, cols 2, offset 32, None })
+        0x01, 0x00, 0x01, 0x02, 0x30, 0x00, // output: Some(TensorRef { F32, rows 1, cols 2, offset 48, None })
+    ];
+    let meta_tail = [
+        0x03, b'a', b'\n', b'b', // inputs "a\nb"
+        0x01, b'y',             // outputs "y"
+        0x02, b'{', b'}',       // info "{}"
+    ];
+    assemble_with(
+        &layers,
+        &scaling,
+        &meta_tail,
+        &[
+            (0, f32_bytes(&[1.0, -2.0])),
+            (16, f32_bytes(&[0.5])),
+            (32, f32_bytes(&[1.0, 2.0, -1.0, 4.0])),
+            (48, f32_bytes(&[10.0, 0.5])),
+        ],
+    )
+}
+
+#[test]
+fn writer_produces_the_specified_scaler_and_name_bytes() {
+    assert_eq!(
+        to_blob(&scaled_dense_model()).unwrap(),
+        expected_scaled_bytes()
+    );
+}
+
+#[test]
+fn engine_reads_the_specified_scalers_raw_in_raw_out() {
+    let blob = AlignedBlob::new(&expected_scaled_bytes());
+    let model = blob.open().unwrap();
+    assert_eq!(model.meta().input_names().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(model.meta().info, "{}");
+    let mut memory =
+        vec![
+            0.0;
+            tinyrnn::Forecaster::<2>::memory_words(&model, tinyrnn::Mode::of(&model).unwrap())
+                .unwrap()
+        ];
+    let mut forecaster = tinyrnn::Forecaster::<2>::new(&model, &mut memory).unwrap();
+    // Raw (7, 3) is model ((7 - 1) / 2, (3 + 1) / 4) = (3, 1); relu(3 - 2 + 0.5) = 1.5; raw 1.5·0.5 + 10.
+    assert_eq!(forecaster.push(&[7.0, 3.0]).unwrap().unwrap(), [10.75]);
+    // The blob reads back into the same spec.
+    assert_eq!(ModelSpec::from_model(&model).unwrap(), {
+        let mut spec = scaled_dense_model();
+        spec.source = "s".into();
+        spec
+    });
 }

@@ -46,6 +46,13 @@ pub enum Error {
         /// Layer holding the tensor.
         layer: u8,
     },
+    /// A raw-unit scaler is not an f32 `n × 2` tensor of `[offset, scale]` rows inside the data section
+    /// with one row per input feature (input) or a row count dividing the output width (output), finite
+    /// values and non-zero scales.
+    BadScaler {
+        /// `true` for the output scaler, `false` for the input scaler.
+        output: bool,
+    },
     /// A tensor's shape does not fit its layer.
     TensorShape {
         /// Layer holding the tensor.
@@ -171,6 +178,17 @@ impl fmt::Display for Error {
             Error::BadScale { layer } => write!(
                 f,
                 "layer {layer}: an int8 tensor's scales are missing, misaligned, out of bounds or not finite"
+            ),
+            Error::BadScaler { output } => write!(
+                f,
+                "{} scaler: expected an f32 tensor of [offset, scale] rows, one per {}, inside the data \
+                 section, finite, with non-zero scales",
+                if output { "output" } else { "input" },
+                if output {
+                    "output value (or a number of rows dividing the output width)"
+                } else {
+                    "input feature"
+                }
             ),
             Error::TensorShape { layer } => {
                 write!(f, "layer {layer}: a tensor's shape does not fit the layer")

@@ -38,6 +38,8 @@ pub const MAX_LAYERS: usize = 16;
 pub const MAX_WIDTH: u32 = 4096;
 /// Largest vocabulary an embedding may declare.
 pub const MAX_VOCAB: u32 = 1 << 20;
+/// Most targets a [`Residual`] layer may continue.
+pub const MAX_RESIDUAL_TARGETS: usize = 64;
 /// The CRC used to close a blob.
 pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -210,6 +212,32 @@ pub struct Embedding<T> {
     pub table: T,
 }
 
+/// Adds the model's own input window back into its forecast: the output half of window normalisation
+/// ([`Layer::SubtractLast`]) and a linear skip path from the window to the horizon. Windowed only.
+///
+/// The layer's input is a forecast of `horizon × targets` values (a sequence of `horizon` timesteps of
+/// `targets` values, or one vector of `horizon × targets`, timestep-major). Target `j` continues input
+/// feature `inputs[j]`; with `x_j[t]` that feature's raw value at window timestep `t` of `T` and
+/// `l_j = x_j[T-1]` when `add_last` (else 0):
+///
+/// ```text
+/// y[s, j] = forecast[s, j] + l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s]
+/// ```
+/// The skip weights are either shared by every target (`horizon` rows: a channel-independent linear
+/// forecaster) or one map per target (`horizon · targets` rows, target `j`'s block starting at row
+/// `j · horizon`, which then stands for `skip[s, t]` and `skip_bias[s]` above).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Residual<T> {
+    /// For each target, the input feature it continues.
+    pub inputs: heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    /// Add each target's input value at the window's last timestep.
+    pub add_last: bool,
+    /// Skip weights, `horizon × T` or `horizon·targets × T` (`T` the model's fixed window length).
+    pub skip: Option<T>,
+    /// Skip bias, one value per row of `skip`; only with `skip`.
+    pub skip_bias: Option<T>,
+}
+
 /// One layer of a model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Layer<T> {
@@ -233,6 +261,11 @@ pub enum Layer<T> {
     },
     /// The last timestep of a sequence, as a vector (`x[:, -1, :]`).
     LastStep,
+    /// Window normalisation: subtracts each feature's value at the window's last timestep from every
+    /// timestep. First layer only; windowed only.
+    SubtractLast,
+    /// Adds the input window back into the forecast; last layer only; windowed only.
+    Residual(Residual<T>),
 }
 
 impl<T> Layer<T> {
@@ -266,6 +299,13 @@ impl<T> Layer<T> {
             Layer::Crop { start, end } => Layer::Crop { start, end },
             Layer::KeepLast { steps } => Layer::KeepLast { steps },
             Layer::LastStep => Layer::LastStep,
+            Layer::SubtractLast => Layer::SubtractLast,
+            Layer::Residual(r) => Layer::Residual(Residual {
+                inputs: r.inputs,
+                add_last: r.add_last,
+                skip: r.skip.map(&mut f).transpose()?,
+                skip_bias: r.skip_bias.map(&mut f).transpose()?,
+            }),
         })
     }
 }
@@ -289,7 +329,10 @@ impl<T> Layer<T> {
                 .sum(),
             Layer::Dense(d) => len(&d.weight) + opt(&d.bias),
             Layer::Embedding(e) => len(&e.table),
-            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => 0,
+            Layer::Residual(r) => opt(&r.skip) + opt(&r.skip_bias),
+            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep | Layer::SubtractLast => {
+                0
+            }
         }
     }
 }
@@ -397,6 +440,42 @@ impl<T> SelfTest<T> {
     }
 }
 
+/// Affine maps between raw units (what a sensor reads) and model units (what the layers compute in):
+/// `model = (raw − offset) / scale`, so `raw = model × scale + offset`.
+///
+/// Each map is an `n × 2` f32 tensor whose row `i` is `[offset, scale]`. The input map has one row per
+/// input feature. The output map has `n` rows, where `n` divides the output width, and output value `k` of
+/// a forecast (counted over the whole forecast, all timesteps) uses row `k % n`. A forecast of `horizon`
+/// steps of `targets` values is horizon-major (step 0's targets, then step 1's, …), so a model whose Dense
+/// head writes `horizon × targets` values in one vector stores `targets` rows, as does a model that keeps
+/// its last `horizon` timesteps of `targets` values each. An absent map is the identity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Scaling<T> {
+    /// Raw input to model input, `features × 2`.
+    pub input: Option<T>,
+    /// Model output to raw output, `n × 2`.
+    pub output: Option<T>,
+}
+
+impl<T> Default for Scaling<T> {
+    fn default() -> Self {
+        Self {
+            input: None,
+            output: None,
+        }
+    }
+}
+
+impl<T> Scaling<T> {
+    /// The same maps with every tensor handle mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<Scaling<U>, E> {
+        Ok(Scaling {
+            input: self.input.map(&mut f).transpose()?,
+            output: self.output.map(&mut f).transpose()?,
+        })
+    }
+}
+
 /// Free-form descriptive fields.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta<'a> {
@@ -406,6 +485,34 @@ pub struct Meta<'a> {
     pub source: &'a str,
     /// The converter that wrote the blob, with its version.
     pub producer: &'a str,
+    /// Names of the input features, one per line (empty when unknown).
+    pub inputs: &'a str,
+    /// Names of the output values, one per line, in the order of the output scaler's rows (empty when
+    /// unknown).
+    pub outputs: &'a str,
+    /// Free-form details, for `tinyrnn train` a JSON document with the training settings and test
+    /// metrics (empty when there are none).
+    pub info: &'a str,
+}
+
+impl<'a> Meta<'a> {
+    /// The input feature names ([`Meta::inputs`] split into lines; nothing when empty).
+    pub fn input_names(&self) -> impl Iterator<Item = &'a str> {
+        lines(self.inputs)
+    }
+
+    /// The output names ([`Meta::outputs`] split into lines; nothing when empty).
+    pub fn output_names(&self) -> impl Iterator<Item = &'a str> {
+        lines(self.outputs)
+    }
+}
+
+/// The lines of `text`, none when it is empty.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    (!text.is_empty())
+        .then(|| text.split('\n'))
+        .into_iter()
+        .flatten()
 }
 
 /// The postcard-encoded header of a blob.
@@ -417,6 +524,8 @@ pub struct Header<'a> {
     pub layers: heapless::Vec<Layer<TensorRef>, MAX_LAYERS>,
     /// Batch layouts of the source framework.
     pub io: IoLayout,
+    /// Raw-unit scalers of the input and output.
+    pub scaling: Scaling<TensorRef>,
     /// Descriptive fields.
     #[serde(borrow)]
     pub meta: Meta<'a>,

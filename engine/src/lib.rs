@@ -34,4 +34,4 @@ pub use model::{Memory, Model};
 pub use runtime::{Runtime, Status};
 pub use selftest::Outcome as SelfTestOutcome;
 pub use slot::ModelSlot;
-pub use stream::{Forecaster, Identity, Mode, Scaler};
+pub use stream::{Forecaster, Identity, Mode, ModelScaler, Scaler};

@@ -4,8 +4,8 @@ use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
     self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
-    Layer, Merge, Meta, Recurrent, SelfTest, TensorRef, Vocabulary, CRC, CRC_LEN, FORMAT_VERSION,
-    MAGIC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    Layer, Merge, Meta, Recurrent, Scaling, SelfTest, TensorRef, Vocabulary, CRC, CRC_LEN,
+    FORMAT_VERSION, MAGIC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
@@ -64,6 +64,8 @@ pub struct Model<'a> {
     streamable: bool,
     /// The blob's CRC-32, which identifies the model.
     id: u32,
+    /// Raw-unit scalers, `[offset, scale]` pairs, checked.
+    scaling: Scaling<&'a [f32]>,
     /// The blob's self-test vector, checked against the model's shapes at open.
     selftest: Option<SelfTest<Mat<'a>>>,
     /// What the token ids stand for, checked against the embedding at open.
@@ -221,6 +223,28 @@ impl<'a> Model<'a> {
                         Some(_) => streamable = false,
                     }
                 }
+                Layer::SubtractLast => {
+                    if index != 0 || header.input.kind == InputKind::Tokens {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                    streamable = false;
+                }
+                Layer::Residual(r) => {
+                    let last = index + 1 == header.layers.len();
+                    let window = header.input.steps.map(|s| s as usize);
+                    let scratch = check_residual(
+                        r,
+                        last,
+                        input_width,
+                        window,
+                        sequence,
+                        fixed_steps,
+                        width,
+                        id,
+                    )?;
+                    cell_scratch = cell_scratch.max(scratch);
+                    streamable = false;
+                }
             }
             max_width = max_width.max(width);
             layers
@@ -240,6 +264,7 @@ impl<'a> Model<'a> {
         {
             return Err(Error::LayerMismatch { layer: 0 });
         }
+        let scaling = check_scaling(&header.scaling, data, input_width, width)?;
         Ok(Self {
             input: header.input,
             io: header.io,
@@ -252,6 +277,7 @@ impl<'a> Model<'a> {
             stream_keep,
             streamable,
             id: 0,
+            scaling,
             selftest: None,
             vocabulary: None,
         })
@@ -295,6 +321,13 @@ impl<'a> Model<'a> {
     /// Name, source and producer.
     pub fn meta(&self) -> Meta<'a> {
         self.meta
+    }
+
+    /// The raw-unit scalers as `[offset, scale]` pairs (see [`Scaling`]), checked at open: the input map
+    /// has one pair per input feature, the output map a number of pairs that divides the output width,
+    /// every value is finite and every scale non-zero. Absent maps are `None`.
+    pub fn scaling(&self) -> Scaling<&'a [f32]> {
+        self.scaling
     }
 
     /// The layers, with their tensors resolved to views into the blob.
@@ -422,6 +455,19 @@ impl<'a> Model<'a> {
                     one * if r.backward.is_some() { 2 } else { 1 }
                 }
                 Layer::Dense(d) => d.weight.len(),
+                Layer::Residual(r) => r.skip.map_or(0, |s| {
+                    // Per-target maps (`horizon·targets` rows) run once each; a shared one per target.
+                    let forecast = self
+                        .input
+                        .steps
+                        .and_then(|t| self.output_len(t as usize).ok())
+                        .unwrap_or(0);
+                    if s.rows == forecast {
+                        s.len()
+                    } else {
+                        s.len() * r.inputs.len()
+                    }
+                }),
                 _ => 0,
             })
             .sum()
@@ -508,6 +554,49 @@ fn as_f32(bytes: &[u8]) -> Result<&[f32], Error> {
     Ok(floats)
 }
 
+/// Resolves and checks the raw-unit scalers against the model's input and output widths (a token model
+/// has no input scaler).
+fn check_scaling<'a>(
+    scaling: &Scaling<TensorRef>,
+    data: Data<'a>,
+    input_width: usize,
+    output_width: usize,
+) -> Result<Scaling<&'a [f32]>, Error> {
+    let one = |t: &Option<TensorRef>, output: bool| -> Result<Option<&'a [f32]>, Error> {
+        let Some(t) = t else {
+            return Ok(None);
+        };
+        let bad = Error::BadScaler { output };
+        let pairs = t.rows as usize;
+        let fits = if output {
+            pairs > 0 && output_width % pairs == 0
+        } else {
+            pairs > 0 && pairs == input_width
+        };
+        if t.dtype != DType::F32 || t.cols != 2 || !fits {
+            return Err(bad);
+        }
+        let Ok(Mat {
+            values: Values::F32(values),
+            ..
+        }) = resolve(data, t, u8::MAX)
+        else {
+            return Err(bad);
+        };
+        let valid = values
+            .chunks_exact(2)
+            .all(|pair| pair[0].is_finite() && pair[1].is_finite() && pair[1] != 0.0);
+        if !valid {
+            return Err(bad);
+        }
+        Ok(Some(values))
+    };
+    Ok(Scaling {
+        input: one(&scaling.input, false)?,
+        output: one(&scaling.output, true)?,
+    })
+}
+
 fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
     if n == 0 || n > MAX_WIDTH {
         return Err(Error::TooLarge { layer });
@@ -587,6 +676,7 @@ fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
                     || vector(&w.initial_c)
             }),
         Layer::Dense(d) => vector(&d.bias),
+        Layer::Residual(r) => vector(&r.skip_bias),
         _ => false,
     };
     if bad {
@@ -601,6 +691,53 @@ fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), E
         Ok(())
     } else {
         Err(Error::TensorShape { layer })
+    }
+}
+
+/// Checks a residual layer: last, over feature input, with a forecast of `horizon × targets` values
+/// entering it and skip weights of `horizon × window` (shared) or `horizon·targets × window` (one map per
+/// target). Returns the scratch words it needs.
+#[allow(clippy::too_many_arguments)]
+fn check_residual(
+    r: &format::Residual<Mat<'_>>,
+    last: bool,
+    input_width: usize,
+    window: Option<usize>,
+    sequence: bool,
+    steps: Option<usize>,
+    width: usize,
+    layer: u8,
+) -> Result<usize, Error> {
+    let mismatch = Error::LayerMismatch { layer };
+    let targets = r.inputs.len();
+    if !last || input_width == 0 || targets == 0 || width % targets != 0 {
+        return Err(mismatch);
+    }
+    if r.inputs.iter().any(|&f| f as usize >= input_width) {
+        return Err(mismatch);
+    }
+    let horizon = match (sequence, steps) {
+        (false, _) => width / targets,
+        (true, Some(steps)) if width == targets => steps,
+        _ => return Err(mismatch),
+    };
+    match (&r.skip, &r.skip_bias) {
+        (None, None) => Ok(0),
+        (None, Some(_)) => Err(Error::UnsupportedLayer { layer }),
+        (Some(skip), bias) => {
+            let window = window.ok_or(mismatch)?;
+            // One map shared by every target, or one per target stacked by rows.
+            let rows = if skip.rows == horizon * targets {
+                skip.rows
+            } else {
+                horizon
+            };
+            check_shape(skip, rows, window, layer)?;
+            if let Some(b) = bias {
+                check_shape(b, rows, 1, layer)?;
+            }
+            Ok(window + horizon)
+        }
     }
 }
 
@@ -700,6 +837,16 @@ mod tests {
 
     /// A blob holding one Dense layer of 3 inputs with the given tensors over `data`.
     fn dense_blob_with(weight: TensorRef, bias: Option<TensorRef>, data: &[u8]) -> Vec<u8> {
+        scaled_blob_with(weight, bias, Scaling::default(), data)
+    }
+
+    /// The same, with raw-unit scalers.
+    fn scaled_blob_with(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        scaling: Scaling<TensorRef>,
+        data: &[u8],
+    ) -> Vec<u8> {
         let mut layers = heapless::Vec::new();
         layers
             .push(Layer::Dense(Dense {
@@ -718,10 +865,14 @@ mod tests {
                 input: InputLayout::BatchFirst,
                 output: OutputLayout::BatchFirst,
             },
+            scaling,
             meta: Meta {
                 name: "dense",
                 source: "hand-built",
                 producer: "engine tests",
+                inputs: "a\nb\nc",
+                outputs: "",
+                info: "{}",
             },
             selftest: None,
             vocabulary: None,
@@ -858,6 +1009,154 @@ mod tests {
         let bytes = view(&words, 0, len);
         for n in 0..len {
             assert!(Model::open(&bytes[..n]).is_err());
+        }
+    }
+
+    /// The Dense model of `dense_blob` (weights at 0, bias at 32) with an input scaler at 48 and an
+    /// output scaler at 80 over `input` and `output` (`[offset, scale]` pairs).
+    fn scaled_dense_blob(input: Option<(u32, &[f32])>, output: Option<(u32, &[f32])>) -> Vec<u8> {
+        let mut data = Vec::new();
+        for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, -1.0] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut place = |offset: usize, values: &[f32]| {
+            data.resize(offset, 0);
+            for v in values {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+        let input_ref = input.map(|(rows, values)| {
+            place(48, values);
+            tensor(DType::F32, rows, 2, 48, None)
+        });
+        let output_ref = output.map(|(rows, values)| {
+            place(80, values);
+            tensor(DType::F32, rows, 2, 80, None)
+        });
+        scaled_blob_with(
+            tensor(DType::F32, 2, 3, 0, None),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            Scaling {
+                input: input_ref,
+                output: output_ref,
+            },
+            &data,
+        )
+    }
+
+    const INPUT_MAP: [f32; 6] = [1.0, 2.0, -1.0, 0.5, 0.0, 4.0];
+    const OUTPUT_MAP: [f32; 4] = [10.0, 3.0, -5.0, 0.25];
+
+    #[test]
+    fn scalers_open_and_map_raw_units_both_ways() {
+        use crate::stream::{ModelScaler, Scaler};
+        let blob = scaled_dense_blob(Some((3, &INPUT_MAP)), Some((2, &OUTPUT_MAP)));
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert_eq!(model.scaling().input, Some(&INPUT_MAP[..]));
+        assert_eq!(model.scaling().output, Some(&OUTPUT_MAP[..]));
+        assert_eq!(
+            model.meta().input_names().collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(model.meta().output_names().count(), 0);
+        let scaler = ModelScaler::of(&model);
+        assert!(!scaler.is_identity());
+        assert_eq!(scaler.scale_input(0, 5.0), (5.0 - 1.0) / 2.0);
+        assert_eq!(scaler.scale_input(2, 8.0), 8.0 / 4.0);
+        // Output value k uses row k % 2.
+        assert_eq!(scaler.unscale_output(0, 2.0), 2.0 * 3.0 + 10.0);
+        assert_eq!(scaler.unscale_output(3, 2.0), 2.0 * 0.25 - 5.0);
+
+        // Raw samples in, raw forecasts out, through a Forecaster.
+        let mut memory = [0.0f32; 32];
+        let mut forecaster = crate::Forecaster::<1>::new(&model, &mut memory).unwrap();
+        let raw = [3.0, 0.0, 4.0];
+        let scaled = [(3.0 - 1.0) / 2.0, (0.0 + 1.0) / 0.5, 4.0 / 4.0];
+        let model_out = [
+            scaled[0] + 2.0 * scaled[1] + 3.0 * scaled[2] + 0.5,
+            4.0 * scaled[0] + 5.0 * scaled[1] + 6.0 * scaled[2] - 1.0,
+        ];
+        let got = forecaster.push(&raw).unwrap().unwrap();
+        assert_eq!(got, [model_out[0] * 3.0 + 10.0, model_out[1] * 0.25 - 5.0]);
+    }
+
+    #[test]
+    fn a_blob_without_scalers_forecasts_in_model_units() {
+        let blob = scaled_dense_blob(None, None);
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert!(crate::stream::ModelScaler::of(&model).is_identity());
+        let mut memory = [0.0f32; 32];
+        let mut forecaster = crate::Forecaster::<1>::new(&model, &mut memory).unwrap();
+        assert_eq!(
+            forecaster.push(&[1.0, 0.0, -1.0]).unwrap().unwrap(),
+            [1.0 - 3.0 + 0.5, 4.0 - 6.0 - 1.0]
+        );
+    }
+
+    #[test]
+    fn one_output_row_serves_every_output_value() {
+        let blob = scaled_dense_blob(None, Some((1, &OUTPUT_MAP[..2])));
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        let mut memory = [0.0f32; 32];
+        let mut forecaster = crate::Forecaster::<1>::new(&model, &mut memory).unwrap();
+        assert_eq!(
+            forecaster.push(&[1.0, 0.0, -1.0]).unwrap().unwrap(),
+            [
+                (1.0 - 3.0 + 0.5) * 3.0 + 10.0,
+                (4.0 - 6.0 - 1.0) * 3.0 + 10.0
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_scalers_are_refused() {
+        let input = Err(Error::BadScaler { output: false });
+        let output = Err(Error::BadScaler { output: true });
+        let mut zero = INPUT_MAP;
+        zero[3] = 0.0;
+        let mut nan = INPUT_MAP;
+        nan[0] = f32::NAN;
+        let mut infinite = OUTPUT_MAP;
+        infinite[1] = f32::INFINITY;
+        let cases: [(Vec<u8>, Result<(), Error>); 7] = [
+            // Two rows for three features; a zero scale; NaN offset.
+            (scaled_dense_blob(Some((2, &INPUT_MAP[..4])), None), input),
+            (scaled_dense_blob(Some((3, &zero)), None), input),
+            (scaled_dense_blob(Some((3, &nan)), None), input),
+            // Three rows do not divide an output width of 2; an infinite scale; no rows.
+            (scaled_dense_blob(None, Some((3, &INPUT_MAP))), output),
+            (scaled_dense_blob(None, Some((2, &infinite))), output),
+            (scaled_dense_blob(None, Some((0, &[]))), output),
+            // Rows beyond the data section.
+            (scaled_dense_blob(None, Some((200, &OUTPUT_MAP))), output),
+        ];
+        for (index, (blob, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(open_placed(&blob), expected, "case {index}");
+        }
+        // An int8 scaler and a scaler with three columns.
+        let mut blob_data = Vec::new();
+        for v in [
+            1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, -1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0,
+        ] {
+            blob_data.extend_from_slice(&v.to_le_bytes());
+        }
+        for bad in [
+            tensor(DType::I8, 1, 2, 48, Some(48)),
+            tensor(DType::F32, 1, 3, 48, None),
+        ] {
+            let blob = scaled_blob_with(
+                tensor(DType::F32, 2, 3, 0, None),
+                Some(tensor(DType::F32, 2, 1, 32, None)),
+                Scaling {
+                    input: None,
+                    output: Some(bad),
+                },
+                &blob_data,
+            );
+            assert_eq!(open_placed(&blob), output);
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::activation::apply;
 use crate::cell::{self, Mat};
 use crate::error::Error;
-use crate::format::{Dense, Direction, Layer, Merge, Recurrent};
+use crate::format::{Dense, Direction, Layer, Merge, Recurrent, Residual};
 use crate::kernels::float::add;
 use crate::kernels::{self, matvec};
 use crate::model::Model;
@@ -232,6 +232,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Layer::Dense(d) => dense(d, x, y),
                 // Per step, every timestep is the last one so far.
                 Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
+                // Validation marks models with these layers not streamable.
+                Layer::SubtractLast | Layer::Residual(_) => copy(y, x),
             }
             core::mem::swap(&mut cur, &mut next);
         }
@@ -324,6 +326,29 @@ impl<'m, 'b> Runtime<'m, 'b> {
                     copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
                     t = 1;
                 }
+                Layer::SubtractLast => {
+                    let last = x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]);
+                    for (y_row, x_row) in next.chunks_exact_mut(w_in).zip(x.chunks_exact(w_in)) {
+                        y_row
+                            .iter_mut()
+                            .zip(x_row.iter().zip(last))
+                            .for_each(|(y, (x, l))| *y = x - l);
+                    }
+                }
+                Layer::Residual(r) => {
+                    copy(next, x);
+                    if let Source::Features(raw) = source {
+                        let width = model.input_width();
+                        residual(
+                            r,
+                            raw,
+                            steps,
+                            width,
+                            next.get_mut(..t * w_in).unwrap_or(&mut []),
+                            cells,
+                        );
+                    }
+                }
             }
             core::mem::swap(&mut cur, &mut next);
         }
@@ -397,6 +422,55 @@ fn merge(direction: Direction, pass: usize, row: &mut [f32], h: &[f32]) {
             row.iter_mut().zip(h).for_each(|(v, h)| *v = (*v + h) / 2.0)
         }
         _ => {}
+    }
+}
+
+/// forecast[s, j] += l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s], where `x_j` is input feature
+/// `inputs[j]` over the raw window and `l_j` its last value when `add_last` (else 0). With per-target
+/// maps, `skip` and `skip_bias` are target j's block of `horizon` rows.
+fn residual(
+    r: &Residual<Mat<'_>>,
+    raw: &[f32],
+    steps: usize,
+    width: usize,
+    forecast: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let targets = r.inputs.len();
+    let values = forecast.len();
+    let horizon = values / targets.max(1);
+    let (series, projected) = scratch.split_at_mut(steps.min(scratch.len()));
+    for (j, &feature) in r.inputs.iter().enumerate() {
+        let feature = feature as usize;
+        let column = raw.iter().skip(feature).step_by(width.max(1));
+        let last = if r.add_last {
+            raw.get((steps.saturating_sub(1)) * width + feature)
+                .copied()
+                .unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let outputs = forecast.iter_mut().skip(j).step_by(targets.max(1));
+        match &r.skip {
+            Some(skip) => {
+                series
+                    .iter_mut()
+                    .zip(column)
+                    .for_each(|(s, x)| *s = x - last);
+                // Validation allows `horizon` rows (shared) or `horizon·targets` (target j's block).
+                let block = if skip.rows == values { j } else { 0 };
+                let projected = projected.get_mut(..horizon).unwrap_or(&mut []);
+                matvec(&skip.rows(block * horizon, horizon), series, projected);
+                if let Some(b) = &r.skip_bias {
+                    let b = b.f32();
+                    add(projected, b.get(block * horizon..).unwrap_or(&[]));
+                }
+                for (y, p) in outputs.zip(projected.iter()) {
+                    *y += last + p;
+                }
+            }
+            None => outputs.for_each(|y| *y += last),
+        }
     }
 }
 

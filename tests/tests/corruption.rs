@@ -1,17 +1,34 @@
 //! A damaged blob is always refused with a typed error, never a panic: every truncation, thousands of
 //! random bit flips, and the same flips with the checksum repaired so that header and tensor validation
-//! are exercised rather than the CRC alone. The sample models are checked in f32 and with int8 weights.
+//! are exercised rather than the CRC alone. The sample models are checked in f32, with int8 weights, and
+//! (feature models) with raw-unit scalers and names.
 
+use tinyrnn::format::{InputKind, Scaling};
 use tinyrnn::format::{CRC, CRC_LEN};
-use tinyrnn::{Error, Model, Runtime};
+use tinyrnn::{Error, Model, ModelScaler, Runtime, Scaler};
 use tinyrnn_conformance::{quantized_sample_models, sample_models, Rng};
 use tinyrnn_converter::quantize::Mode;
+use tinyrnn_converter::spec::affine_map;
 use tinyrnn_converter::{run::AlignedBlob, write::to_blob};
 
 fn blobs() -> Vec<Vec<u8>> {
+    let scaled = sample_models(23).into_iter().filter_map(|(mut spec, x)| {
+        let InputKind::Features(n) = spec.input.kind else {
+            return None;
+        };
+        let pairs: Vec<(f32, f32)> = (0..n).map(|i| (i as f32 - 1.0, 0.5 + i as f32)).collect();
+        spec.scaling = Scaling {
+            input: Some(affine_map(&pairs)),
+            output: Some(affine_map(&[(3.0, -2.0)])),
+        };
+        spec.annotations.inputs = (0..n).map(|i| format!("feature {i}")).collect();
+        spec.annotations.info = "{\"k\": 1}".into();
+        Some((spec, x))
+    });
     sample_models(21)
         .into_iter()
         .chain(quantized_sample_models(22, Mode::I8w))
+        .chain(scaled)
         .map(|(spec, _)| to_blob(&spec).unwrap())
         .collect()
 }
@@ -22,6 +39,9 @@ fn open(bytes: &[u8]) -> Result<(), Error> {
     // A blob that opens must also run without panicking.
     // A flipped header may declare a long window; running it would only test the allocator.
     let steps = model.input().steps.map_or(4, |s| s as usize).min(64);
+    let scaler = ModelScaler::of(&model);
+    let _ = (scaler.scale_input(0, 1.0), scaler.unscale_output(7, 1.0));
+    let _ = model.meta().input_names().count();
     let memory = model.window_memory(steps)?;
     let mut buffer = vec![0.0; memory.total()];
     let mut runtime = Runtime::new(&model, &mut buffer)?;

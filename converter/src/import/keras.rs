@@ -325,6 +325,8 @@ fn translate(root: &Value, store: &Store, assets: &Assets, source: String) -> Re
         name,
         source,
         vocabulary,
+        scaling: Default::default(),
+        annotations: Default::default(),
     })
 }
 

@@ -145,6 +145,8 @@ fn import_model(path: &Path, file: &str, bytes: &[u8]) -> Result<ModelSpec> {
         },
         source: format!("ONNX {file} (opset {opset}{producer})"),
         vocabulary: None,
+        scaling: Default::default(),
+        annotations: Default::default(),
     })
 }
 

@@ -704,6 +704,8 @@ fn build(tensors: BTreeMap<String, Named>, arch: Option<&str>, source: &str) -> 
         name: "torch".to_string(),
         source,
         vocabulary: None,
+        scaling: Default::default(),
+        annotations: Default::default(),
     })
 }
 
@@ -932,6 +934,8 @@ fn min_char_rnn(mut tensors: BTreeMap<String, Named>, source: &str) -> Result<Mo
         name: "min-char-rnn".to_string(),
         source: source.to_string(),
         vocabulary: None,
+        scaling: Default::default(),
+        annotations: Default::default(),
     })
 }
 
