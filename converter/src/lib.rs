@@ -10,7 +10,7 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod text;
-pub mod vocab;
 pub mod train;
 pub mod trainer;
+pub mod vocab;
 pub mod write;

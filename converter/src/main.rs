@@ -561,7 +561,8 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
         int8_path.display()
     );
     let f32_spec = spec::ModelSpec::from_model(&run::AlignedBlob::new(&trained.blob).open()?)?;
-    let int8_blob = write::to_blob(&quantize::quantize(&f32_spec, quantize::Mode::I8w)?)?;
+    let int8_blob =
+        write::to_blob_with_self_test(&quantize::quantize(&f32_spec, quantize::Mode::I8w)?)?;
     std::fs::write(&int8_path, &int8_blob)
         .with_context(|| format!("writing {}", int8_path.display()))?;
     let (int8_test, _) = trainer::eval(&int8_blob, &csv)?;

@@ -685,7 +685,7 @@ pub fn train(request: &Request) -> Result<Trained> {
         outputs: s.targets.clone(),
         info: serde_json::to_string(&info)?,
     };
-    let blob = write::to_blob(&spec)?;
+    let blob = write::to_blob_with_self_test(&spec)?;
     if let Some(dir) = request
         .output
         .parent()
