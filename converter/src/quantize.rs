@@ -5,19 +5,39 @@
 //! `scale = max|row| / 127`, values rounded to nearest and kept in `-127..=127`). Biases, peepholes and
 //! initial states stay f32, as do activations and state: the engine multiplies int8 weights by f32
 //! activations and scales each row's sum once.
+//!
+//! `i8x16` keeps the same int8 weights and turns everything else into integers: each row's scale becomes
+//! a `(multiplier, shift)` requantization pair into the format the row feeds, biases become `i32` in that
+//! format, and every activation and state an `i16` in a power-of-two format chosen from calibration
+//! data ([`crate::calibrate`]): the largest magnitude seen, with [`HEADROOM`], fixes the fraction bits.
+//! Values bounded by their activation (tanh, sigmoid) take Q·.15 without calibration.
 
 use anyhow::{bail, ensure, Context, Result};
-use tinyrnn::format::Layer;
+use tinyrnn::format::{
+    Activation, CellWeights, Direction, FixedLayer, FixedPoint, InputKind, Layer, Merge, MAX_FRAC,
+    PEEPHOLE_FRAC, PRE_FRAC,
+};
 
+use crate::calibrate::{self, Ranges};
 use crate::npy::{Array, Data};
 use crate::run;
-use crate::spec::{ModelSpec, Quantized, Tensor};
+use crate::spec::{IntegerTensor, ModelSpec, Quantized, Tensor};
+
+/// Calibrated magnitudes are multiplied by this before a format is chosen, so held-out data a little
+/// beyond the calibration range still fits (values beyond it saturate).
+pub const HEADROOM: f32 = 1.25;
+
+/// What to pass when a mode needs calibration data and none was given.
+pub const CALIBRATION_HINT: &str = "pass --calibrate X.npy|X.csv: an input batch laid out as \
+    `tinyrnn run` reads it, or a CSV with a header row and one numeric column per input feature";
 
 /// A numeric mode a model can be quantized to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Int8 weights with one scale per output row; f32 activations and state.
     I8w,
+    /// Integer only: int8 weights, int16 activations and state, int32 accumulators, no floating point.
+    I8x16,
 }
 
 impl Mode {
@@ -25,19 +45,48 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::I8w => "i8w",
+            Mode::I8x16 => "i8x16",
         }
+    }
+
+    /// Whether the mode needs calibration data.
+    pub fn needs_calibration(self) -> bool {
+        matches!(self, Mode::I8x16)
     }
 }
 
-/// The model quantized to `mode`. Fails on a model that is already quantized, or whose weights are not
-/// finite.
+/// The model quantized to `mode` without calibration data (`i8w`; `i8x16` fails and says what to
+/// pass). Fails on a model that is already quantized, or whose weights are not finite.
 pub fn quantize(spec: &ModelSpec, mode: Mode) -> Result<ModelSpec> {
+    quantize_with(spec, mode, None)
+}
+
+/// The model quantized to `mode`, with calibration data (laid out as `tinyrnn run` reads it) for the
+/// modes that need it.
+pub fn quantize_with(
+    spec: &ModelSpec,
+    mode: Mode,
+    calibration: Option<&Array>,
+) -> Result<ModelSpec> {
     ensure!(
         !spec.is_quantized(),
         "model '{}' is already quantized; quantize its f32 blob instead",
         spec.name
     );
     match mode {
+        Mode::I8x16 => {
+            let Some(data) = calibration else {
+                bail!(
+                    "model '{}' carries no calibration data, and i8x16 needs some to choose its \
+                     fixed-point formats: {CALIBRATION_HINT}",
+                    spec.name
+                );
+            };
+            let ranges = calibrate::ranges(spec, data).context("calibrating")?;
+            let mut quantized = integer_model(spec, &ranges)?;
+            quantized.source = format!("{} (quantized {})", spec.source, mode.name());
+            Ok(quantized)
+        }
         Mode::I8w => {
             let layers = spec
                 .layers
@@ -119,7 +168,226 @@ pub fn per_row_i8(t: &Tensor) -> Result<Tensor> {
         cols: t.cols,
         data,
         quant: Some(Quantized { values, scales }),
+        integer: None,
     })
+}
+
+/// Fraction bits for `i16` values whose largest magnitude is `max` (with [`HEADROOM`] when `headroom`):
+/// as many as keep `max` within `±32767`, at most [`MAX_FRAC`]. A range of zero takes Q·.15.
+pub fn frac_for(max: f32, headroom: bool) -> u8 {
+    let max = if headroom { max * HEADROOM } else { max };
+    if !(max > 0.0) || !max.is_finite() {
+        return if max == 0.0 { 15 } else { 0 };
+    }
+    let bits = (32767.0 / f64::from(max)).log2().floor();
+    bits.clamp(0.0, f64::from(MAX_FRAC)) as u8
+}
+
+/// `multiplier × 2^−shift ≈ real` with `multiplier` in `[2^30, 2^31)` and `shift` in `1..=62` where
+/// `real` allows; a real multiplier too small for that keeps `shift = 62` and loses precision, one too
+/// large saturates. Zero (an all-zero row) is `(0, 1)`.
+pub fn requant_pair(real: f64) -> (i32, i32) {
+    if !(real > 0.0) || !real.is_finite() {
+        return (0, 1);
+    }
+    let exponent = real.log2().floor() as i32;
+    let mut shift = 30 - exponent;
+    if shift < 1 {
+        return (i32::MAX, 1);
+    }
+    shift = shift.min(62);
+    let mut m = (real * 2f64.powi(shift)).round();
+    if m >= 2f64.powi(31) {
+        if shift > 1 {
+            m = (m / 2.0).round();
+            shift -= 1;
+        } else {
+            m = f64::from(i32::MAX);
+        }
+    }
+    (m as i32, shift)
+}
+
+/// The integer-only form of `spec`, with formats from `ranges`.
+fn integer_model(spec: &ModelSpec, ranges: &Ranges) -> Result<ModelSpec> {
+    let input_frac = match spec.input.kind {
+        InputKind::Features(_) => frac_for(ranges.input, true),
+        InputKind::Tokens => 0,
+    };
+    let mut frac = input_frac;
+    let mut layers = Vec::with_capacity(spec.layers.len());
+    let mut formats = heapless::Vec::new();
+    for (index, (layer, range)) in spec.layers.iter().zip(&ranges.layers).enumerate() {
+        let (layer, format) =
+            integer_layer(layer, range, frac).with_context(|| format!("layer {index} in i8x16"))?;
+        frac = format.output_frac;
+        layers.push(layer);
+        formats
+            .push(format)
+            .map_err(|_| anyhow::anyhow!("too many layers"))?;
+    }
+    Ok(ModelSpec {
+        layers,
+        fixed: Some(FixedPoint {
+            input_frac,
+            layers: formats,
+        }),
+        ..spec.clone()
+    })
+}
+
+fn integer_layer(
+    layer: &Layer<Tensor>,
+    range: &calibrate::LayerRange,
+    input_frac: u8,
+) -> Result<(Layer<Tensor>, FixedLayer)> {
+    let mut format = FixedLayer {
+        output_frac: input_frac,
+        state_frac: 0,
+        cell_frac: 0,
+        clip: 0,
+    };
+    let pre = PRE_FRAC;
+    let layer = match layer {
+        Layer::Embedding(e) => {
+            let max = e.table.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            format.output_frac = frac_for(max, false);
+            Layer::Embedding(tinyrnn::format::Embedding {
+                table: requant_matrix(&e.table, format.output_frac, 0)?,
+            })
+        }
+        Layer::Dense(d) => {
+            let bounded = matches!(d.activation, Activation::Sigmoid | Activation::Tanh);
+            if d.activation == Activation::Softmax {
+                bail!(
+                    "a Dense layer with softmax has no integer form (there is no fixed-point \
+                     exponential); quantize to i8w, or drop the softmax and apply it after the model"
+                );
+            }
+            format.output_frac = if bounded {
+                15
+            } else {
+                frac_for(range.output, true)
+            };
+            let target = if bounded { pre } else { format.output_frac };
+            Layer::Dense(tinyrnn::format::Dense {
+                weight: requant_matrix(&d.weight, target, input_frac)?,
+                bias: d.bias.as_ref().map(|b| i32_vector(b, target)),
+                activation: d.activation,
+            })
+        }
+        Layer::Recurrent(r) => {
+            let bounded = |a: Activation| matches!(a, Activation::Sigmoid | Activation::Tanh);
+            let weights = [Some(&r.forward), r.backward.as_ref()];
+            let initial = |get: fn(&CellWeights<Tensor>) -> &Option<Tensor>| {
+                weights
+                    .iter()
+                    .flatten()
+                    .filter_map(|w| get(w).as_ref())
+                    .flat_map(|t| t.data.iter())
+                    .fold(0.0f32, |m, v| m.max(v.abs()))
+            };
+            let h0 = initial(|w| &w.initial_h);
+            let c0 = initial(|w| &w.initial_c);
+            format.state_frac = if bounded(r.activation) && bounded(r.gate_activation) && h0 <= 1.0
+            {
+                15
+            } else {
+                frac_for(range.output.max(h0), true)
+            };
+            format.cell_frac = match r.cell {
+                tinyrnn::format::Cell::Lstm { .. } => frac_for(range.cell.max(c0), true),
+                _ => 0,
+            };
+            format.output_frac = match r.direction {
+                Direction::Bidirectional(Merge::Sum | Merge::Mul | Merge::Ave) => {
+                    frac_for(range.output, true)
+                }
+                _ => format.state_frac,
+            };
+            if let Some(clip) = r.clip {
+                format.clip = ((f64::from(clip) * 4096.0).round() as i64)
+                    .clamp(1, i64::from(i32::MAX)) as i32;
+            }
+            let (sf, cf) = (format.state_frac, format.cell_frac);
+            let cell = |w: &CellWeights<Tensor>| -> Result<CellWeights<Tensor>> {
+                Ok(CellWeights {
+                    kernel: requant_matrix(&w.kernel, pre, input_frac)?,
+                    recurrent: requant_matrix(&w.recurrent, pre, sf)?,
+                    bias: w.bias.as_ref().map(|b| i32_vector(b, pre)),
+                    recurrent_bias: w.recurrent_bias.as_ref().map(|b| i32_vector(b, pre)),
+                    peephole: w.peephole.as_ref().map(|p| i32_vector(p, PEEPHOLE_FRAC)),
+                    initial_h: w.initial_h.as_ref().map(|h| i16_vector(h, sf)),
+                    initial_c: w.initial_c.as_ref().map(|c| i16_vector(c, cf)),
+                })
+            };
+            let mut out = r.clone();
+            out.forward = cell(&r.forward)?;
+            out.backward = r.backward.as_ref().map(cell).transpose()?;
+            Layer::Recurrent(out)
+        }
+        other => other.clone(),
+    };
+    Ok((layer, format))
+}
+
+/// An int8 matrix whose row sums (of inputs with `input_frac` fraction bits) land in `target` fraction
+/// bits: row `r`'s pair stands for `scale_r × 2^(target − input_frac)`.
+fn requant_matrix(t: &Tensor, target: u8, input_frac: u8) -> Result<Tensor> {
+    let q = per_row_i8(t)?;
+    let Some(Quantized { values, scales }) = q.quant else {
+        bail!("int8 quantization gave no values");
+    };
+    let factor = 2f64.powi(i32::from(target) - i32::from(input_frac));
+    let requant = scales
+        .iter()
+        .map(|&s| requant_pair(f64::from(s) * factor))
+        .collect();
+    Ok(Tensor {
+        quant: None,
+        integer: Some(IntegerTensor::I8Requant { values, requant }),
+        ..q
+    })
+}
+
+/// A vector as `i32` with `frac` fraction bits (rounded, saturated).
+fn i32_vector(t: &Tensor, frac: u8) -> Tensor {
+    let scale = 2f64.powi(i32::from(frac));
+    let values: Vec<i32> = t
+        .data
+        .iter()
+        .map(|&v| {
+            (f64::from(v) * scale)
+                .round()
+                .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+        })
+        .collect();
+    Tensor {
+        data: values
+            .iter()
+            .map(|&v| (f64::from(v) / scale) as f32)
+            .collect(),
+        integer: Some(IntegerTensor::I32(values)),
+        ..t.clone()
+    }
+}
+
+/// A vector as `i16` with `frac` fraction bits (rounded, saturated).
+fn i16_vector(t: &Tensor, frac: u8) -> Tensor {
+    let scale = 2f64.powi(i32::from(frac));
+    let values: Vec<i16> = t
+        .data
+        .iter()
+        .map(|&v| (f64::from(v) * scale).round().clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    Tensor {
+        data: values
+            .iter()
+            .map(|&v| (f64::from(v) / scale) as f32)
+            .collect(),
+        integer: Some(IntegerTensor::I16(values)),
+        ..t.clone()
+    }
 }
 
 /// The error of one output feature against the float model.
@@ -205,6 +473,55 @@ mod tests {
         assert!((quant.scales[0] - 0.01).abs() < 1e-9);
         assert_eq!(quant.scales[1], 0.0);
         assert!((q.data[1] + 0.64).abs() < 1e-6);
+    }
+
+    #[test]
+    fn requant_pairs_stand_for_their_multiplier() {
+        for real in [1e-12, 3.7e-5, 0.01, 0.5, 0.999_999_9, 1.0, 17.25, 1e6] {
+            let (m, s) = requant_pair(real);
+            assert!((1..=62).contains(&s), "{real}: shift {s}");
+            let back = f64::from(m) / 2f64.powi(s);
+            assert!(
+                (back - real).abs() <= real * 1e-9 + 2f64.powi(-62),
+                "{real}: {back}"
+            );
+        }
+        assert_eq!(requant_pair(0.0), (0, 1));
+        assert_eq!(requant_pair(1e12), (i32::MAX, 1));
+    }
+
+    #[test]
+    fn formats_hold_the_calibrated_range() {
+        assert_eq!(frac_for(1.0, false), 14);
+        assert_eq!(frac_for(0.9, false), 15);
+        assert_eq!(frac_for(0.0, true), 15);
+        assert_eq!(frac_for(1e-9, true), MAX_FRAC);
+        assert_eq!(frac_for(1e9, true), 0);
+        for max in [0.3f32, 2.0, 100.0] {
+            let f = frac_for(max, true);
+            assert!(f64::from(max * HEADROOM) * 2f64.powi(i32::from(f)) <= 32767.0);
+            assert!(f64::from(max * HEADROOM) * 2f64.powi(i32::from(f) + 1) > 32767.0);
+        }
+    }
+
+    #[test]
+    fn i8x16_without_calibration_data_says_what_to_pass() {
+        let spec = crate::spec::ModelSpec {
+            input: tinyrnn::format::Input {
+                kind: InputKind::Features(1),
+                steps: None,
+            },
+            layers: vec![],
+            io: tinyrnn::format::IoLayout {
+                input: tinyrnn::format::InputLayout::BatchFirst,
+                output: tinyrnn::format::OutputLayout::BatchFirst,
+            },
+            name: "m".into(),
+            source: "s".into(),
+            fixed: None,
+        };
+        let err = format!("{:#}", quantize(&spec, Mode::I8x16).unwrap_err());
+        assert!(err.contains("--calibrate X.npy|X.csv"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, ensure, Result};
 use tinyrnn::cell::{Mat, Values};
-use tinyrnn::format::{Input, IoLayout, Layer};
+use tinyrnn::format::{FixedPoint, Input, IoLayout, Layer};
 use tinyrnn::Model;
 
 /// A row-major `rows × cols` matrix; a vector has `cols == 1`. Its values are f32; a quantized tensor
@@ -15,8 +15,28 @@ pub struct Tensor {
     pub cols: usize,
     /// `rows × cols` values, row-major (for a quantized tensor, `scales[r] × values[r][c]`).
     pub data: Vec<f32>,
-    /// The stored int8 form, when the tensor is quantized.
+    /// The stored int8 form, when the tensor is quantized to `i8w`.
     pub quant: Option<Quantized>,
+    /// The stored integer form, when the tensor belongs to an integer-only (`i8x16`) model.
+    pub integer: Option<IntegerTensor>,
+}
+
+/// How an integer-only (`i8x16`) model stores a tensor. `Tensor::data` then holds the values the
+/// integers stand for where the tensor alone says so (biases, states), or the raw integers (matrices,
+/// whose real scale depends on the formats around them).
+#[derive(Clone, Debug, PartialEq)]
+pub enum IntegerTensor {
+    /// Int8 values with one `(multiplier, shift)` requantization pair per row.
+    I8Requant {
+        /// `rows × cols` values, row-major.
+        values: Vec<i8>,
+        /// One pair per row.
+        requant: Vec<(i32, i32)>,
+    },
+    /// `i16` values (initial states).
+    I16(Vec<i16>),
+    /// `i32` values (biases, peepholes).
+    I32(Vec<i32>),
 }
 
 /// A tensor in int8 with one scale per row: row `r` stands for `scales[r] × values[r]`.
@@ -42,6 +62,7 @@ impl Tensor {
             cols,
             data,
             quant: None,
+            integer: None,
         })
     }
 
@@ -52,6 +73,7 @@ impl Tensor {
             cols: 1,
             data,
             quant: None,
+            integer: None,
         }
     }
 
@@ -75,6 +97,7 @@ impl Tensor {
             cols: rows,
             data: out,
             quant: None,
+            integer: None,
         })
     }
 }
@@ -92,6 +115,8 @@ pub struct ModelSpec {
     pub name: String,
     /// Where the model came from.
     pub source: String,
+    /// The fixed-point formats of an integer-only (`i8x16`) model; `None` otherwise.
+    pub fixed: Option<FixedPoint>,
 }
 
 impl ModelSpec {
@@ -114,6 +139,7 @@ impl ModelSpec {
             io: model.io(),
             name: meta.name.to_string(),
             source: meta.source.to_string(),
+            fixed: model.fixed_point().cloned(),
         })
     }
 
@@ -122,7 +148,7 @@ impl ModelSpec {
         let mut quantized = false;
         for layer in &self.layers {
             let _ = layer.clone().try_map(|t| {
-                quantized |= t.quant.is_some();
+                quantized |= t.quant.is_some() || t.integer.is_some();
                 Ok::<_, ()>(())
             });
         }
@@ -152,8 +178,26 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
                     values,
                     scales: scales.to_vec(),
                 }),
+                integer: None,
             })
         }
+        Values::I8Requant { values, requant } => {
+            let values: Vec<i8> = values.iter().map(|&b| b as i8).collect();
+            let requant: Vec<(i32, i32)> = requant.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+            let data = values.iter().map(|&q| f32::from(q)).collect();
+            Ok(Tensor {
+                integer: Some(IntegerTensor::I8Requant { values, requant }),
+                ..Tensor::matrix(m.rows, m.cols, data)?
+            })
+        }
+        Values::I16(v) => Ok(Tensor {
+            integer: Some(IntegerTensor::I16(v.to_vec())),
+            ..Tensor::matrix(m.rows, m.cols, v.iter().map(|&x| f32::from(x)).collect())?
+        }),
+        Values::I32(v) => Ok(Tensor {
+            integer: Some(IntegerTensor::I32(v.to_vec())),
+            ..Tensor::matrix(m.rows, m.cols, v.iter().map(|&x| x as f32).collect())?
+        }),
     }
 }
 

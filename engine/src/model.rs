@@ -3,9 +3,9 @@
 use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
-    self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
-    Layer, Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
-    MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    self, Activation, Cell, CellWeights, DType, Direction, FixedLayer, FixedPoint, Header, Input,
+    InputKind, IoLayout, Layer, Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION,
+    MAGIC, MAX_FRAC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
@@ -64,6 +64,8 @@ pub struct Model<'a> {
     streamable: bool,
     /// The blob's CRC-32, which identifies the model.
     id: u32,
+    /// Formats of an integer-only model.
+    fixed: Option<FixedPoint>,
 }
 
 impl<'a> Model<'a> {
@@ -108,10 +110,21 @@ impl<'a> Model<'a> {
         let mut stream_keep: Option<usize> = None;
         let mut fixed_steps = header.input.steps.map(|s| s as usize);
 
+        if let Some(fixed) = &header.fixed {
+            if fixed.layers.len() != header.layers.len() || fixed.input_frac > MAX_FRAC {
+                return Err(Error::BadFixedPoint { layer: u8::MAX });
+            }
+        }
+        let mut frac = header.fixed.as_ref().map_or(0, |f| f.input_frac);
         for (index, layer) in header.layers.iter().enumerate() {
             let id = index as u8;
             let resolved = layer.clone().try_map(|t| resolve(data, &t, id))?;
-            check_dtypes(&resolved, id)?;
+            let fixed = header.fixed.as_ref().and_then(|f| f.layers.get(index));
+            check_dtypes(&resolved, header.fixed.is_some(), id)?;
+            if let Some(f) = fixed {
+                check_fixed(&resolved, f, frac, id)?;
+                frac = f.output_frac;
+            }
             let plan_in = width;
             let state_offset = state;
             match &resolved {
@@ -239,7 +252,27 @@ impl<'a> Model<'a> {
             stream_keep,
             streamable,
             id: 0,
+            fixed: header.fixed,
         })
+    }
+
+    /// The formats of an integer-only (`i8x16`) model, or `None` for an f32 or `i8w` model.
+    pub fn fixed_point(&self) -> Option<&FixedPoint> {
+        self.fixed.as_ref()
+    }
+
+    /// Whether the model is integer-only (`i8x16`): it runs through [`crate::Runtime::step_i16`] with no
+    /// floating point, and through [`crate::Runtime::step`] with f32 conversion at the edges.
+    pub fn is_integer(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// Format (fraction bits) of an integer-only model's `i16` output.
+    pub fn output_frac(&self) -> Option<u8> {
+        self.fixed
+            .as_ref()
+            .and_then(|f| f.layers.last())
+            .map(|l| l.output_frac)
     }
 
     /// An identity for the model: the CRC-32 that closes its blob. Two blobs with the same bytes have the
@@ -355,16 +388,34 @@ impl<'a> Model<'a> {
         self.stream_keep
     }
 
-    /// Memory for streaming: state, and the scratch of one step.
+    /// Memory for streaming: state, and the scratch of one step. An integer-only model keeps its
+    /// states and activations as `i16`, two to a word, and its gate sums as `i32`, one to a word.
     pub fn memory(&self) -> Memory {
         let history = if self.streamable {
             self.step_output_len()
         } else {
             0
         };
-        Memory {
-            state: self.recurrent_state + history,
-            scratch: 2 * self.max_width + self.cell_scratch,
+        let state = self.recurrent_state + history;
+        if self.is_integer() {
+            Memory {
+                state: state.div_ceil(2),
+                scratch: 2 * self.max_width.div_ceil(2) + self.cell_scratch,
+            }
+        } else {
+            Memory {
+                state,
+                scratch: 2 * self.max_width + self.cell_scratch,
+            }
+        }
+    }
+
+    /// Words of one sequence buffer of `values` activations.
+    pub(crate) fn activation_words(&self, values: usize) -> usize {
+        if self.is_integer() {
+            values.div_ceil(2)
+        } else {
+            values
         }
     }
 
@@ -374,6 +425,7 @@ impl<'a> Model<'a> {
         self.output_steps(steps)?;
         let sequence = steps
             .checked_mul(self.max_width)
+            .map(|s| self.activation_words(s))
             .and_then(|s| s.checked_mul(2))
             .and_then(|s| s.checked_add(self.cell_scratch))
             .ok_or(Error::WindowLength { steps })?;
@@ -402,11 +454,13 @@ impl<'a> Model<'a> {
     }
 }
 
-/// The data section, as bytes and as the same bytes viewed as `f32`s.
+/// The data section, as bytes and as the same bytes viewed as `f32`s, `i32`s and `i16`s.
 #[derive(Clone, Copy)]
 struct Data<'a> {
     bytes: &'a [u8],
     floats: &'a [f32],
+    ints: &'a [i32],
+    halves: &'a [i16],
 }
 
 /// Checks the preamble, checksum and header; returns the header and the data section.
@@ -464,6 +518,8 @@ fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
         Data {
             bytes: data,
             floats: as_f32(data)?,
+            ints: as_i32(data)?,
+            halves: as_i16(data)?,
         },
     ))
 }
@@ -480,6 +536,32 @@ fn as_f32(bytes: &[u8]) -> Result<&[f32], Error> {
         return Err(Error::Misaligned);
     }
     Ok(floats)
+}
+
+/// Views little-endian bytes as `i32`s in place.
+fn as_i32(bytes: &[u8]) -> Result<&[i32], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 4 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid i32; a non-empty prefix or suffix (misalignment) is rejected.
+    let (prefix, ints, suffix) = unsafe { bytes.align_to::<i32>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(ints)
+}
+
+/// Views little-endian bytes as `i16`s in place.
+fn as_i16(bytes: &[u8]) -> Result<&[i16], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 2 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid i16; a non-empty prefix or suffix (misalignment) is rejected.
+    let (prefix, halves, suffix) = unsafe { bytes.align_to::<i16>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(halves)
 }
 
 fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
@@ -525,8 +607,38 @@ fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Erro
                 .ok_or(Error::BadScale { layer })?;
             Values::I8 { values, scales }
         }
-        (DType::I8, None) => return Err(Error::BadScale { layer }),
-        (DType::F32, Some(_)) => return Err(bad),
+        (DType::I8Requant, Some(scale)) => {
+            let end = start.checked_add(len).ok_or(bad)?;
+            let values = data.bytes.get(start..end).ok_or(bad)?;
+            let scale = scale as usize;
+            let requant = (scale % TENSOR_ALIGN == 0)
+                .then(|| {
+                    let from = scale / 4;
+                    data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
+                })
+                .flatten()
+                .filter(|pairs| pairs.chunks_exact(2).all(valid_requant))
+                .ok_or(Error::BadScale { layer })?;
+            Values::I8Requant { values, requant }
+        }
+        (DType::I16, None) => {
+            let from = start / 2;
+            Values::I16(
+                data.halves
+                    .get(from..from.checked_add(len).ok_or(bad)?)
+                    .ok_or(bad)?,
+            )
+        }
+        (DType::I32, None) => {
+            let from = start / 4;
+            Values::I32(
+                data.ints
+                    .get(from..from.checked_add(len).ok_or(bad)?)
+                    .ok_or(bad)?,
+            )
+        }
+        (DType::I8 | DType::I8Requant, None) => return Err(Error::BadScale { layer }),
+        (DType::F32 | DType::I16 | DType::I32, Some(_)) => return Err(bad),
     };
     Ok(Mat { values, rows, cols })
 }
@@ -537,22 +649,40 @@ fn floats(data: Data<'_>, offset: usize, len: usize) -> Option<&[f32]> {
     data.floats.get(start..start.checked_add(len)?)
 }
 
-/// Int8 is for weight matrices and embedding tables; every vector (bias, peephole, initial state) stays
-/// f32.
-fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
-    let vector = |t: &Option<Mat<'_>>| t.as_ref().is_some_and(|m| m.dtype() != DType::F32);
+/// A requantization pair: a non-negative multiplier below 2^31 and a shift in `1..=62`.
+fn valid_requant(pair: &[i32]) -> bool {
+    matches!(pair, [m, s] if *m >= 0 && (1..=62).contains(s))
+}
+
+/// In f32 and `i8w` models, int8 is for weight matrices and embedding tables and every vector (bias,
+/// peephole, initial state) stays f32. In an integer-only model every matrix is
+/// [`DType::I8Requant`], biases and peepholes are [`DType::I32`] and initial states [`DType::I16`].
+fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Error> {
+    let (matrix_ok, vector, state): (fn(DType) -> bool, DType, DType) = if integer {
+        (|d| d == DType::I8Requant, DType::I32, DType::I16)
+    } else {
+        (
+            |d| matches!(d, DType::F32 | DType::I8),
+            DType::F32,
+            DType::F32,
+        )
+    };
+    let is = |t: &Option<Mat<'_>>, want: DType| t.as_ref().is_some_and(|m| m.dtype() != want);
     let bad = match layer {
         Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
             .into_iter()
             .flatten()
             .any(|w| {
-                vector(&w.bias)
-                    || vector(&w.recurrent_bias)
-                    || vector(&w.peephole)
-                    || vector(&w.initial_h)
-                    || vector(&w.initial_c)
+                !matrix_ok(w.kernel.dtype())
+                    || !matrix_ok(w.recurrent.dtype())
+                    || is(&w.bias, vector)
+                    || is(&w.recurrent_bias, vector)
+                    || is(&w.peephole, vector)
+                    || is(&w.initial_h, state)
+                    || is(&w.initial_c, state)
             }),
-        Layer::Dense(d) => vector(&d.bias),
+        Layer::Dense(d) => !matrix_ok(d.weight.dtype()) || is(&d.bias, vector),
+        Layer::Embedding(e) => !matrix_ok(e.table.dtype()),
         _ => false,
     };
     if bad {
@@ -560,6 +690,42 @@ fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
     } else {
         Ok(())
     }
+}
+
+/// Checks one layer's fixed-point formats; `input_frac` is the format of what enters the layer.
+fn check_fixed(
+    layer: &Layer<Mat<'_>>,
+    f: &FixedLayer,
+    input_frac: u8,
+    id: u8,
+) -> Result<(), Error> {
+    let bad = Err(Error::BadFixedPoint { layer: id });
+    if f.output_frac > MAX_FRAC || f.state_frac > MAX_FRAC || f.cell_frac > MAX_FRAC {
+        return bad;
+    }
+    match layer {
+        Layer::Recurrent(r) => {
+            if r.clip.is_some() != (f.clip > 0) || f.clip < 0 {
+                return bad;
+            }
+            if matches!(r.direction, Direction::Bidirectional(Merge::Concat))
+                && f.output_frac != f.state_frac
+            {
+                return bad;
+            }
+        }
+        // No fixed-point exponential: an integer model cannot end in softmax.
+        Layer::Dense(d) if d.activation == Activation::Softmax => {
+            return Err(Error::UnsupportedLayer { layer: id })
+        }
+        Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => {
+            if f.output_frac != input_frac {
+                return bad;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
@@ -689,6 +855,7 @@ mod tests {
                 source: "hand-built",
                 producer: "engine tests",
             },
+            fixed: None,
         };
         let encoded = postcard::to_allocvec(&header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();

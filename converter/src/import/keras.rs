@@ -206,6 +206,7 @@ fn translate(root: &Value, store: &Store, source: String) -> Result<ModelSpec> {
         },
         name,
         source,
+        fixed: None,
     })
 }
 

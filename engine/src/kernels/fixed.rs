@@ -6,7 +6,7 @@
 //! Formats: a pre-activation is an `i32` with [`ACT_FRAC`] fraction bits (Q·.12, any integer range); a
 //! gate or cell output is an `i16` in Q0.15 (`q / 32768`, kept within `±32767`).
 //!
-//! These are building blocks: the layers do not run in `i8x16` yet.
+//! The integer cells in [`crate::integer`] are built from these and nothing else.
 
 /// Fraction bits of an activation function's input.
 pub const ACT_FRAC: u32 = 12;
@@ -43,6 +43,77 @@ pub fn rescale(acc: i32, multiplier: i32, shift: u32) -> i32 {
 #[inline]
 pub fn saturate_i16(x: i32) -> i16 {
     x.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
+}
+
+/// `y_r = rescale(Σ_j q_rj x_j, m_r, s_r)`: an int8 matrix with one requantization pair per row
+/// (`requant = [m_0, s_0, m_1, s_1, …]`) times an `i16` vector, each row landing in its target format.
+#[inline]
+pub fn matvec_requant(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
+    if x.is_empty() {
+        y.iter_mut().for_each(|v| *v = 0);
+        return;
+    }
+    for ((out, row), pair) in y
+        .iter_mut()
+        .zip(q.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+    {
+        *out = rescale(dot_i8_i16(row, x), pair[0], pair[1] as u32);
+    }
+}
+
+/// `y_r += rescale(Σ_j q_rj x_j, m_r, s_r)`, saturating.
+#[inline]
+pub fn matvec_requant_add(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
+    if x.is_empty() {
+        return;
+    }
+    for ((out, row), pair) in y
+        .iter_mut()
+        .zip(q.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+    {
+        *out = out.saturating_add(rescale(dot_i8_i16(row, x), pair[0], pair[1] as u32));
+    }
+}
+
+/// `x / 2^shift` rounded to nearest (ties up) for `shift > 0`, `x × 2^−shift` saturating for
+/// `shift ≤ 0`. Shifts are taken in `−62..=62`.
+#[inline]
+pub fn shift_round(x: i64, shift: i32) -> i64 {
+    let shift = shift.clamp(-62, 62);
+    if shift > 0 {
+        (x >> (shift - 1)).saturating_add(1) >> 1
+    } else {
+        x.saturating_mul(1i64 << (-shift))
+    }
+}
+
+/// A value with `from` fraction bits moved to `to` fraction bits, rounded to nearest and saturated to
+/// `i32`.
+#[inline]
+pub fn requantize(x: i64, from: u32, to: u32) -> i32 {
+    saturate_i32(shift_round(x, from as i32 - to as i32))
+}
+
+/// A value with `from` fraction bits moved to `to` fraction bits, rounded and saturated to `i16`.
+#[inline]
+pub fn requantize_i16(x: i64, from: u32, to: u32) -> i16 {
+    saturate_i16(requantize(x, from, to))
+}
+
+/// An element-wise activation of a Q·.12 pre-activation, as Q·.15 in an `i32`: sigmoid and tanh through
+/// their tables (within `±32767`), ReLU and linear exactly (`× 8`, saturating). Softmax is not
+/// element-wise; integer models refuse it when they open, and here it is linear.
+#[inline]
+pub fn activate(activation: crate::format::Activation, pre: i32) -> i32 {
+    use crate::format::Activation;
+    match activation {
+        Activation::Sigmoid => i32::from(sigmoid(pre)),
+        Activation::Tanh => i32::from(tanh(pre)),
+        Activation::Relu => pre.max(0).saturating_mul(8),
+        Activation::Linear | Activation::Softmax => pre.saturating_mul(8),
+    }
 }
 
 #[inline]
@@ -229,6 +300,37 @@ mod tests {
         let x = [i16::MAX; 4096];
         assert_eq!(dot_i8_i16(&w, &x), i32::MIN);
         assert_eq!(dot_i8_i16(&[1, 0xff], &[100, 7]), 93);
+    }
+
+    #[test]
+    fn requantization_rounds_to_nearest_and_saturates() {
+        assert_eq!(shift_round(5, 1), 3);
+        assert_eq!(shift_round(-5, 1), -2);
+        assert_eq!(shift_round(-6, 1), -3);
+        assert_eq!(shift_round(3, -2), 12);
+        assert_eq!(shift_round(i64::MAX, -3), i64::MAX);
+        assert_eq!(requantize(1 << 40, 0, 0), i32::MAX);
+        assert_eq!(requantize(-(1 << 40), 0, 0), i32::MIN);
+        assert_eq!(requantize_i16(1 << 20, 4, 0), i16::MAX);
+        assert_eq!(requantize_i16(-(1 << 20), 4, 0), i16::MIN);
+        assert_eq!(requantize_i16(4096, 12, 15), 32767);
+        assert_eq!(requantize_i16(-4096, 12, 15), -32768);
+        let (w, pairs) = ([1u8, 2, 0xff, 0x80], [1 << 30, 31, 1 << 30, 30]);
+        let mut y = [0; 2];
+        matvec_requant(&w, &pairs, &[10, 20], &mut y);
+        assert_eq!(y, [25, -2 * (128 * 20 + 10) / 2]);
+        matvec_requant_add(&w, &pairs, &[i16::MAX, i16::MAX], &mut y);
+        assert_eq!(y[0], 25 + (3 * 32767 + 1) / 2);
+    }
+
+    #[test]
+    fn activations_map_q12_to_q15() {
+        use crate::format::Activation;
+        assert_eq!(activate(Activation::Linear, 4096), 32768);
+        assert_eq!(activate(Activation::Relu, -4096), 0);
+        assert_eq!(activate(Activation::Relu, i32::MAX), i32::MAX);
+        assert_eq!(activate(Activation::Sigmoid, 0), 16384);
+        assert_eq!(activate(Activation::Tanh, 1 << 30), 32767);
     }
 
     #[test]
