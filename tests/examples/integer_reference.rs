@@ -46,6 +46,10 @@ fn main() -> Result<()> {
         let _ = writeln!(expected, "{}", line.join(","));
     }
     std::fs::write(dir.join("expected.csv"), expected)?;
-    println!("wrote model.trnn ({} bytes), input.csv and expected.csv in {}", blob.len(), dir.display());
+    println!(
+        "wrote model.trnn ({} bytes), input.csv and expected.csv in {}",
+        blob.len(),
+        dir.display()
+    );
     Ok(())
 }

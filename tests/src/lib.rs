@@ -375,11 +375,7 @@ pub fn integer_reference_input() -> Vec<f32> {
     (0..64)
         .flat_map(|t| {
             let phase = t as f32 / 8.0;
-            [
-                1.5 * libm_free_sin(phase),
-                (t % 16) as f32 / 8.0 - 1.0,
-                0.0,
-            ]
+            [1.5 * libm_free_sin(phase), (t % 16) as f32 / 8.0 - 1.0, 0.0]
         })
         .map(|v| v + rng.uniform(0.3))
         .collect()

@@ -162,7 +162,10 @@ fn extreme_inputs_saturate_instead_of_wrapping() {
                 worst = worst.max((g - w).abs() / w.abs().max(1.0));
             }
             // NaN reads exactly as 0, and ±∞ exactly as the largest finite values.
-            let nan: Vec<f32> = x.iter().map(|&v| if v == 0.0 { f32::NAN } else { v }).collect();
+            let nan: Vec<f32> = x
+                .iter()
+                .map(|&v| if v == 0.0 { f32::NAN } else { v })
+                .collect();
             assert_eq!(window(&q, &nan), got, "{name}: NaN is not read as 0");
             let inf: Vec<f32> = x
                 .iter()
@@ -218,7 +221,10 @@ fn i16_extremes_do_not_break_the_state() {
             .max()
             .unwrap_or(0);
         // Contractive random cells forget the extremes within 1500 steps (to a few steps of rounding).
-        assert!(gap <= 64, "{name}: {gap} steps of difference after recovery");
+        assert!(
+            gap <= 64,
+            "{name}: {gap} steps of difference after recovery"
+        );
     }
 }
 
@@ -261,7 +267,11 @@ fn float_models_refuse_the_integer_entry_points() {
         "f",
         3,
         None,
-        vec![recurrent(&mut rng, 3, RecurrentOptions::new(Cell::SimpleRnn, 4))],
+        vec![recurrent(
+            &mut rng,
+            3,
+            RecurrentOptions::new(Cell::SimpleRnn, 4),
+        )],
     );
     let blob = AlignedBlob::new(&to_blob(&spec).unwrap());
     let m = blob.open().unwrap();
