@@ -176,8 +176,11 @@ pub fn per_row_i8(t: &Tensor) -> Result<Tensor> {
 /// as many as keep `max` within `±32767`, at most [`MAX_FRAC`]. A range of zero takes Q·.15.
 pub fn frac_for(max: f32, headroom: bool) -> u8 {
     let max = if headroom { max * HEADROOM } else { max };
-    if !(max > 0.0) || !max.is_finite() {
-        return if max == 0.0 { 15 } else { 0 };
+    if max.is_nan() || max.is_infinite() {
+        return 0;
+    }
+    if max <= 0.0 {
+        return 15;
     }
     let bits = (32767.0 / f64::from(max)).log2().floor();
     bits.clamp(0.0, f64::from(MAX_FRAC)) as u8
@@ -187,7 +190,7 @@ pub fn frac_for(max: f32, headroom: bool) -> u8 {
 /// `real` allows; a real multiplier too small for that keeps `shift = 62` and loses precision, one too
 /// large saturates. Zero (an all-zero row) is `(0, 1)`.
 pub fn requant_pair(real: f64) -> (i32, i32) {
-    if !(real > 0.0) || !real.is_finite() {
+    if real.is_nan() || real.is_infinite() || real <= 0.0 {
         return (0, 1);
     }
     let exponent = real.log2().floor() as i32;

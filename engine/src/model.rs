@@ -718,10 +718,10 @@ fn check_fixed(
         Layer::Dense(d) if d.activation == Activation::Softmax => {
             return Err(Error::UnsupportedLayer { layer: id })
         }
-        Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => {
-            if f.output_frac != input_frac {
-                return bad;
-            }
+        Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep
+            if f.output_frac != input_frac =>
+        {
+            return bad;
         }
         _ => {}
     }
@@ -832,6 +832,16 @@ mod tests {
 
     /// A blob holding one Dense layer of 3 inputs with the given tensors over `data`.
     fn dense_blob_with(weight: TensorRef, bias: Option<TensorRef>, data: &[u8]) -> Vec<u8> {
+        dense_blob_fixed(weight, bias, data, None)
+    }
+
+    /// [`dense_blob_with`], with the header's fixed-point formats.
+    fn dense_blob_fixed(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        data: &[u8],
+        fixed: Option<FixedPoint>,
+    ) -> Vec<u8> {
         let mut layers = heapless::Vec::new();
         layers
             .push(Layer::Dense(Dense {
@@ -855,7 +865,7 @@ mod tests {
                 source: "hand-built",
                 producer: "engine tests",
             },
-            fixed: None,
+            fixed,
         };
         let encoded = postcard::to_allocvec(&header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();
@@ -933,6 +943,103 @@ mod tests {
             &int8_data(2.0),
         );
         assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+    }
+
+    /// Int8 weights `[[1, 2, 3], [-4, -5, -128]]` with the pairs `(2^30, 31)` (× 1/2) at 16, then the
+    /// `i32` bias `[100, -100]` at 32.
+    fn integer_data(shift: i32) -> Vec<u8> {
+        let mut data = std::vec![1u8, 2, 3, 0xfc, 0xfb, 0x80];
+        data.resize(16, 0);
+        for v in [1 << 30, shift, 1 << 30, shift, 100, -100] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        data
+    }
+
+    fn integer_blob(shift: i32, output_frac: u8) -> Vec<u8> {
+        let mut layers = heapless::Vec::new();
+        layers
+            .push(FixedLayer {
+                output_frac,
+                state_frac: 0,
+                cell_frac: 0,
+                clip: 0,
+            })
+            .unwrap();
+        dense_blob_fixed(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::I32, 2, 1, 32, None)),
+            &integer_data(shift),
+            Some(FixedPoint {
+                input_frac: 0,
+                layers,
+            }),
+        )
+    }
+
+    #[test]
+    fn integer_dense_runs_in_i16() {
+        let blob = integer_blob(31, 0);
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert!(model.is_integer());
+        let mut memory = [0.0f32; 16];
+        let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+        let mut y = [0i16; 2];
+        // (10 − 30) / 2 + 100 and (−40 + 1280) / 2 − 100.
+        runtime.step_i16(&[10, 0, -10], &mut y).unwrap();
+        assert_eq!(y, [90, 520]);
+        let mut out = [0i16; 4];
+        runtime
+            .run_window_i16(&[10, 0, -10, 0, 0, 0], &mut out)
+            .unwrap();
+        assert_eq!(out, [90, 520, 100, -100]);
+        let mut yf = [0.0f32; 2];
+        runtime.step(&[10.2, f32::NAN, -9.8], &mut yf).unwrap();
+        assert_eq!(yf, [90.0, 520.0]);
+        assert_eq!(runtime.state_i16().len(), model.recurrent_state() + 2);
+        assert_eq!(
+            runtime.step(&[1.0, 2.0], &mut yf),
+            Err(Error::InputLength {
+                expected: 3,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn integer_formats_and_pairs_are_checked() {
+        for shift in [0, 63, -1] {
+            assert_eq!(
+                open_placed(&integer_blob(shift, 0)),
+                Err(Error::BadScale { layer: 0 }),
+                "{shift}"
+            );
+        }
+        assert_eq!(
+            open_placed(&integer_blob(31, MAX_FRAC + 1)),
+            Err(Error::BadFixedPoint { layer: 0 })
+        );
+        // Integer tensors in a float model, and float tensors in an integer model, are refused.
+        let blob = dense_blob_with(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::I32, 2, 1, 32, None)),
+            &integer_data(31),
+        );
+        assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+        let blob = dense_blob_fixed(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            &integer_data(31),
+            Some(FixedPoint {
+                input_frac: 0,
+                layers: heapless::Vec::new(),
+            }),
+        );
+        assert_eq!(
+            open_placed(&blob),
+            Err(Error::BadFixedPoint { layer: u8::MAX })
+        );
     }
 
     /// Copies bytes to `offset` bytes past a 16-byte boundary.

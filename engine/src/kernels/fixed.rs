@@ -6,7 +6,7 @@
 //! Formats: a pre-activation is an `i32` with [`ACT_FRAC`] fraction bits (Q·.12, any integer range); a
 //! gate or cell output is an `i16` in Q0.15 (`q / 32768`, kept within `±32767`).
 //!
-//! The integer cells in [`crate::integer`] are built from these and nothing else.
+//! The integer-only cells (`engine/src/integer.rs`) are built from these and nothing else.
 
 /// Fraction bits of an activation function's input.
 pub const ACT_FRAC: u32 = 12;
