@@ -329,3 +329,103 @@ fn max_abs(values: &[f32]) -> f32 {
         }
     })
 }
+
+/// Second moments `Σ x xᵀ` (row-major, `width × width`) of what a weight matrix multiplies, gathered
+/// from the f32 model on calibration data: they weigh each weight's rounding error by how much it moves
+/// the layer's output ([`crate::quantize`] rounds with them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Moments {
+    /// Of the layer's input (the kernel's and a Dense weight's columns); `None` for an embedding.
+    pub input: Option<Vec<f64>>,
+    /// Of each direction's hidden state (the recurrent kernel's columns); `None` where the layer's
+    /// output does not show one direction's `h` alone (a bidirectional sum, product or average).
+    pub state: [Option<Vec<f64>>; 2],
+}
+
+/// The [`Moments`] of every layer, from running each prefix of `spec` over `data`.
+pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
+    let mut out = Vec::with_capacity(spec.layers.len());
+    // What enters layer 0: the feature input itself.
+    let mut previous: Option<(Vec<f32>, usize)> = match (&data.data, spec.input.kind) {
+        (Data::Float(_), InputKind::Features(n)) => {
+            let blob = to_blob(spec)?;
+            let model = AlignedBlob::new(&blob);
+            let model = model.open()?;
+            let rows: Vec<f32> = run::windows(&model, data)?
+                .into_iter()
+                .flat_map(|w| match w {
+                    run::Window::Features { values, .. } => values,
+                    run::Window::Tokens(_) => Vec::new(),
+                })
+                .collect();
+            Some((rows, n as usize))
+        }
+        _ => None,
+    };
+    for (k, layer) in spec.layers.iter().enumerate() {
+        let prefix = prefix(spec, k);
+        let blob = to_blob(&prefix).with_context(|| format!("layer {k}: cutting the model"))?;
+        let y = run::run_batch(&blob, data)
+            .with_context(|| format!("layer {k}: running the f32 model on calibration data"))?;
+        let width = *y.shape.last().unwrap_or(&1);
+        let Data::Float(values) = y.data else {
+            bail!("layer {k}: the engine returned integers");
+        };
+        let mut m = Moments {
+            input: previous
+                .as_ref()
+                .map(|(rows, width)| second_moment(rows, *width, 0, *width)),
+            state: [None, None],
+        };
+        if let Layer::Recurrent(r) = layer {
+            let hidden = r.hidden as usize;
+            match r.direction {
+                tinyrnn::format::Direction::Bidirectional(tinyrnn::format::Merge::Concat) => {
+                    m.state = [
+                        Some(second_moment(&values, width, 0, hidden)),
+                        Some(second_moment(&values, width, hidden, hidden)),
+                    ];
+                }
+                tinyrnn::format::Direction::Bidirectional(_) => {}
+                _ => m.state[0] = Some(second_moment(&values, width, 0, hidden)),
+            }
+        }
+        out.push(m);
+        // A recurrent prefix returned every timestep; what the next layer sees is the real output.
+        previous = match layer {
+            Layer::Recurrent(r) if !r.return_sequences => {
+                let blob = to_blob(&ModelSpec {
+                    layers: spec.layers[..=k].to_vec(),
+                    fixed: None,
+                    io: tinyrnn::format::IoLayout {
+                        output: OutputLayout::BatchFirst,
+                        ..spec.io
+                    },
+                    ..spec.clone()
+                })?;
+                let y = run::run_batch(&blob, data)?;
+                let width = *y.shape.last().unwrap_or(&1);
+                match y.data {
+                    Data::Float(v) => Some((v, width)),
+                    Data::Int(_) => None,
+                }
+            }
+            _ => Some((values, width)),
+        };
+    }
+    Ok(out)
+}
+
+/// `Σ x xᵀ` over the rows of `values` (each `width` wide), of columns `from..from + n`.
+fn second_moment(values: &[f32], width: usize, from: usize, n: usize) -> Vec<f64> {
+    let mut h = vec![0.0f64; n * n];
+    for row in values.chunks_exact(width.max(1)) {
+        let x = &row[from.min(row.len())..(from + n).min(row.len())];
+        for (i, &a) in x.iter().enumerate() {
+            for (j, &b) in x.iter().enumerate() {
+                h[i * n + j] += f64::from(a) * f64::from(b);
+            }
+        }
+    }
+    h
+}

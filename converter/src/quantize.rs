@@ -83,17 +83,23 @@ pub fn quantize_with(
                 );
             };
             let ranges = calibrate::ranges(spec, data).context("calibrating")?;
-            let mut quantized = integer_model(spec, &ranges)?;
+            let moments = calibrate::moments(spec, data).context("calibrating")?;
+            let mut quantized = integer_model(spec, &ranges, &moments)?;
             quantized.source = format!("{} (quantized {})", spec.source, mode.name());
             Ok(quantized)
         }
         Mode::I8w => {
+            let moments = match calibration {
+                Some(data) => calibrate::moments(spec, data).context("calibrating")?,
+                None => vec![calibrate::Moments::default(); spec.layers.len()],
+            };
             let layers = spec
                 .layers
                 .iter()
+                .zip(&moments)
                 .enumerate()
-                .map(|(index, layer)| {
-                    quantize_weights(layer.clone()).with_context(|| format!("layer {index}"))
+                .map(|(index, (layer, m))| {
+                    quantize_weights(layer.clone(), m).with_context(|| format!("layer {index}"))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(ModelSpec {
@@ -105,21 +111,23 @@ pub fn quantize_with(
     }
 }
 
-/// Quantizes a layer's weight matrices and embedding table; vectors stay f32.
-fn quantize_weights(layer: Layer<Tensor>) -> Result<Layer<Tensor>> {
+/// Quantizes a layer's weight matrices and embedding table (with calibration-aware rounding where
+/// `moments` has the inputs' statistics); vectors stay f32.
+fn quantize_weights(layer: Layer<Tensor>, moments: &calibrate::Moments) -> Result<Layer<Tensor>> {
     Ok(match layer {
         Layer::Recurrent(mut r) => {
-            for w in [Some(&mut r.forward), r.backward.as_mut()]
+            for (d, w) in [Some(&mut r.forward), r.backward.as_mut()]
                 .into_iter()
-                .flatten()
+                .enumerate()
             {
-                w.kernel = per_row_i8(&w.kernel)?;
-                w.recurrent = per_row_i8(&w.recurrent)?;
+                let Some(w) = w else { continue };
+                w.kernel = per_row_i8_with(&w.kernel, moments.input.as_deref())?;
+                w.recurrent = per_row_i8_with(&w.recurrent, moments.state[d].as_deref())?;
             }
             Layer::Recurrent(r)
         }
         Layer::Dense(mut d) => {
-            d.weight = per_row_i8(&d.weight)?;
+            d.weight = per_row_i8_with(&d.weight, moments.input.as_deref())?;
             Layer::Dense(d)
         }
         Layer::Embedding(mut e) => {
@@ -128,6 +136,112 @@ fn quantize_weights(layer: Layer<Tensor>) -> Result<Layer<Tensor>> {
         }
         other => other,
     })
+}
+
+/// [`per_row_i8`], with the rounding chosen for the data when `moments` (`Σ x xᵀ` of the inputs the
+/// matrix multiplies, `cols × cols`) is given: the columns are rounded one after another, and each
+/// rounding error is compensated on the columns not yet rounded in proportion to how the inputs
+/// correlate (the optimal-brain-quantization update that GPTQ popularised), which minimises the error of
+/// `W x` on the calibration data rather than of each weight. The scales stay `max|row| / 127`.
+pub fn per_row_i8_with(t: &Tensor, moments: Option<&[f64]>) -> Result<Tensor> {
+    let plain = per_row_i8(t)?;
+    let n = t.cols;
+    let Some(h) = moments.filter(|h| h.len() == n * n && n > 1) else {
+        return Ok(plain);
+    };
+    let Some(u) = inverse_cholesky_upper(h, n) else {
+        return Ok(plain);
+    };
+    let Some(Quantized { scales, .. }) = &plain.quant else {
+        return Ok(plain);
+    };
+    let mut values = Vec::with_capacity(t.data.len());
+    let mut data = Vec::with_capacity(t.data.len());
+    for (row, &scale) in t.data.chunks_exact(n).zip(scales) {
+        let mut w: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+        let s = f64::from(scale);
+        for i in 0..n {
+            let q = if s > 0.0 {
+                (w[i] / s).round().clamp(-127.0, 127.0)
+            } else {
+                0.0
+            };
+            let err = (w[i] - s * q) / u[i * n + i];
+            for j in i + 1..n {
+                w[j] -= err * u[i * n + j];
+            }
+            values.push(q as i8);
+            data.push(scale * q as f32);
+        }
+    }
+    Ok(Tensor {
+        data,
+        quant: Some(Quantized {
+            values,
+            scales: scales.clone(),
+        }),
+        ..plain
+    })
+}
+
+/// The upper Cholesky factor `U` of `(H + λI)⁻¹` (`(H + λI)⁻¹ = Uᵀ U`), with a damping `λ` of 1 % of
+/// the mean diagonal; `None` when `H` carries no information or is not positive definite.
+fn inverse_cholesky_upper(h: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mean_diag = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
+    if mean_diag <= 0.0 || !mean_diag.is_finite() {
+        return None;
+    }
+    let mut a = h.to_vec();
+    for i in 0..n {
+        a[i * n + i] += 0.01 * mean_diag;
+    }
+    let l = cholesky_lower(&a, n)?;
+    // (L Lᵀ)⁻¹ = L⁻ᵀ L⁻¹: invert the triangular L by forward substitution.
+    let mut li = vec![0.0f64; n * n];
+    for c in 0..n {
+        for r in c..n {
+            let mut sum = if r == c { 1.0 } else { 0.0 };
+            for k in c..r {
+                sum -= l[r * n + k] * li[k * n + c];
+            }
+            li[r * n + c] = sum / l[r * n + r];
+        }
+    }
+    let mut inv = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            inv[i * n + j] = (i.max(j)..n).map(|k| li[k * n + i] * li[k * n + j]).sum();
+        }
+    }
+    // inv = M Mᵀ with M lower; U = Mᵀ.
+    let m = cholesky_lower(&inv, n)?;
+    let mut u = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            u[i * n + j] = m[j * n + i];
+        }
+    }
+    Some(u)
+}
+
+/// The lower Cholesky factor of a symmetric positive definite `n × n` matrix.
+fn cholesky_lower(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+            if i == j {
+                let d = a[i * n + i] - sum;
+                if d <= 0.0 || !d.is_finite() {
+                    return None;
+                }
+                l[i * n + i] = d.sqrt();
+            } else {
+                l[i * n + j] = (a[i * n + j] - sum) / l[j * n + j];
+            }
+        }
+    }
+    Some(l)
 }
 
 /// Symmetric int8 with one scale per row: `scale = max|row| / 127`, `q = round(w / scale)`. `data` of
@@ -212,7 +326,11 @@ pub fn requant_pair(real: f64) -> (i32, i32) {
 }
 
 /// The integer-only form of `spec`, with formats from `ranges`.
-fn integer_model(spec: &ModelSpec, ranges: &Ranges) -> Result<ModelSpec> {
+fn integer_model(
+    spec: &ModelSpec,
+    ranges: &Ranges,
+    moments: &[calibrate::Moments],
+) -> Result<ModelSpec> {
     let input_frac = match spec.input.kind {
         InputKind::Features(_) => frac_for(ranges.input, true),
         InputKind::Tokens => 0,
@@ -220,9 +338,15 @@ fn integer_model(spec: &ModelSpec, ranges: &Ranges) -> Result<ModelSpec> {
     let mut frac = input_frac;
     let mut layers = Vec::with_capacity(spec.layers.len());
     let mut formats = heapless::Vec::new();
-    for (index, (layer, range)) in spec.layers.iter().zip(&ranges.layers).enumerate() {
-        let (layer, format) =
-            integer_layer(layer, range, frac).with_context(|| format!("layer {index} in i8x16"))?;
+    for (index, ((layer, range), m)) in spec
+        .layers
+        .iter()
+        .zip(&ranges.layers)
+        .zip(moments)
+        .enumerate()
+    {
+        let (layer, format) = integer_layer(layer, range, m, frac)
+            .with_context(|| format!("layer {index} in i8x16"))?;
         frac = format.output_frac;
         layers.push(layer);
         formats
@@ -242,8 +366,10 @@ fn integer_model(spec: &ModelSpec, ranges: &Ranges) -> Result<ModelSpec> {
 fn integer_layer(
     layer: &Layer<Tensor>,
     range: &calibrate::LayerRange,
+    moments: &calibrate::Moments,
     input_frac: u8,
 ) -> Result<(Layer<Tensor>, FixedLayer)> {
+    let input = moments.input.as_deref();
     let mut format = FixedLayer {
         output_frac: input_frac,
         state_frac: 0,
@@ -256,7 +382,7 @@ fn integer_layer(
             let max = e.table.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             format.output_frac = frac_for(max, false);
             Layer::Embedding(tinyrnn::format::Embedding {
-                table: requant_matrix(&e.table, format.output_frac, 0)?,
+                table: requant_matrix(&e.table, format.output_frac, 0, None)?,
             })
         }
         Layer::Dense(d) => {
@@ -267,14 +393,29 @@ fn integer_layer(
                      exponential); quantize to i8w, or drop the softmax and apply it after the model"
                 );
             }
+            // The calibrated range with headroom, widened towards the most the layer can output for
+            // any input its format holds (up to 16× the calibrated range, 4 bits): a few bits of an
+            // i16 cost far less accuracy than saturating on data beyond the calibration set.
+            let input_max = 32768.0 / 2f64.powi(i32::from(input_frac));
+            let reach = d
+                .weight
+                .data
+                .chunks_exact(d.weight.cols.max(1))
+                .enumerate()
+                .map(|(r, row)| {
+                    let bias = d.bias.as_ref().map_or(0.0, |b| f64::from(b.data[r].abs()));
+                    row.iter().map(|w| f64::from(w.abs())).sum::<f64>() * input_max + bias
+                })
+                .fold(0.0f64, f64::max) as f32;
+            let calibrated = range.output * HEADROOM;
             format.output_frac = if bounded {
                 15
             } else {
-                frac_for(range.output, true)
+                frac_for(calibrated.max(reach.min(16.0 * range.output)), false)
             };
             let target = if bounded { pre } else { format.output_frac };
             Layer::Dense(tinyrnn::format::Dense {
-                weight: requant_matrix(&d.weight, target, input_frac)?,
+                weight: requant_matrix(&d.weight, target, input_frac, input)?,
                 bias: d.bias.as_ref().map(|b| i32_vector(b, target)),
                 activation: d.activation,
             })
@@ -302,21 +443,32 @@ fn integer_layer(
                 tinyrnn::format::Cell::Lstm { .. } => frac_for(range.cell.max(c0), true),
                 _ => 0,
             };
+            // A merge of two directions: bounded by what each direction's `h` can reach (the largest
+            // Q·.15 value for a bounded state). The calibrated range alone would miss a final-state
+            // merge, which pairs `h` from opposite ends of the window.
+            let h_max = if format.state_frac == 15 {
+                32767.0 / 32768.0
+            } else {
+                range.output.max(h0)
+            };
             format.output_frac = match r.direction {
-                Direction::Bidirectional(Merge::Sum | Merge::Mul | Merge::Ave) => {
-                    frac_for(range.output, true)
-                }
+                Direction::Bidirectional(Merge::Sum) => frac_for(2.0 * h_max, false),
+                Direction::Bidirectional(Merge::Ave) => frac_for(h_max, false),
+                Direction::Bidirectional(Merge::Mul) => frac_for(h_max * h_max, false),
                 _ => format.state_frac,
             };
+            if format.state_frac != 15 {
+                format.output_frac = format.output_frac.min(frac_for(range.output, true));
+            }
             if let Some(clip) = r.clip {
                 format.clip = ((f64::from(clip) * 4096.0).round() as i64)
                     .clamp(1, i64::from(i32::MAX)) as i32;
             }
             let (sf, cf) = (format.state_frac, format.cell_frac);
-            let cell = |w: &CellWeights<Tensor>| -> Result<CellWeights<Tensor>> {
+            let cell = |w: &CellWeights<Tensor>, d: usize| -> Result<CellWeights<Tensor>> {
                 Ok(CellWeights {
-                    kernel: requant_matrix(&w.kernel, pre, input_frac)?,
-                    recurrent: requant_matrix(&w.recurrent, pre, sf)?,
+                    kernel: requant_matrix(&w.kernel, pre, input_frac, input)?,
+                    recurrent: requant_matrix(&w.recurrent, pre, sf, moments.state[d].as_deref())?,
                     bias: w.bias.as_ref().map(|b| i32_vector(b, pre)),
                     recurrent_bias: w.recurrent_bias.as_ref().map(|b| i32_vector(b, pre)),
                     peephole: w.peephole.as_ref().map(|p| i32_vector(p, PEEPHOLE_FRAC)),
@@ -325,8 +477,8 @@ fn integer_layer(
                 })
             };
             let mut out = r.clone();
-            out.forward = cell(&r.forward)?;
-            out.backward = r.backward.as_ref().map(cell).transpose()?;
+            out.forward = cell(&r.forward, 0)?;
+            out.backward = r.backward.as_ref().map(|b| cell(b, 1)).transpose()?;
             Layer::Recurrent(out)
         }
         other => other.clone(),
@@ -336,8 +488,13 @@ fn integer_layer(
 
 /// An int8 matrix whose row sums (of inputs with `input_frac` fraction bits) land in `target` fraction
 /// bits: row `r`'s pair stands for `scale_r × 2^(target − input_frac)`.
-fn requant_matrix(t: &Tensor, target: u8, input_frac: u8) -> Result<Tensor> {
-    let q = per_row_i8(t)?;
+fn requant_matrix(
+    t: &Tensor,
+    target: u8,
+    input_frac: u8,
+    moments: Option<&[f64]>,
+) -> Result<Tensor> {
+    let q = per_row_i8_with(t, moments)?;
     let Some(Quantized { values, scales }) = q.quant else {
         bail!("int8 quantization gave no values");
     };

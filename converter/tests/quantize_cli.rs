@@ -96,7 +96,18 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("pass --calibrate X.npy"), "{}", text(&o));
-    // Importing with --quantize gives the same blob as importing, then quantizing.
+    // Importing with --quantize (and the same data) gives the same blob as importing, then quantizing.
+    let o = tinyrnn(&[
+        "import".as_ref(),
+        model.as_os_str(),
+        "--quantize".as_ref(),
+        "i8w".as_ref(),
+        "--calibrate".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        imported.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         std::fs::read(&imported).unwrap(),
         std::fs::read(&i8w_blob).unwrap()
