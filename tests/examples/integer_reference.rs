@@ -5,6 +5,7 @@
 //! ```
 //!
 //! - `model.trnn`: [`tinyrnn_conformance::integer_reference_blob`], an `i8x16` LSTM → GRU → Dense;
+//! - `model-f32.trnn`: the f32 model it was quantized from (the firmware counts its instructions too);
 //! - `input.csv`: [`tinyrnn_conformance::integer_reference_input`] quantized to the model's input format,
 //!   one timestep of three `i16` per line;
 //! - `expected.csv`: the `i16` outputs of streaming `input.csv` through `Runtime::step_i16` on this host,
@@ -23,6 +24,8 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let blob = tinyrnn_conformance::integer_reference_blob();
     std::fs::write(dir.join("model.trnn"), &blob)?;
+    let f32_blob = tinyrnn_converter::write::to_blob(&tinyrnn_conformance::integer_reference_spec())?;
+    std::fs::write(dir.join("model-f32.trnn"), f32_blob)?;
     let aligned = AlignedBlob::new(&blob);
     let model = aligned.open()?;
     let input_frac = model.fixed_point().map_or(0, |f| f.input_frac);

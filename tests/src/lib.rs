@@ -344,6 +344,15 @@ pub fn quantized_sample_models(seed: u64, mode: Mode) -> Vec<(ModelSpec, usize)>
 pub fn integer_reference_blob() -> Vec<u8> {
     use tinyrnn_converter::npy::Array;
     use tinyrnn_converter::quantize::{quantize_with, Mode};
+    let spec = integer_reference_spec();
+    let x = integer_reference_input();
+    let calibration = Array::float(vec![1, x.len() / 3, 3], x).expect("shape");
+    let quantized = quantize_with(&spec, Mode::I8x16, Some(&calibration)).expect("quantize");
+    tinyrnn_converter::write::to_blob(&quantized).expect("blob")
+}
+
+/// The f32 model [`integer_reference_blob`] quantizes (`tests/data/integer/model-f32.trnn`).
+pub fn integer_reference_spec() -> ModelSpec {
     let mut rng = Rng::new(16);
     let mut lstm = RecurrentOptions::new(
         Cell::Lstm {
@@ -362,11 +371,7 @@ pub fn integer_reference_blob() -> Vec<u8> {
         ),
         dense(&mut rng, 8, 2, Activation::Linear),
     ];
-    let spec = model("integer_reference", 3, None, layers);
-    let x = integer_reference_input();
-    let calibration = Array::float(vec![1, x.len() / 3, 3], x).expect("shape");
-    let quantized = quantize_with(&spec, Mode::I8x16, Some(&calibration)).expect("quantize");
-    tinyrnn_converter::write::to_blob(&quantized).expect("blob")
+    model("integer_reference", 3, None, layers)
 }
 
 /// 64 timesteps of 3 features: seeded, slowly varying, within about ±2.
