@@ -11,7 +11,8 @@ use crate::format::{
 /// Longest fixed window a blob may declare.
 pub const MAX_STEPS: u32 = 1 << 20;
 
-/// Memory a model needs from its caller, in `f32` words.
+/// Memory a model needs from its caller, in `f32` words. An integer-only (`i8x16`) model uses the same
+/// words for `i16` states and activations (two to a word) and `i32` gate sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Memory {
     /// State kept between steps: hidden and cell states, and the output history of a keep-last model.

@@ -138,7 +138,9 @@ impl<'m, 'b> Runtime<'m, 'b> {
         Ok(())
     }
 
-    /// The state kept between steps, to save across deep sleep.
+    /// The state kept between steps, to save across deep sleep. An integer-only model keeps `i16`
+    /// values, two to a word: these words carry their bits (see [`Runtime::state_i16`]), and
+    /// [`Runtime::restore_state`] puts them back unchanged.
     pub fn state(&self) -> &[f32] {
         self.state
     }

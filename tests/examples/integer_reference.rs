@@ -24,7 +24,8 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let blob = tinyrnn_conformance::integer_reference_blob();
     std::fs::write(dir.join("model.trnn"), &blob)?;
-    let f32_blob = tinyrnn_converter::write::to_blob(&tinyrnn_conformance::integer_reference_spec())?;
+    let f32_blob =
+        tinyrnn_converter::write::to_blob(&tinyrnn_conformance::integer_reference_spec())?;
     std::fs::write(dir.join("model-f32.trnn"), f32_blob)?;
     let aligned = AlignedBlob::new(&blob);
     let model = aligned.open()?;

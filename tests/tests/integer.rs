@@ -283,3 +283,29 @@ fn float_models_refuse_the_integer_entry_points() {
     );
     assert!(runtime.state_i16().is_empty());
 }
+
+/// A `Forecaster` runs an integer model through the f32 edges, and its saved state (the `i16` pairs in
+/// the state words) restores bit for bit.
+#[test]
+fn forecaster_streams_an_integer_model_and_restores_its_state() {
+    use tinyrnn::Forecaster;
+    let blob = AlignedBlob::new(&integer_reference_blob());
+    let model = blob.open().unwrap();
+    let x = tinyrnn_conformance::integer_reference_input();
+    let words = Forecaster::<'_, '_, 64>::memory_words(&model, tinyrnn::Mode::Stream).unwrap();
+    let (mut m1, mut m2) = (vec![0.0f32; words], vec![0.0f32; words]);
+    let mut a = Forecaster::<'_, '_, 64>::new(&model, &mut m1).unwrap();
+    for sample in x[..30].chunks_exact(3) {
+        a.push(sample).unwrap();
+    }
+    let mut saved = vec![0u8; a.state_len()];
+    a.save_state(&mut saved).unwrap();
+    let mut b = Forecaster::<'_, '_, 64>::new(&model, &mut m2).unwrap();
+    b.restore_state(&saved).unwrap();
+    for sample in x[30..].chunks_exact(3) {
+        let fa = a.push(sample).unwrap().map(|f| f.to_vec());
+        let fb = b.push(sample).unwrap().map(|f| f.to_vec());
+        assert_eq!(fa, fb);
+        assert!(fa.is_some_and(|f| f.iter().all(|v| v.is_finite())));
+    }
+}
