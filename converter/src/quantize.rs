@@ -386,13 +386,10 @@ fn integer_layer(
             })
         }
         Layer::Dense(d) => {
-            let bounded = matches!(d.activation, Activation::Sigmoid | Activation::Tanh);
-            if d.activation == Activation::Softmax {
-                bail!(
-                    "a Dense layer with softmax has no integer form (there is no fixed-point \
-                     exponential); quantize to i8w, or drop the softmax and apply it after the model"
-                );
-            }
+            let bounded = matches!(
+                d.activation,
+                Activation::Sigmoid | Activation::Tanh | Activation::Softmax
+            );
             // The calibrated range with headroom, widened towards the most the layer can output for
             // any input its format holds (up to 16× the calibrated range, 4 bits): a few bits of an
             // i16 cost far less accuracy than saturating on data beyond the calibration set.

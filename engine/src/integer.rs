@@ -292,11 +292,15 @@ fn merge(direction: Direction, format: &FixedLayer, pass: usize, row: &mut [i16]
     }
 }
 
-/// y = act(W x + b), each row requantized into the pre-activation format (Q·.12 before sigmoid or
-/// tanh, else the output format) and narrowed to the output format with saturation.
+/// y = act(W x + b), each row requantized into the pre-activation format (Q·.12 before sigmoid, tanh
+/// or softmax, else the output format) and narrowed to the output format with saturation.
 fn dense(d: &Dense<Mat<'_>>, format: &FixedLayer, x: &[i16], y: &mut [i16]) {
     let of = u32::from(format.output_frac);
     let bias = d.bias.as_ref().map_or(&[][..], |b| b.i32());
+    if d.activation == Activation::Softmax {
+        softmax(d, of, bias, x, y);
+        return;
+    }
     let table = matches!(d.activation, Activation::Sigmoid | Activation::Tanh);
     kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
         let pre = sum.saturating_add(bias.get(row).copied().unwrap_or(0));
@@ -313,6 +317,30 @@ fn dense(d: &Dense<Mat<'_>>, format: &FixedLayer, x: &[i16], y: &mut [i16]) {
         };
         fixed::saturate_i16(value)
     });
+}
+
+/// y = softmax(W x + b) without a buffer of sums: one pass finds the largest pre-activation, a second
+/// writes each `e^(pre − max)` (Q0.15, within `i16`), a third divides by their sum
+/// ([`fixed::softmax`] does the same over a buffer).
+fn softmax(d: &Dense<Mat<'_>>, of: u32, bias: &[i32], x: &[i16], y: &mut [i16]) {
+    let pre = |row: usize, sum: i32| sum.saturating_add(bias.get(row).copied().unwrap_or(0));
+    let mut max = i32::MIN;
+    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+        max = max.max(pre(row, sum));
+        0
+    });
+    let mut total = 0i32;
+    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+        let e = fixed::exp_nonpositive(pre(row, sum).saturating_sub(max));
+        total = total.saturating_add(i32::from(e));
+        e
+    });
+    if total > 0 {
+        y.iter_mut().for_each(|v| {
+            let q = (i64::from(*v) * 32768 + i64::from(total / 2)) / i64::from(total);
+            *v = fixed::requantize_i16(q.min(32767), GATE_FRAC, of);
+        });
+    }
 }
 
 /// Advances one direction by one timestep: reads `x`, updates `h` (and `c` for an LSTM) in place.

@@ -715,10 +715,6 @@ fn check_fixed(
                 return bad;
             }
         }
-        // No fixed-point exponential: an integer model cannot end in softmax.
-        Layer::Dense(d) if d.activation == Activation::Softmax => {
-            return Err(Error::UnsupportedLayer { layer: id })
-        }
         Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep
             if f.output_frac != input_frac =>
         {

@@ -104,7 +104,7 @@ pub fn requantize_i16(x: i64, from: u32, to: u32) -> i16 {
 
 /// An element-wise activation of a Q·.12 pre-activation, as Q·.15 in an `i32`: sigmoid and tanh through
 /// their tables (within `±32767`), ReLU and linear exactly (`× 8`, saturating). Softmax is not
-/// element-wise; integer models refuse it when they open, and here it is linear.
+/// element-wise: Dense layers run it over the whole row ([`softmax`]); here it is linear.
 #[inline]
 pub fn activate(activation: crate::format::Activation, pre: i32) -> i32 {
     use crate::format::Activation;
@@ -140,6 +140,36 @@ pub fn tanh(x: i32) -> i16 {
         y
     }
 }
+
+/// `e^x` of a Q·.12 input `x ≤ 0`, in Q0.15: a table with spacing 1/32 on `[−16, 0]` and linear
+/// interpolation; inputs below −16 give the table's first entry (0), positive inputs are taken as 0.
+#[inline]
+pub fn exp_nonpositive(x: i32) -> i16 {
+    // 16 in Q.12 is 65536; one entry per 128 input steps.
+    interpolate(&EXP, x.clamp(-65536, 0) + 65536, 7)
+}
+
+/// Softmax of Q·.12 values, in place, as Q0.15: `e^(x_i − max) / Σ e^(x_j − max)`, the exponentials from
+/// [`exp_nonpositive`] and the quotient rounded to nearest by integer division. Within
+/// [`SOFTMAX_MAX_ERROR`] of the exact softmax.
+pub fn softmax(values: &mut [i32]) {
+    let max = values.iter().copied().max().unwrap_or(0);
+    let mut sum = 0i32;
+    for v in values.iter_mut() {
+        *v = i32::from(exp_nonpositive(v.saturating_sub(max)));
+        sum = sum.saturating_add(*v);
+    }
+    // The largest term is e^0 = 32767, so the sum is positive; each quotient fits Q0.15.
+    if sum > 0 {
+        for v in values.iter_mut() {
+            *v = ((i64::from(*v) * 32768 + i64::from(sum / 2)) / i64::from(sum)).min(32767) as i32;
+        }
+    }
+}
+
+/// Largest error of [`softmax`] against the exact softmax, per output, in real units. Checked by a test
+/// on random and extreme inputs.
+pub const SOFTMAX_MAX_ERROR: f32 = 1e-4;
 
 /// Linear interpolation in `table` at `u / 2^bits` (`u ≥ 0`), rounding to nearest.
 #[inline]
@@ -232,6 +262,33 @@ const TANH: [i16; 513] = [
     32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
 ];
 
+/// `e^(−16 + i/32)` in Q0.15, rounded to nearest and kept within 32767, for `i` in `0..=512`.
+const EXP: [i16; 513] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4,
+    4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10,
+    11, 11, 11, 12, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18, 18, 19, 19, 20, 21, 21, 22,
+    23, 23, 24, 25, 26, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 45, 46,
+    48, 49, 51, 52, 54, 56, 58, 59, 61, 63, 65, 67, 69, 72, 74, 76, 79, 81, 84, 86, 89, 92, 95, 98,
+    101, 104, 108, 111, 115, 118, 122, 126, 130, 134, 138, 143, 147, 152, 157, 162, 167, 172, 177,
+    183, 189, 195, 201, 207, 214, 221, 228, 235, 242, 250, 258, 266, 275, 283, 292, 302, 311, 321,
+    331, 342, 353, 364, 376, 387, 400, 412, 426, 439, 453, 467, 482, 498, 513, 530, 546, 564, 582,
+    600, 619, 639, 659, 680, 702, 724, 747, 771, 795, 820, 846, 873, 901, 930, 959, 990, 1021,
+    1053, 1087, 1121, 1157, 1194, 1231, 1271, 1311, 1352, 1395, 1440, 1485, 1533, 1581, 1631, 1683,
+    1737, 1792, 1849, 1907, 1968, 2030, 2095, 2161, 2230, 2301, 2374, 2449, 2527, 2607, 2690, 2775,
+    2863, 2954, 3048, 3145, 3244, 3347, 3454, 3563, 3676, 3793, 3914, 4038, 4166, 4298, 4435, 4575,
+    4721, 4871, 5025, 5185, 5349, 5519, 5694, 5875, 6061, 6254, 6452, 6657, 6869, 7087, 7312, 7544,
+    7783, 8030, 8285, 8548, 8819, 9099, 9388, 9686, 9994, 10311, 10638, 10976, 11324, 11684, 12055,
+    12437, 12832, 13239, 13660, 14093, 14541, 15002, 15479, 15970, 16477, 17000, 17539, 18096,
+    18671, 19263, 19875, 20506, 21157, 21828, 22521, 23236, 23974, 24735, 25520, 26330, 27166,
+    28028, 28918, 29836, 30783, 31760, 32767,
+];
+
 /// Documented maximum errors; the tests below measure them.
 const SIGMOID_BOUND: f32 = 7e-5;
 const TANH_BOUND: f32 = 1.2e-4;
@@ -269,6 +326,41 @@ mod tests {
     }
 
     #[test]
+    fn softmax_stays_within_its_documented_error() {
+        let mut worst = 0.0f64;
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for case in 0..if cfg!(miri) { 20 } else { 2000 } {
+            let n = 2 + (next() % 7) as usize;
+            let spread = [4096i64, 20_000, 80_000, 1 << 20][case % 4];
+            let x: std::vec::Vec<i32> = (0..n)
+                .map(|_| (i64::from(next() % 1_000_000) * spread / 1_000_000 - spread / 2) as i32)
+                .collect();
+            let mut y = x.clone();
+            softmax(&mut y);
+            let max = x.iter().copied().max().unwrap();
+            let exps: std::vec::Vec<f64> = x
+                .iter()
+                .map(|&v| (f64::from(v - max) / 4096.0).exp())
+                .collect();
+            let total: f64 = exps.iter().sum();
+            for (got, e) in y.iter().zip(&exps) {
+                worst = worst.max((f64::from(*got) / 32768.0 - e / total).abs());
+            }
+        }
+        std::println!("softmax max error {worst:.3e}");
+        assert!(worst <= f64::from(SOFTMAX_MAX_ERROR), "{worst}");
+        let mut extreme = [i32::MIN, i32::MAX, 0];
+        softmax(&mut extreme);
+        assert_eq!(extreme, [0, 32767, 0]);
+    }
+
+    #[test]
     fn tables_are_the_rounded_functions() {
         let q15 = |v: f64| (v * 32768.0 + 0.5).floor().clamp(-32767.0, 32767.0) as i16;
         for i in 0..=512 {
@@ -278,6 +370,7 @@ mod tests {
                 q15(1.0 / (1.0 + (16.0 - x / 16.0).exp()))
             );
             assert_eq!(TANH[i as usize], q15((-8.0 + x / 32.0).tanh()));
+            assert_eq!(EXP[i as usize], q15((-16.0 + x / 32.0).exp()));
         }
     }
 

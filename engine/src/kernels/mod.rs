@@ -80,7 +80,12 @@ pub(crate) fn row_q(w: &Mat<'_>, row: usize, y: &mut [i16]) {
 /// `y_r = f(r, rescale(Σ_j q_rj x_j, m_r, s_r))` of an integer-only model: a row's requantized sum,
 /// finished by `f` (bias, activation, narrowing) without a buffer of sums.
 #[inline]
-pub(crate) fn matvec_q_map(w: &Mat<'_>, x: &[i16], y: &mut [i16], f: impl Fn(usize, i32) -> i16) {
+pub(crate) fn matvec_q_map(
+    w: &Mat<'_>,
+    x: &[i16],
+    y: &mut [i16],
+    mut f: impl FnMut(usize, i32) -> i16,
+) {
     let Values::I8Requant { values, requant } = w.values else {
         y.iter_mut().for_each(|v| *v = 0);
         return;
