@@ -80,7 +80,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         );
         let _ = writeln!(
             out,
-            "flash              {blob_len} bytes (blob; tensors: {} bytes int8 with requantization pairs, {} bytes int16/int32)",
+            "flash              {blob_len} bytes (blob; tensors: {} bytes int8/int16 weights with requantization pairs, {} bytes int16/int32)",
             bytes.i8, bytes.f32
         );
         let formats: Vec<String> = fixed
@@ -153,7 +153,7 @@ impl TensorBytes {
     fn add(&mut self, layer: &Layer<Mat<'_>>) {
         let _ = layer.clone().try_map(|m: Mat<'_>| -> Result<(), ()> {
             match m.dtype() {
-                DType::I8 | DType::I8Requant => self.i8 += m.stored_bytes(),
+                DType::I8 | DType::I8Requant | DType::I16Requant => self.i8 += m.stored_bytes(),
                 _ => self.f32 += m.stored_bytes(),
             }
             Ok(())

@@ -33,6 +33,13 @@ pub enum IntegerTensor {
         /// One pair per row.
         requant: Vec<(i32, i32)>,
     },
+    /// Int16 values with one `(multiplier, shift)` requantization pair per row (narrow input kernels).
+    I16Requant {
+        /// `rows × cols` values, row-major.
+        values: Vec<i16>,
+        /// One pair per row.
+        requant: Vec<(i32, i32)>,
+    },
     /// `i16` values (initial states).
     I16(Vec<i16>),
     /// `i32` values (biases, peepholes).
@@ -187,6 +194,17 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
             let data = values.iter().map(|&q| f32::from(q)).collect();
             Ok(Tensor {
                 integer: Some(IntegerTensor::I8Requant { values, requant }),
+                ..Tensor::matrix(m.rows, m.cols, data)?
+            })
+        }
+        Values::I16Requant { values, requant } => {
+            let requant: Vec<(i32, i32)> = requant.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+            let data = values.iter().map(|&q| f32::from(q)).collect();
+            Ok(Tensor {
+                integer: Some(IntegerTensor::I16Requant {
+                    values: values.to_vec(),
+                    requant,
+                }),
                 ..Tensor::matrix(m.rows, m.cols, data)?
             })
         }

@@ -144,6 +144,27 @@ fn append_integer(
             let scale = u32::try_from(scale).context("data section too large")?;
             (DType::I8Requant, Some(scale))
         }
+        IntegerTensor::I16Requant { values, requant } => {
+            ensure!(
+                values.len() == len && requant.len() == tensor.rows,
+                "int16 tensor of {}×{} holds {} values and {} requantization pairs",
+                tensor.rows,
+                tensor.cols,
+                values.len(),
+                requant.len()
+            );
+            values
+                .iter()
+                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            let scale = align_up(data.len()).context("data section too large")?;
+            data.resize(scale, 0);
+            for (m, s) in requant {
+                data.extend_from_slice(&m.to_le_bytes());
+                data.extend_from_slice(&s.to_le_bytes());
+            }
+            let scale = u32::try_from(scale).context("data section too large")?;
+            (DType::I16Requant, Some(scale))
+        }
         IntegerTensor::I16(values) => {
             ensure!(
                 values.len() == len,

@@ -30,6 +30,13 @@ pub enum Values<'a> {
         /// `rows` pairs, flattened: `[m_0, s_0, m_1, s_1, …]`.
         requant: &'a [i32],
     },
+    /// int16 values, row-major, with one `(multiplier, shift)` pair per row (integer-only models).
+    I16Requant {
+        /// `rows × cols` values.
+        values: &'a [i16],
+        /// `rows` pairs, flattened.
+        requant: &'a [i32],
+    },
     /// `i16` values (initial states of integer-only models).
     I16(&'a [i16]),
     /// `i32` values (biases and peepholes of integer-only models).
@@ -64,6 +71,7 @@ impl<'a> Mat<'a> {
             Values::F32(_) => DType::F32,
             Values::I8 { .. } => DType::I8,
             Values::I8Requant { .. } => DType::I8Requant,
+            Values::I16Requant { .. } => DType::I16Requant,
             Values::I16(_) => DType::I16,
             Values::I32(_) => DType::I32,
         }
@@ -75,6 +83,7 @@ impl<'a> Mat<'a> {
             Values::F32(v) => 4 * v.len(),
             Values::I8 { values, scales } => values.len() + 4 * scales.len(),
             Values::I8Requant { values, requant } => values.len() + 4 * requant.len(),
+            Values::I16Requant { values, requant } => 2 * values.len() + 4 * requant.len(),
             Values::I16(v) => 2 * v.len(),
             Values::I32(v) => 4 * v.len(),
         }
@@ -122,6 +131,12 @@ impl<'a> Mat<'a> {
                     .unwrap_or(&[]),
             },
             Values::I8Requant { values, requant } => Values::I8Requant {
+                values: values.get(from..to).unwrap_or(&[]),
+                requant: requant
+                    .get(2 * start..2 * start.saturating_add(count))
+                    .unwrap_or(&[]),
+            },
+            Values::I16Requant { values, requant } => Values::I16Requant {
                 values: values.get(from..to).unwrap_or(&[]),
                 requant: requant
                     .get(2 * start..2 * start.saturating_add(count))

@@ -62,6 +62,10 @@ pub enum DType {
     /// Signed 32-bit integers, little-endian: biases (in the pre-activation format) and peepholes
     /// (Q·.16) of an integer-only model.
     I32,
+    /// Integer-only models: signed 16-bit weights with one requantization pair per row, as
+    /// [`DType::I8Requant`] but finer; the converter uses it for narrow input kernels, whose few
+    /// columns leave int8 rounding nowhere to average out.
+    I16Requant,
 }
 
 impl DType {
@@ -70,7 +74,7 @@ impl DType {
         match self {
             DType::F32 | DType::I32 => 4,
             DType::I8 | DType::I8Requant => 1,
-            DType::I16 => 2,
+            DType::I16 | DType::I16Requant => 2,
         }
     }
 }
@@ -124,7 +128,7 @@ pub struct TensorRef {
     pub cols: u32,
     /// Byte offset from the start of the data section; a multiple of [`TENSOR_ALIGN`].
     pub offset: u32,
-    /// [`DType::I8`] and [`DType::I8Requant`] only (and then required): byte offset of the per-row scales
+    /// [`DType::I8`], [`DType::I8Requant`] and [`DType::I16Requant`] only (and then required): byte offset of the per-row scales
     /// (`rows` f32 values) or requantization pairs (`rows` × 2 `i32`), from the start of the data section;
     /// a multiple of [`TENSOR_ALIGN`].
     pub scale: Option<u32>,

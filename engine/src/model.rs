@@ -622,6 +622,23 @@ fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Erro
                 .ok_or(Error::BadScale { layer })?;
             Values::I8Requant { values, requant }
         }
+        (DType::I16Requant, Some(scale)) => {
+            let from = start / 2;
+            let values = data
+                .halves
+                .get(from..from.checked_add(len).ok_or(bad)?)
+                .ok_or(bad)?;
+            let scale = scale as usize;
+            let requant = (scale % TENSOR_ALIGN == 0)
+                .then(|| {
+                    let from = scale / 4;
+                    data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
+                })
+                .flatten()
+                .filter(|pairs| pairs.chunks_exact(2).all(valid_requant))
+                .ok_or(Error::BadScale { layer })?;
+            Values::I16Requant { values, requant }
+        }
         (DType::I16, None) => {
             let from = start / 2;
             Values::I16(
@@ -638,7 +655,9 @@ fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Erro
                     .ok_or(bad)?,
             )
         }
-        (DType::I8 | DType::I8Requant, None) => return Err(Error::BadScale { layer }),
+        (DType::I8 | DType::I8Requant | DType::I16Requant, None) => {
+            return Err(Error::BadScale { layer })
+        }
         (DType::F32 | DType::I16 | DType::I32, Some(_)) => return Err(bad),
     };
     Ok(Mat { values, rows, cols })
@@ -660,7 +679,11 @@ fn valid_requant(pair: &[i32]) -> bool {
 /// [`DType::I8Requant`], biases and peepholes are [`DType::I32`] and initial states [`DType::I16`].
 fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Error> {
     let (matrix_ok, vector, state): (fn(DType) -> bool, DType, DType) = if integer {
-        (|d| d == DType::I8Requant, DType::I32, DType::I16)
+        (
+            |d| matches!(d, DType::I8Requant | DType::I16Requant),
+            DType::I32,
+            DType::I16,
+        )
     } else {
         (
             |d| matches!(d, DType::F32 | DType::I8),

@@ -77,6 +77,40 @@ pub fn matvec_requant_add(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
     }
 }
 
+/// `y_r += rescale(Σ_j w_rj x_j, m_r, s_r)` for an int16 matrix, saturating: the products (at most
+/// 2^30) are summed in `i64` and requantized in `i128`, so nothing wraps for any row length.
+#[inline]
+pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i32]) {
+    if x.is_empty() {
+        return;
+    }
+    for ((out, row), pair) in y
+        .iter_mut()
+        .zip(w.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+    {
+        let acc = row
+            .iter()
+            .zip(x)
+            // Each product fits i32 (|w x| ≤ 2^30), so only the sum needs 64 bits.
+            .fold(0i64, |acc, (&w, &x)| {
+                acc + i64::from(i32::from(w) * i32::from(x))
+            });
+        // The same rounding as `rescale`; the 128-bit product (slow without hardware support) only
+        // for sums beyond i32.
+        let value = match i32::try_from(acc) {
+            Ok(acc) => rescale(acc, pair[0], pair[1] as u32),
+            Err(_) => {
+                let shift = (pair[1] as u32).clamp(1, 62);
+                let product = i128::from(acc) * i128::from(pair[0]);
+                let rounded = ((product >> (shift - 1)) + 1) >> 1;
+                rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+            }
+        };
+        *out = out.saturating_add(value);
+    }
+}
+
 /// `x / 2^shift` rounded to nearest (ties up) for `shift > 0`, `x × 2^−shift` saturating for
 /// `shift ≤ 0`. Shifts are taken in `−62..=62`.
 #[inline]
@@ -414,6 +448,22 @@ mod tests {
         assert_eq!(y, [25, -2 * (128 * 20 + 10) / 2]);
         matvec_requant_add(&w, &pairs, &[i16::MAX, i16::MAX], &mut y);
         assert_eq!(y[0], 25 + (3 * 32767 + 1) / 2);
+    }
+
+    #[test]
+    fn int16_rows_requantize_without_wrapping() {
+        // Rows [2, -3] × 1/2 and [32767, 32767] × 1 (pair (2^30, 30)).
+        let (w, pairs) = ([2i16, -3, 32767, 32767], [1 << 30, 31, 1 << 30, 30]);
+        let mut y = [1, 0];
+        matvec_requant_i16_add(&w, &pairs, &[100, 10], &mut y);
+        assert_eq!(y, [1 + 85, 32767 * 110]);
+        // 3 × 32767 × 32767 is beyond i32: the i64 sum holds it and the result saturates.
+        let mut y = [0];
+        matvec_requant_i16_add(&[32767; 3], &[1 << 30, 30], &[i16::MAX; 3], &mut y);
+        assert_eq!(y, [i32::MAX]);
+        let mut y = [0];
+        matvec_requant_i16_add(&[32767; 3], &[1 << 30, 31], &[i16::MIN; 3], &mut y);
+        assert_eq!(y, [-3 * 32767 * 16384]);
     }
 
     #[test]

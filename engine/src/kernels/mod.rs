@@ -48,6 +48,10 @@ pub(crate) fn row(w: &Mat<'_>, row: usize, y: &mut [f32]) {
 pub(crate) fn matvec_q(w: &Mat<'_>, x: &[i16], y: &mut [i32]) {
     match w.values {
         Values::I8Requant { values, requant } => fixed::matvec_requant(values, requant, x, y),
+        Values::I16Requant { values, requant } => {
+            y.iter_mut().for_each(|v| *v = 0);
+            fixed::matvec_requant_i16_add(values, requant, x, y);
+        }
         _ => y.iter_mut().for_each(|v| *v = 0),
     }
 }
@@ -55,8 +59,12 @@ pub(crate) fn matvec_q(w: &Mat<'_>, x: &[i16], y: &mut [i32]) {
 /// `y += W x` of an integer-only model, saturating.
 #[inline]
 pub(crate) fn matvec_q_add(w: &Mat<'_>, x: &[i16], y: &mut [i32]) {
-    if let Values::I8Requant { values, requant } = w.values {
-        fixed::matvec_requant_add(values, requant, x, y);
+    match w.values {
+        Values::I8Requant { values, requant } => fixed::matvec_requant_add(values, requant, x, y),
+        Values::I16Requant { values, requant } => {
+            fixed::matvec_requant_i16_add(values, requant, x, y)
+        }
+        _ => {}
     }
 }
 
