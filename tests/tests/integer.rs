@@ -179,7 +179,7 @@ fn extreme_inputs_saturate_instead_of_wrapping() {
 }
 
 /// Largest `|y_i8x16 − y_f32| / max(|y_f32|, 1)` on extreme (saturated) inputs, the f32 output clamped
-/// to the integer output format's range. Measured: 4.8e-2 (inputs at the ends of the input format drive
+/// to the integer output format's range. Measured: 2.7e-2 (inputs at the ends of the input format drive
 /// the inner formats beyond their calibrated ranges, where they saturate and f32 does not). A
 /// wrap-around anywhere would give errors of the order of the whole range.
 const EXTREME_BOUND: f32 = 0.1;
