@@ -1,6 +1,7 @@
 //! The tinyrnn desktop converter: imports trained models, writes, inspects and runs model blobs.
 #![deny(missing_docs)]
 
+pub mod calibrate;
 pub mod compare;
 pub mod import;
 pub mod npy;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tinyrnn_converter::train::{CellKind, Head};
 use tinyrnn_converter::trainer::{self, ColumnRange, ScaleChoice, SplitChoice};
-use tinyrnn_converter::{compare, import, npy, quantize, report, run, spec, write};
+use tinyrnn_converter::{calibrate, compare, import, npy, quantize, report, run, spec, write};
 
 #[derive(Parser)]
 #[command(
@@ -42,17 +42,23 @@ enum Command {
         /// Write the model quantized to this numeric mode instead of f32.
         #[arg(long, value_name = "MODE")]
         quantize: Option<quantize::Mode>,
+        /// Calibration data for --quantize (see `tinyrnn quantize --calibrate`).
+        #[arg(long, value_name = "X.npy|X.csv", requires = "quantize")]
+        calibrate: Option<PathBuf>,
     },
-    /// Quantize an f32 blob: int8 weights with one scale per row (i8w), and report its error and size.
+    /// Quantize an f32 blob to int8 weights (i8w) or to integer-only inference (i8x16), and report its
+    /// error and size.
     Quantize {
         /// The f32 blob.
         model: PathBuf,
         /// The numeric mode.
         #[arg(long, value_enum)]
         mode: quantize::Mode,
-        /// An input batch (.npy, laid out as `tinyrnn run` reads it) on which to measure the error against
-        /// f32, per output.
-        #[arg(long, value_name = "X.npy")]
+        /// Calibration data: an input batch (.npy, laid out as `tinyrnn run` reads it) or a CSV (a header
+        /// row, then one numeric column per input feature and one row per timestep). i8x16 chooses its
+        /// fixed-point formats from the first 80% of the windows; the error against f32 is measured on
+        /// the rest.
+        #[arg(long, value_name = "X.npy|X.csv")]
         calibrate: Option<PathBuf>,
         /// Where to write the quantized blob.
         #[arg(short, long, value_name = "OUT.trnn")]
@@ -103,9 +109,10 @@ enum Command {
     Inspect {
         /// The blob.
         model: PathBuf,
-        /// An input batch (.npy, laid out as `tinyrnn run` reads it) on which to measure each quantized
-        /// mode's error against f32, per output.
-        #[arg(long, value_name = "X.npy")]
+        /// An input batch (.npy laid out as `tinyrnn run` reads it, or a CSV as `quantize --calibrate`
+        /// takes it) on which to calibrate i8x16 (first 80% of the windows) and measure each quantized
+        /// mode's error against f32 (the rest), per output.
+        #[arg(long, value_name = "X.npy|X.csv")]
         data: Option<PathBuf>,
     },
     /// Generate text with a token model (one-to-many: each drawn token is fed back in).
@@ -295,6 +302,7 @@ fn execute(cli: Cli) -> Result<()> {
             vocab,
             output,
             quantize,
+            calibrate,
         } => {
             let mut spec = import::import_with_arch(&model, arch.as_deref())?;
             if let Some(path) = vocab {
@@ -310,7 +318,7 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 Some(mode) => {
                     let f32_blob = write::to_blob(&spec)?;
-                    quantize_and_report(&f32_blob, mode, None, &output)
+                    quantize_and_report(&f32_blob, mode, calibrate.as_deref(), &output)
                 }
             }
         }
@@ -411,29 +419,46 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let mode = quantize::Mode::I8w;
-            let quantized = match quantize::quantize(&spec, mode).and_then(|q| write::to_blob(&q)) {
-                Ok(q) => q,
-                Err(err) => {
-                    println!("\n{} is not available for this model: {err:#}", mode.name());
-                    return Ok(());
-                }
+            let data = match &data {
+                Some(path) => Some((path, calibrate::load(path, &spec)?)),
+                None => None,
             };
+            let split = match &data {
+                Some((_, x)) => Some(calibrate::split(x, spec.io.input)?),
+                None => None,
+            };
+            let mut blobs: Vec<(&str, Vec<u8>)> = vec![("f32", blob.clone())];
+            for mode in [quantize::Mode::I8w, quantize::Mode::I8x16] {
+                let calibration = split.as_ref().map(|s| &s.calibration);
+                if mode.needs_calibration() && calibration.is_none() {
+                    println!(
+                        "\n{} needs calibration data for its formats: pass --data X.npy|X.csv",
+                        mode.name()
+                    );
+                    continue;
+                }
+                match quantize::quantize_with(&spec, mode, calibration)
+                    .and_then(|q| write::to_blob(&q))
+                {
+                    Ok(q) => blobs.push((mode.name(), q)),
+                    Err(err) => {
+                        println!("\n{} is not available for this model: {err:#}", mode.name())
+                    }
+                }
+            }
             println!();
-            print!(
-                "{}",
-                report::modes(&[("f32", &blob), (mode.name(), &quantized)])
-            );
-            if let Some(path) = data {
-                let x = npy::read(&path)?;
-                let errors = quantize::error_per_output(&blob, &quantized, &x)
-                    .with_context(|| format!("measuring the error on {}", path.display()))?;
-                println!(
-                    "\nerror of {} against f32 on {}:",
-                    mode.name(),
-                    path.display()
-                );
-                print!("{}", report::accuracy(&errors));
+            let table: Vec<(&str, &[u8])> = blobs.iter().map(|(n, b)| (*n, &b[..])).collect();
+            print!("{}", report::modes(&table));
+            if let (Some((path, _)), Some(split)) = (&data, &split) {
+                for (name, quantized) in &blobs[1..] {
+                    let errors = quantize::error_per_output(&blob, quantized, &split.held_out)
+                        .with_context(|| format!("measuring the error on {}", path.display()))?;
+                    println!(
+                        "\nerror of {name} against f32 on {}:",
+                        held_out_text(path, split)
+                    );
+                    print!("{}", report::accuracy(&errors));
+                }
             }
             Ok(())
         }
@@ -779,7 +804,7 @@ fn check_against(y: &npy::Array, reference: &Path) -> Result<()> {
 }
 
 /// Quantizes an f32 blob, writes the result and prints its description, sizes per mode and (with data)
-/// its error against f32.
+/// its error against f32 on the held-out part of the data.
 fn quantize_and_report(
     f32_blob: &[u8],
     mode: quantize::Mode,
@@ -788,35 +813,66 @@ fn quantize_and_report(
 ) -> Result<()> {
     let aligned = run::AlignedBlob::new(f32_blob);
     let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
-    let quantized = quantize::quantize(&spec, mode)?;
+    let loaded = match data {
+        Some(path) => Some(calibrate::load(path, &spec)?),
+        None => None,
+    };
+    let split = match &loaded {
+        Some(x) => Some(calibrate::split(x, spec.io.input)?),
+        None => None,
+    };
+    let quantized = quantize::quantize_with(&spec, mode, split.as_ref().map(|s| &s.calibration))?;
     let blob = write::to_blob(&quantized)?;
     write_blob(output, &write::with_self_test(&blob)?)?;
     print!("{}", describe(output, &blob)?);
     println!();
-    print!(
-        "{}",
-        report::modes(&[("f32", f32_blob), (mode.name(), &blob)])
-    );
+    let mut table: Vec<(&str, Vec<u8>)> = vec![("f32", f32_blob.to_vec())];
+    for other in [quantize::Mode::I8w, quantize::Mode::I8x16] {
+        if other == mode {
+            table.push((other.name(), blob.clone()));
+        } else if let Ok(b) =
+            quantize::quantize_with(&spec, other, split.as_ref().map(|s| &s.calibration))
+                .and_then(|q| write::to_blob(&q))
+        {
+            table.push((other.name(), b));
+        }
+    }
+    let table: Vec<(&str, &[u8])> = table.iter().map(|(n, b)| (*n, &b[..])).collect();
+    print!("{}", report::modes(&table));
     println!();
-    match data {
-        Some(path) => {
-            let x = npy::read(path)?;
-            let errors = quantize::error_per_output(f32_blob, &blob, &x)
+    match (data, &split) {
+        (Some(path), Some(split)) => {
+            let errors = quantize::error_per_output(f32_blob, &blob, &split.held_out)
                 .with_context(|| format!("measuring the error on {}", path.display()))?;
             println!(
-                "error of {} against f32 on {} ({} windows):",
+                "error of {} against f32 on {}:",
                 mode.name(),
-                path.display(),
-                x.shape.first().copied().unwrap_or(0)
+                held_out_text(path, split)
             );
             print!("{}", report::accuracy(&errors));
         }
-        None => println!(
-            "no data given, so no error measured: pass --calibrate X.npy (an input batch laid out as \
-             `tinyrnn run` reads it) to measure the error against f32 per output"
+        _ => println!(
+            "no data given, so no error measured: {}",
+            quantize::CALIBRATION_HINT
         ),
     }
     Ok(())
+}
+
+/// Which windows of `path` the error was measured on.
+fn held_out_text(path: &Path, split: &calibrate::Split) -> String {
+    if split.held_out_is_separate {
+        format!(
+            "the held-out windows of {} (those not used for calibration)",
+            path.display()
+        )
+    } else {
+        format!(
+            "{} (one window only, so the same one that calibrated: pass more windows for a held-out \
+             measure)",
+            path.display()
+        )
+    }
 }
 
 fn write_blob(path: &Path, blob: &[u8]) -> Result<()> {

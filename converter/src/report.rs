@@ -76,12 +76,45 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         );
     }
     let _ = writeln!(out, "\ntotal parameters   {total}");
-    let _ = writeln!(out, "numeric mode       {}", bytes.mode());
-    let _ = writeln!(
-        out,
-        "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales)",
-        bytes.f32, bytes.i8
-    );
+    if let Some(fixed) = model.fixed_point() {
+        let _ = writeln!(
+            out,
+            "numeric mode       i8x16 (integer only: int8 weights, int16 activations and state, no float)"
+        );
+        let _ = writeln!(
+            out,
+            "flash              {blob_len} bytes (blob; tensors: {} bytes int8/int16 weights with requantization pairs, {} bytes int16/int32)",
+            bytes.i8, bytes.f32
+        );
+        let formats: Vec<String> = fixed
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut text = format!("{i}: out Q.{}", l.output_frac);
+                if l.state_frac > 0 {
+                    let _ = write!(text, " h Q.{}", l.state_frac);
+                }
+                if l.cell_frac > 0 {
+                    let _ = write!(text, " c Q.{}", l.cell_frac);
+                }
+                text
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "fixed point        input Q.{}; {}",
+            fixed.input_frac,
+            formats.join(", ")
+        );
+    } else {
+        let _ = writeln!(out, "numeric mode       {}", bytes.mode());
+        let _ = writeln!(
+            out,
+            "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales)",
+            bytes.f32, bytes.i8
+        );
+    }
     let memory = model.memory();
     if model.is_streamable() {
         let _ = writeln!(
@@ -173,7 +206,7 @@ impl TensorBytes {
     fn add(&mut self, layer: &Layer<Mat<'_>>) {
         let _ = layer.clone().try_map(|m: Mat<'_>| -> Result<(), ()> {
             match m.dtype() {
-                DType::I8 => self.i8 += m.stored_bytes(),
+                DType::I8 | DType::I8Requant | DType::I16Requant => self.i8 += m.stored_bytes(),
                 _ => self.f32 += m.stored_bytes(),
             }
             Ok(())

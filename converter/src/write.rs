@@ -8,7 +8,7 @@ use tinyrnn::format::{
 use tinyrnn::{Model, Runtime};
 
 use crate::run::AlignedBlob;
-use crate::spec::{ModelSpec, Tensor, TokenVocabulary};
+use crate::spec::{IntegerTensor, ModelSpec, Tensor, TokenVocabulary};
 
 /// Identifies this converter in every blob it writes.
 pub const PRODUCER: &str = concat!("tinyrnn-converter ", env!("CARGO_PKG_VERSION"));
@@ -71,6 +71,7 @@ pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
             }),
             _ => None,
         },
+        fixed: spec.fixed.clone(),
     };
     assemble(&header, &data)
 }
@@ -238,6 +239,9 @@ fn append_tensor(data: &mut Vec<u8>, tensor: &Tensor) -> Result<TensorRef> {
     let offset = align_up(data.len()).context("data section too large")?;
     data.resize(offset, 0);
     let offset = u32::try_from(offset).context("data section too large")?;
+    if let Some(integer) = &tensor.integer {
+        return append_integer(data, tensor, integer, rows, cols, offset);
+    }
     let Some(quant) = &tensor.quant else {
         for v in &tensor.data {
             data.extend_from_slice(&v.to_le_bytes());
@@ -271,5 +275,90 @@ fn append_tensor(data: &mut Vec<u8>, tensor: &Tensor) -> Result<TensorRef> {
         cols,
         offset,
         scale: Some(u32::try_from(scale).context("data section too large")?),
+    })
+}
+
+/// Appends the stored form of an integer-only model's tensor at `offset` (already aligned).
+fn append_integer(
+    data: &mut Vec<u8>,
+    tensor: &Tensor,
+    integer: &IntegerTensor,
+    rows: u32,
+    cols: u32,
+    offset: u32,
+) -> Result<TensorRef> {
+    let len = tensor.rows * tensor.cols;
+    let (dtype, scale) = match integer {
+        IntegerTensor::I8Requant { values, requant } => {
+            ensure!(
+                values.len() == len && requant.len() == tensor.rows,
+                "int8 tensor of {}×{} holds {} values and {} requantization pairs",
+                tensor.rows,
+                tensor.cols,
+                values.len(),
+                requant.len()
+            );
+            data.extend(values.iter().map(|&q| q as u8));
+            let scale = align_up(data.len()).context("data section too large")?;
+            data.resize(scale, 0);
+            for (m, s) in requant {
+                data.extend_from_slice(&m.to_le_bytes());
+                data.extend_from_slice(&s.to_le_bytes());
+            }
+            let scale = u32::try_from(scale).context("data section too large")?;
+            (DType::I8Requant, Some(scale))
+        }
+        IntegerTensor::I16Requant { values, requant } => {
+            ensure!(
+                values.len() == len && requant.len() == tensor.rows,
+                "int16 tensor of {}×{} holds {} values and {} requantization pairs",
+                tensor.rows,
+                tensor.cols,
+                values.len(),
+                requant.len()
+            );
+            values
+                .iter()
+                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            let scale = align_up(data.len()).context("data section too large")?;
+            data.resize(scale, 0);
+            for (m, s) in requant {
+                data.extend_from_slice(&m.to_le_bytes());
+                data.extend_from_slice(&s.to_le_bytes());
+            }
+            let scale = u32::try_from(scale).context("data section too large")?;
+            (DType::I16Requant, Some(scale))
+        }
+        IntegerTensor::I16(values) => {
+            ensure!(
+                values.len() == len,
+                "i16 tensor of {len} values holds {}",
+                values.len()
+            );
+            values
+                .iter()
+                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            // Keep the data section a whole number of 4-byte words.
+            data.resize(data.len().div_ceil(4) * 4, 0);
+            (DType::I16, None)
+        }
+        IntegerTensor::I32(values) => {
+            ensure!(
+                values.len() == len,
+                "i32 tensor of {len} values holds {}",
+                values.len()
+            );
+            values
+                .iter()
+                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            (DType::I32, None)
+        }
+    };
+    Ok(TensorRef {
+        dtype,
+        rows,
+        cols,
+        offset,
+        scale,
     })
 }

@@ -3,11 +3,14 @@
 
 use tinyrnn::format::Scaling;
 use tinyrnn::format::{
-    Activation, Dense, Input, InputKind, InputLayout, IoLayout, Layer, OutputLayout,
+    Activation, Dense, FixedLayer, FixedPoint, Input, InputKind, InputLayout, IoLayout, Layer,
+    OutputLayout,
 };
 use tinyrnn::Runtime;
 use tinyrnn_converter::run::AlignedBlob;
-use tinyrnn_converter::spec::{affine_map, Annotations, ModelSpec, Quantized, Tensor};
+use tinyrnn_converter::spec::{
+    affine_map, Annotations, IntegerTensor, ModelSpec, Quantized, Tensor,
+};
 use tinyrnn_converter::write::{to_blob, PRODUCER};
 
 fn dense_model() -> ModelSpec {
@@ -30,22 +33,32 @@ fn dense_model() -> ModelSpec {
         scaling: Default::default(),
         annotations: Default::default(),
         vocabulary: None,
+        fixed: None,
     }
 }
 
 /// A version-3 blob around `layers` (the header bytes from the layer count through the last layer) and
 /// `tensors`, each placed at its offset in the data section: the fixed input, io and meta of the golden
-/// model (no scalers, no names, no info), preamble, padding and CRC.
+/// model (no scalers, no names, no info, no self-test, no vocabulary, no fixed-point formats), preamble,
+/// padding and CRC.
 fn assemble(layers: &[u8], tensors: &[(usize, Vec<u8>)]) -> Vec<u8> {
-    assemble_with(layers, &[0x00, 0x00], &[0x00, 0x00, 0x00], tensors)
+    assemble_with(layers, NO_SCALING, NO_META_TAIL, NO_FIXED, tensors)
 }
 
-/// The same with the header bytes of `scaling` and of the meta fields after the producer (`inputs`,
-/// `outputs`, `info`).
+/// `scaling: { input: None, output: None }`.
+const NO_SCALING: &[u8] = &[0x00, 0x00];
+/// Empty `inputs`, `outputs` and `info` meta fields.
+const NO_META_TAIL: &[u8] = &[0x00, 0x00, 0x00];
+/// `fixed: None`.
+const NO_FIXED: &[u8] = &[0x00];
+
+/// The same with the header bytes of `scaling`, of the meta fields after the producer (`inputs`,
+/// `outputs`, `info`) and of the last field, `fixed`.
 fn assemble_with(
     layers: &[u8],
     scaling: &[u8],
     meta_tail: &[u8],
+    fixed: &[u8],
     tensors: &[(usize, Vec<u8>)],
 ) -> Vec<u8> {
     let mut header = vec![0x00, 0x02, 0x01, 0x01]; // Input { kind: Features(2), steps: Some(1) }
@@ -58,6 +71,7 @@ fn assemble_with(
     header.extend_from_slice(meta_tail);
     header.push(0x00); // selftest: None
     header.push(0x00); // vocabulary: None
+    header.extend_from_slice(fixed);
     let data_offset = (16 + header.len()).div_ceil(16) * 16;
     let mut blob = b"TRNN".to_vec();
     blob.extend_from_slice(&[3, 0, 0, 0]);
@@ -121,6 +135,7 @@ fn quantized_dense_model() -> ModelSpec {
                 values: vec![64, -127],
                 scales: vec![scale],
             }),
+            integer: None,
         };
     }
     spec
@@ -183,6 +198,40 @@ fn scaled_dense_model() -> ModelSpec {
     spec
 }
 
+/// The golden Dense layer as an integer-only (`i8x16`) model: int8 weights `[64, -127]` with the
+/// requantization pair `(2^30, 32)` (× 1/4), an `i32` bias of 512 (0.5 in Q·.10), input in Q·.8 and
+/// output in Q·.10.
+fn integer_dense_model() -> ModelSpec {
+    let mut spec = dense_model();
+    if let Layer::Dense(d) = &mut spec.layers[0] {
+        d.weight = Tensor {
+            integer: Some(IntegerTensor::I8Requant {
+                values: vec![64, -127],
+                requant: vec![(1 << 30, 32)],
+            }),
+            ..Tensor::matrix(1, 2, vec![4.0, -7.9375]).unwrap()
+        };
+        d.bias = Some(Tensor {
+            integer: Some(IntegerTensor::I32(vec![512])),
+            ..Tensor::vector(vec![0.5])
+        });
+    }
+    let mut layers = heapless::Vec::new();
+    layers
+        .push(FixedLayer {
+            output_frac: 10,
+            state_frac: 0,
+            cell_frac: 0,
+            clip: 0,
+        })
+        .unwrap();
+    spec.fixed = Some(FixedPoint {
+        input_frac: 8,
+        layers,
+    });
+    spec
+}
+
 #[rustfmt::skip]
 fn expected_scaled_bytes() -> Vec<u8> {
     let layers = [
@@ -204,6 +253,7 @@ fn expected_scaled_bytes() -> Vec<u8> {
         &layers,
         &scaling,
         &meta_tail,
+        NO_FIXED,
         &[
             (0, f32_bytes(&[1.0, -2.0])),
             (16, f32_bytes(&[0.5])),
@@ -213,11 +263,45 @@ fn expected_scaled_bytes() -> Vec<u8> {
     )
 }
 
+#[rustfmt::skip]
+fn expected_integer_bytes() -> Vec<u8> {
+    let layers = [
+        0x01,                   // layers: 1 element
+        0x01,                   // Layer::Dense
+        0x02, 0x01, 0x02, 0x00, 0x01, 0x10, //   weight: TensorRef { I8Requant, rows 1, cols 2, offset 0, scale: Some(16) }
+        0x01, 0x04, 0x01, 0x01, 0x20, 0x00, //   bias: Some(TensorRef { I32, rows 1, cols 1, offset 32, scale: None })
+        0x01,                   //   activation: Relu
+    ];
+    let fixed = [
+        0x01,                   // fixed: Some(FixedPoint {
+        0x08,                   //   input_frac: 8,
+        0x01,                   //   layers: 1 element
+        0x0a, 0x00, 0x00, 0x00, //   FixedLayer { output_frac 10, state_frac 0, cell_frac 0, clip 0 } })
+    ];
+    let mut pair = (1i32 << 30).to_le_bytes().to_vec();
+    pair.extend_from_slice(&32i32.to_le_bytes());
+    assemble_with(
+        &layers,
+        NO_SCALING,
+        NO_META_TAIL,
+        &fixed,
+        &[(0, vec![64, (-127i8) as u8]), (16, pair), (32, 512i32.to_le_bytes().to_vec())],
+    )
+}
+
 #[test]
 fn writer_produces_the_specified_scaler_and_name_bytes() {
     assert_eq!(
         to_blob(&scaled_dense_model()).unwrap(),
         expected_scaled_bytes()
+    );
+}
+
+#[test]
+fn writer_produces_the_specified_integer_bytes() {
+    assert_eq!(
+        to_blob(&integer_dense_model()).unwrap(),
+        expected_integer_bytes()
     );
 }
 
@@ -242,4 +326,22 @@ fn engine_reads_the_specified_scalers_raw_in_raw_out() {
         spec.source = "s".into();
         spec
     });
+}
+
+#[test]
+fn engine_reads_the_specified_integer_bytes() {
+    let blob = AlignedBlob::new(&expected_integer_bytes());
+    let model = blob.open().unwrap();
+    assert!(model.is_integer());
+    let mut memory = vec![0.0; model.memory().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    // x = [3, 1] in Q·.8 is [768, 256]; (64·768 − 127·256) / 4 + 512 = 4672, in Q·.10.
+    let mut y = [0i16];
+    runtime.step_i16(&[768, 256], &mut y).unwrap();
+    assert_eq!(y, [4672]);
+    let mut y = [0.0f32];
+    runtime.step(&[3.0, 1.0], &mut y).unwrap();
+    assert_eq!(y, [4.0 * 3.0 - 7.9375 + 0.5]);
+    let spec = ModelSpec::from_model(&model).unwrap();
+    assert_eq!(spec.fixed, integer_dense_model().fixed);
 }

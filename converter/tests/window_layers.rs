@@ -29,6 +29,7 @@ fn spec(layers: Vec<Layer<Tensor>>) -> ModelSpec {
         vocabulary: None,
         scaling: Default::default(),
         annotations: Default::default(),
+        fixed: None,
     }
 }
 

@@ -53,6 +53,16 @@ pub enum Error {
         /// `true` for the output scaler, `false` for the input scaler.
         output: bool,
     },
+    /// An integer-only model's fixed-point formats are missing, out of range (more than
+    /// [`crate::format::MAX_FRAC`] fraction bits, a clip that is not positive) or inconsistent with the
+    /// layer (a crop that changes the format).
+    BadFixedPoint {
+        /// The layer, or 255 for the model input or the list of formats itself.
+        layer: u8,
+    },
+    /// An integer entry point (`*_i16`) was called on a float model, or a float model's call on an
+    /// integer one where no conversion exists.
+    NotInteger,
     /// A tensor's shape does not fit its layer.
     TensorShape {
         /// Layer holding the tensor.
@@ -189,6 +199,14 @@ impl fmt::Display for Error {
                 } else {
                     "input feature"
                 }
+            ),
+            Error::BadFixedPoint { layer } => write!(
+                f,
+                "layer {layer}: the integer (i8x16) formats are missing, out of range or inconsistent"
+            ),
+            Error::NotInteger => write!(
+                f,
+                "an integer (i16) entry point was called on a float model; quantize it with --mode i8x16"
             ),
             Error::TensorShape { layer } => {
                 write!(f, "layer {layer}: a tensor's shape does not fit the layer")

@@ -52,16 +52,71 @@ pub enum DType {
     /// Signed 8-bit integers (two's complement), one per byte, with one f32 scale per row: row `r` stands
     /// for `scale[r] × value`. Weight matrices and embedding tables only.
     I8,
+    /// Integer-only models (`i8x16`): signed 8-bit integers with one requantization pair per row instead
+    /// of an f32 scale. The tensor's `scale` offset points to `rows` pairs of little-endian `i32`
+    /// `(multiplier, shift)`: row `r`'s integer dot product `acc` becomes
+    /// `round(acc × multiplier / 2^shift)` in the format the layer's [`FixedLayer`] names for it.
+    /// Weight matrices and embedding tables of a model with a [`FixedPoint`] header only.
+    I8Requant,
+    /// Signed 16-bit integers, little-endian: the initial states of an integer-only model, in the
+    /// layer's state (`h`) or cell (`c`) format.
+    I16,
+    /// Signed 32-bit integers, little-endian: biases (in the pre-activation format) and peepholes
+    /// (Q·.16) of an integer-only model.
+    I32,
+    /// Integer-only models: signed 16-bit weights with one requantization pair per row, as
+    /// [`DType::I8Requant`] but finer; the converter uses it for narrow input kernels, whose few
+    /// columns leave int8 rounding nowhere to average out.
+    I16Requant,
 }
 
 impl DType {
     /// Size of one element in bytes.
     pub const fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
-            DType::I8 => 1,
+            DType::F32 | DType::I32 => 4,
+            DType::I8 | DType::I8Requant => 1,
+            DType::I16 | DType::I16Requant => 2,
         }
     }
+}
+
+/// Fraction bits of a gate's pre-activation in an integer-only model: every gate and cell
+/// pre-activation, bias and clip is an `i32` in Q·.12 (`q / 4096`), the input format of the fixed-point
+/// sigmoid and tanh ([`crate::kernels::fixed::ACT_FRAC`]).
+pub const PRE_FRAC: u8 = 12;
+
+/// Fraction bits of an integer-only model's peephole weights (`i32`, `q / 65536`).
+pub const PEEPHOLE_FRAC: u8 = 16;
+
+/// Most fraction bits an `i16` format of an integer-only model may have.
+pub const MAX_FRAC: u8 = 24;
+
+/// The fixed-point formats of one layer of an integer-only model. A format is a number of fraction bits
+/// `f`: an `i16` value `q` stands for `q / 2^f`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedLayer {
+    /// Format of the layer's `i16` output (each timestep, or the vector). Crop, KeepLast and LastStep
+    /// pass values through, so theirs equals their input's.
+    pub output_frac: u8,
+    /// Recurrent layers: format of the hidden state `h` (also the format the recurrent kernel's
+    /// requantization pairs expect). 15 for a tanh or sigmoid output. 0 for other layers.
+    pub state_frac: u8,
+    /// LSTM: format of the cell state `c`, chosen from calibration. 0 for other layers.
+    pub cell_frac: u8,
+    /// Recurrent layers with a clip: the clip in Q·.12 (positive). 0 otherwise.
+    pub clip: i32,
+}
+
+/// What an integer-only (`i8x16`) model adds to its header. Its presence makes the model integer-only:
+/// every weight matrix and embedding table is [`DType::I8Requant`], every bias and peephole
+/// [`DType::I32`], every initial state [`DType::I16`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FixedPoint {
+    /// Format of the model's `i16` feature input (unused for token input).
+    pub input_frac: u8,
+    /// One entry per layer, in layer order.
+    pub layers: heapless::Vec<FixedLayer, MAX_LAYERS>,
 }
 
 /// A tensor stored in the data section: a row-major `rows × cols` matrix (a vector has `cols == 1`).
@@ -75,8 +130,9 @@ pub struct TensorRef {
     pub cols: u32,
     /// Byte offset from the start of the data section; a multiple of [`TENSOR_ALIGN`].
     pub offset: u32,
-    /// [`DType::I8`] only (and then required): byte offset of the per-row scales, `rows` f32 values, from
-    /// the start of the data section; a multiple of [`TENSOR_ALIGN`].
+    /// [`DType::I8`], [`DType::I8Requant`] and [`DType::I16Requant`] only (and then required): byte offset of the per-row scales
+    /// (`rows` f32 values) or requantization pairs (`rows` × 2 `i32`), from the start of the data section;
+    /// a multiple of [`TENSOR_ALIGN`].
     pub scale: Option<u32>,
 }
 
@@ -534,6 +590,8 @@ pub struct Header<'a> {
     /// What a token model's ids stand for, when the converter knows.
     #[serde(borrow)]
     pub vocabulary: Option<Vocabulary<'a>>,
+    /// Formats of an integer-only (`i8x16`) model; `None` for f32 and `i8w` models.
+    pub fixed: Option<FixedPoint>,
 }
 
 /// How text splits into tokens.

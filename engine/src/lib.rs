@@ -21,6 +21,7 @@ pub mod activation;
 pub mod cell;
 pub mod error;
 pub mod format;
+mod integer;
 pub mod kernels;
 pub mod model;
 pub mod runtime;

@@ -3,15 +3,17 @@
 use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
-    self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
-    Layer, Merge, Meta, Recurrent, Scaling, SelfTest, TensorRef, Vocabulary, CRC, CRC_LEN,
-    FORMAT_VERSION, MAGIC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    self, Activation, Cell, CellWeights, DType, Direction, FixedLayer, FixedPoint, Header, Input,
+    InputKind, IoLayout, Layer, Merge, Meta, Recurrent, Scaling, SelfTest, TensorRef, Vocabulary,
+    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_FRAC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN,
+    TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
 pub const MAX_STEPS: u32 = 1 << 20;
 
-/// Memory a model needs from its caller, in `f32` words.
+/// Memory a model needs from its caller, in `f32` words. An integer-only (`i8x16`) model uses the same
+/// words for `i16` states and activations (two to a word) and `i32` gate sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Memory {
     /// State kept between steps: hidden and cell states, and the output history of a keep-last model.
@@ -70,6 +72,8 @@ pub struct Model<'a> {
     selftest: Option<SelfTest<Mat<'a>>>,
     /// What the token ids stand for, checked against the embedding at open.
     vocabulary: Option<Vocabulary<'a>>,
+    /// Formats of an integer-only model.
+    fixed: Option<FixedPoint>,
 }
 
 impl<'a> Model<'a> {
@@ -123,10 +127,21 @@ impl<'a> Model<'a> {
         let mut stream_keep: Option<usize> = None;
         let mut fixed_steps = header.input.steps.map(|s| s as usize);
 
+        if let Some(fixed) = &header.fixed {
+            if fixed.layers.len() != header.layers.len() || fixed.input_frac > MAX_FRAC {
+                return Err(Error::BadFixedPoint { layer: u8::MAX });
+            }
+        }
+        let mut frac = header.fixed.as_ref().map_or(0, |f| f.input_frac);
         for (index, layer) in header.layers.iter().enumerate() {
             let id = index as u8;
             let resolved = layer.clone().try_map(|t| resolve(data, &t, id))?;
-            check_dtypes(&resolved, id)?;
+            let fixed = header.fixed.as_ref().and_then(|f| f.layers.get(index));
+            check_dtypes(&resolved, header.fixed.is_some(), id)?;
+            if let Some(f) = fixed {
+                check_fixed(&resolved, f, frac, id)?;
+                frac = f.output_frac;
+            }
             let plan_in = width;
             let state_offset = state;
             match &resolved {
@@ -280,7 +295,27 @@ impl<'a> Model<'a> {
             scaling,
             selftest: None,
             vocabulary: None,
+            fixed: header.fixed,
         })
+    }
+
+    /// The formats of an integer-only (`i8x16`) model, or `None` for an f32 or `i8w` model.
+    pub fn fixed_point(&self) -> Option<&FixedPoint> {
+        self.fixed.as_ref()
+    }
+
+    /// Whether the model is integer-only (`i8x16`): it runs through [`crate::Runtime::step_i16`] with no
+    /// floating point, and through [`crate::Runtime::step`] with f32 conversion at the edges.
+    pub fn is_integer(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// Format (fraction bits) of an integer-only model's `i16` output.
+    pub fn output_frac(&self) -> Option<u8> {
+        self.fixed
+            .as_ref()
+            .and_then(|f| f.layers.last())
+            .map(|l| l.output_frac)
     }
 
     /// An identity for the model: the CRC-32 that closes its blob. Two blobs with the same bytes have the
@@ -414,16 +449,34 @@ impl<'a> Model<'a> {
         self.stream_keep
     }
 
-    /// Memory for streaming: state, and the scratch of one step.
+    /// Memory for streaming: state, and the scratch of one step. An integer-only model keeps its
+    /// states and activations as `i16`, two to a word, and its gate sums as `i32`, one to a word.
     pub fn memory(&self) -> Memory {
         let history = if self.streamable {
             self.step_output_len()
         } else {
             0
         };
-        Memory {
-            state: self.recurrent_state + history,
-            scratch: 2 * self.max_width + self.cell_scratch,
+        let state = self.recurrent_state + history;
+        if self.is_integer() {
+            Memory {
+                state: state.div_ceil(2),
+                scratch: 2 * self.max_width.div_ceil(2) + self.cell_scratch,
+            }
+        } else {
+            Memory {
+                state,
+                scratch: 2 * self.max_width + self.cell_scratch,
+            }
+        }
+    }
+
+    /// Words of one sequence buffer of `values` activations.
+    pub(crate) fn activation_words(&self, values: usize) -> usize {
+        if self.is_integer() {
+            values.div_ceil(2)
+        } else {
+            values
         }
     }
 
@@ -433,6 +486,7 @@ impl<'a> Model<'a> {
         self.output_steps(steps)?;
         let sequence = steps
             .checked_mul(self.max_width)
+            .map(|s| self.activation_words(s))
             .and_then(|s| s.checked_mul(2))
             .and_then(|s| s.checked_add(self.cell_scratch))
             .ok_or(Error::WindowLength { steps })?;
@@ -474,11 +528,13 @@ impl<'a> Model<'a> {
     }
 }
 
-/// The data section, as bytes and as the same bytes viewed as `f32`s.
+/// The data section, as bytes and as the same bytes viewed as `f32`s, `i32`s and `i16`s.
 #[derive(Clone, Copy)]
 struct Data<'a> {
     bytes: &'a [u8],
     floats: &'a [f32],
+    ints: &'a [i32],
+    halves: &'a [i16],
 }
 
 /// Checks the preamble, checksum and header; returns the header and the data section.
@@ -536,6 +592,8 @@ fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
         Data {
             bytes: data,
             floats: as_f32(data)?,
+            ints: as_i32(data)?,
+            halves: as_i16(data)?,
         },
     ))
 }
@@ -585,7 +643,8 @@ fn check_scaling<'a>(
         };
         let valid = values
             .chunks_exact(2)
-            .all(|pair| pair[0].is_finite() && pair[1].is_finite() && pair[1] != 0.0);
+            // A bit test for the non-zero scale: opening links no soft-float routine on an FPU-less core.
+            .all(|pair| pair[0].is_finite() && pair[1].is_finite() && pair[1].to_bits() << 1 != 0);
         if !valid {
             return Err(bad);
         }
@@ -595,6 +654,32 @@ fn check_scaling<'a>(
         input: one(&scaling.input, false)?,
         output: one(&scaling.output, true)?,
     })
+}
+
+/// Views little-endian bytes as `i32`s in place.
+fn as_i32(bytes: &[u8]) -> Result<&[i32], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 4 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid i32; a non-empty prefix or suffix (misalignment) is rejected.
+    let (prefix, ints, suffix) = unsafe { bytes.align_to::<i32>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(ints)
+}
+
+/// Views little-endian bytes as `i16`s in place.
+fn as_i16(bytes: &[u8]) -> Result<&[i16], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 2 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid i16; a non-empty prefix or suffix (misalignment) is rejected.
+    let (prefix, halves, suffix) = unsafe { bytes.align_to::<i16>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(halves)
 }
 
 fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
@@ -640,8 +725,57 @@ fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Erro
                 .ok_or(Error::BadScale { layer })?;
             Values::I8 { values, scales }
         }
-        (DType::I8, None) => return Err(Error::BadScale { layer }),
-        (DType::F32, Some(_)) => return Err(bad),
+        (DType::I8Requant, Some(scale)) => {
+            let end = start.checked_add(len).ok_or(bad)?;
+            let values = data.bytes.get(start..end).ok_or(bad)?;
+            let scale = scale as usize;
+            let requant = (scale % TENSOR_ALIGN == 0)
+                .then(|| {
+                    let from = scale / 4;
+                    data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
+                })
+                .flatten()
+                .filter(|pairs| pairs.chunks_exact(2).all(valid_requant))
+                .ok_or(Error::BadScale { layer })?;
+            Values::I8Requant { values, requant }
+        }
+        (DType::I16Requant, Some(scale)) => {
+            let from = start / 2;
+            let values = data
+                .halves
+                .get(from..from.checked_add(len).ok_or(bad)?)
+                .ok_or(bad)?;
+            let scale = scale as usize;
+            let requant = (scale % TENSOR_ALIGN == 0)
+                .then(|| {
+                    let from = scale / 4;
+                    data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
+                })
+                .flatten()
+                .filter(|pairs| pairs.chunks_exact(2).all(valid_requant))
+                .ok_or(Error::BadScale { layer })?;
+            Values::I16Requant { values, requant }
+        }
+        (DType::I16, None) => {
+            let from = start / 2;
+            Values::I16(
+                data.halves
+                    .get(from..from.checked_add(len).ok_or(bad)?)
+                    .ok_or(bad)?,
+            )
+        }
+        (DType::I32, None) => {
+            let from = start / 4;
+            Values::I32(
+                data.ints
+                    .get(from..from.checked_add(len).ok_or(bad)?)
+                    .ok_or(bad)?,
+            )
+        }
+        (DType::I8 | DType::I8Requant | DType::I16Requant, None) => {
+            return Err(Error::BadScale { layer })
+        }
+        (DType::F32 | DType::I16 | DType::I32, Some(_)) => return Err(bad),
     };
     Ok(Mat { values, rows, cols })
 }
@@ -660,23 +794,51 @@ pub(crate) fn floats_at(floats: &[f32], offset: usize, len: usize) -> Option<&[f
     floats.get(start..start.checked_add(len)?)
 }
 
-/// Int8 is for weight matrices and embedding tables; every vector (bias, peephole, initial state) stays
-/// f32.
-fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
-    let vector = |t: &Option<Mat<'_>>| t.as_ref().is_some_and(|m| m.dtype() != DType::F32);
+/// A requantization pair: a non-negative multiplier below 2^31 and a shift in `1..=62`.
+fn valid_requant(pair: &[i32]) -> bool {
+    matches!(pair, [m, s] if *m >= 0 && (1..=62).contains(s))
+}
+
+/// In f32 and `i8w` models, int8 is for weight matrices and embedding tables and every vector (bias,
+/// peephole, initial state) stays f32. In an integer-only model every matrix is
+/// [`DType::I8Requant`], biases and peepholes are [`DType::I32`] and initial states [`DType::I16`].
+fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Error> {
+    // Window normalisation and the skip path run in f32 and i8w only.
+    if integer && matches!(layer, Layer::SubtractLast | Layer::Residual(_)) {
+        return Err(Error::UnsupportedLayer { layer: id });
+    }
+    let (matrix_ok, vector, state): (fn(DType) -> bool, DType, DType) = if integer {
+        (
+            |d| matches!(d, DType::I8Requant | DType::I16Requant),
+            DType::I32,
+            DType::I16,
+        )
+    } else {
+        (
+            |d| matches!(d, DType::F32 | DType::I8),
+            DType::F32,
+            DType::F32,
+        )
+    };
+    let is = |t: &Option<Mat<'_>>, want: DType| t.as_ref().is_some_and(|m| m.dtype() != want);
     let bad = match layer {
         Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
             .into_iter()
             .flatten()
             .any(|w| {
-                vector(&w.bias)
-                    || vector(&w.recurrent_bias)
-                    || vector(&w.peephole)
-                    || vector(&w.initial_h)
-                    || vector(&w.initial_c)
+                !matrix_ok(w.kernel.dtype())
+                    || !matrix_ok(w.recurrent.dtype())
+                    || is(&w.bias, vector)
+                    || is(&w.recurrent_bias, vector)
+                    || is(&w.peephole, vector)
+                    || is(&w.initial_h, state)
+                    || is(&w.initial_c, state)
             }),
-        Layer::Dense(d) => vector(&d.bias),
-        Layer::Residual(r) => vector(&r.skip_bias),
+        Layer::Dense(d) => !matrix_ok(d.weight.dtype()) || is(&d.bias, vector),
+        Layer::Embedding(e) => !matrix_ok(e.table.dtype()),
+        Layer::Residual(r) => {
+            r.skip.as_ref().is_some_and(|m| !matrix_ok(m.dtype())) || is(&r.skip_bias, vector)
+        }
         _ => false,
     };
     if bad {
@@ -684,6 +846,38 @@ fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
     } else {
         Ok(())
     }
+}
+
+/// Checks one layer's fixed-point formats; `input_frac` is the format of what enters the layer.
+fn check_fixed(
+    layer: &Layer<Mat<'_>>,
+    f: &FixedLayer,
+    input_frac: u8,
+    id: u8,
+) -> Result<(), Error> {
+    let bad = Err(Error::BadFixedPoint { layer: id });
+    if f.output_frac > MAX_FRAC || f.state_frac > MAX_FRAC || f.cell_frac > MAX_FRAC {
+        return bad;
+    }
+    match layer {
+        Layer::Recurrent(r) => {
+            if r.clip.is_some() != (f.clip > 0) || f.clip < 0 {
+                return bad;
+            }
+            if matches!(r.direction, Direction::Bidirectional(Merge::Concat))
+                && f.output_frac != f.state_frac
+            {
+                return bad;
+            }
+        }
+        Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep
+            if f.output_frac != input_frac =>
+        {
+            return bad;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
@@ -837,7 +1031,7 @@ mod tests {
 
     /// A blob holding one Dense layer of 3 inputs with the given tensors over `data`.
     fn dense_blob_with(weight: TensorRef, bias: Option<TensorRef>, data: &[u8]) -> Vec<u8> {
-        scaled_blob_with(weight, bias, Scaling::default(), data)
+        dense_blob_full(weight, bias, Scaling::default(), data, None)
     }
 
     /// The same, with raw-unit scalers.
@@ -846,6 +1040,27 @@ mod tests {
         bias: Option<TensorRef>,
         scaling: Scaling<TensorRef>,
         data: &[u8],
+    ) -> Vec<u8> {
+        dense_blob_full(weight, bias, scaling, data, None)
+    }
+
+    /// [`dense_blob_with`], with the header's fixed-point formats.
+    fn dense_blob_fixed(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        data: &[u8],
+        fixed: Option<FixedPoint>,
+    ) -> Vec<u8> {
+        dense_blob_full(weight, bias, Scaling::default(), data, fixed)
+    }
+
+    /// A one-Dense-layer blob with everything the header can say.
+    fn dense_blob_full(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        scaling: Scaling<TensorRef>,
+        data: &[u8],
+        fixed: Option<FixedPoint>,
     ) -> Vec<u8> {
         let mut layers = heapless::Vec::new();
         layers
@@ -876,6 +1091,7 @@ mod tests {
             },
             selftest: None,
             vocabulary: None,
+            fixed,
         };
         let encoded = postcard::to_allocvec(&header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();
@@ -953,6 +1169,103 @@ mod tests {
             &int8_data(2.0),
         );
         assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+    }
+
+    /// Int8 weights `[[1, 2, 3], [-4, -5, -128]]` with the pairs `(2^30, 31)` (× 1/2) at 16, then the
+    /// `i32` bias `[100, -100]` at 32.
+    fn integer_data(shift: i32) -> Vec<u8> {
+        let mut data = std::vec![1u8, 2, 3, 0xfc, 0xfb, 0x80];
+        data.resize(16, 0);
+        for v in [1 << 30, shift, 1 << 30, shift, 100, -100] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        data
+    }
+
+    fn integer_blob(shift: i32, output_frac: u8) -> Vec<u8> {
+        let mut layers = heapless::Vec::new();
+        layers
+            .push(FixedLayer {
+                output_frac,
+                state_frac: 0,
+                cell_frac: 0,
+                clip: 0,
+            })
+            .unwrap();
+        dense_blob_fixed(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::I32, 2, 1, 32, None)),
+            &integer_data(shift),
+            Some(FixedPoint {
+                input_frac: 0,
+                layers,
+            }),
+        )
+    }
+
+    #[test]
+    fn integer_dense_runs_in_i16() {
+        let blob = integer_blob(31, 0);
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert!(model.is_integer());
+        let mut memory = [0.0f32; 16];
+        let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+        let mut y = [0i16; 2];
+        // (10 − 30) / 2 + 100 and (−40 + 1280) / 2 − 100.
+        runtime.step_i16(&[10, 0, -10], &mut y).unwrap();
+        assert_eq!(y, [90, 520]);
+        let mut out = [0i16; 4];
+        runtime
+            .run_window_i16(&[10, 0, -10, 0, 0, 0], &mut out)
+            .unwrap();
+        assert_eq!(out, [90, 520, 100, -100]);
+        let mut yf = [0.0f32; 2];
+        runtime.step(&[10.2, f32::NAN, -9.8], &mut yf).unwrap();
+        assert_eq!(yf, [90.0, 520.0]);
+        assert_eq!(runtime.state_i16().len(), model.recurrent_state() + 2);
+        assert_eq!(
+            runtime.step(&[1.0, 2.0], &mut yf),
+            Err(Error::InputLength {
+                expected: 3,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn integer_formats_and_pairs_are_checked() {
+        for shift in [0, 63, -1] {
+            assert_eq!(
+                open_placed(&integer_blob(shift, 0)),
+                Err(Error::BadScale { layer: 0 }),
+                "{shift}"
+            );
+        }
+        assert_eq!(
+            open_placed(&integer_blob(31, MAX_FRAC + 1)),
+            Err(Error::BadFixedPoint { layer: 0 })
+        );
+        // Integer tensors in a float model, and float tensors in an integer model, are refused.
+        let blob = dense_blob_with(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::I32, 2, 1, 32, None)),
+            &integer_data(31),
+        );
+        assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+        let blob = dense_blob_fixed(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            &integer_data(31),
+            Some(FixedPoint {
+                input_frac: 0,
+                layers: heapless::Vec::new(),
+            }),
+        );
+        assert_eq!(
+            open_placed(&blob),
+            Err(Error::BadFixedPoint { layer: u8::MAX })
+        );
     }
 
     /// Copies bytes to `offset` bytes past a 16-byte boundary.

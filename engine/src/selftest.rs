@@ -135,7 +135,9 @@ pub(crate) fn resolve<'a>(
     let input = view(vector.input)?;
     let output = view(vector.output)?;
     let tolerance = vector.tolerance;
-    if tolerance.is_nan() || tolerance < 0.0 || tolerance.is_infinite() {
+    // Bit tests, not float compares: opening a model links no soft-float routine on an FPU-less core.
+    // Negative and non-zero: above the bits of -0.0.
+    if !tolerance.is_finite() || tolerance.to_bits() > 0x8000_0000 {
         return Err(Error::BadSelfTest);
     }
     if input.rows == 0 || input.rows > MAX_STEPS as usize || input.cols != model.input_width() {
@@ -159,8 +161,7 @@ pub(crate) fn resolve<'a>(
                 .unwrap_or(0)
                 .min(MAX_VOCAB as usize);
             if let Values::F32(ids) = input.values {
-                let whole = |id: f32| id >= 0.0 && id < vocab as f32 && id == libm::truncf(id);
-                if !ids.iter().all(|&id| whole(id)) {
+                if !ids.iter().all(|&id| whole_below(id, vocab)) {
                     return Err(Error::BadSelfTest);
                 }
             }
@@ -177,9 +178,49 @@ pub(crate) fn resolve<'a>(
     })
 }
 
+/// Whether `v` is a whole number in `0..n`, by its bits alone (no float operation).
+fn whole_below(v: f32, n: usize) -> bool {
+    let bits = v.to_bits();
+    if bits == 0 {
+        return n > 0;
+    }
+    if bits >> 31 != 0 {
+        return false;
+    }
+    let exponent = (bits >> 23) & 0xff;
+    // Below 1 (and not 0) is a fraction; 2^24 and above exceeds any vocabulary.
+    if !(127..127 + 24).contains(&exponent) {
+        return false;
+    }
+    let shift = 23 - (exponent - 127);
+    let mantissa = (bits & 0x7f_ffff) | 0x80_0000;
+    mantissa & ((1 << shift) - 1) == 0 && ((mantissa >> shift) as usize) < n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_are_recognised_by_their_bits() {
+        for (v, n, want) in [
+            (0.0f32, 1, true),
+            (0.0, 0, false),
+            (1.0, 2, true),
+            (1.0, 1, false),
+            (3.0, 4, true),
+            (2.5, 4, false),
+            (0.5, 4, false),
+            (-1.0, 4, false),
+            (-0.0, 4, false),
+            (1_048_575.0, 1 << 20, true),
+            (16_777_216.0, usize::MAX, false),
+            (f32::NAN, 4, false),
+            (f32::INFINITY, 4, false),
+        ] {
+            assert_eq!(whole_below(v, n), want, "{v} < {n}");
+        }
+    }
 
     #[test]
     fn compare_reports_the_first_value_out_of_tolerance() {

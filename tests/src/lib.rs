@@ -154,6 +154,7 @@ pub fn model(
         vocabulary: None,
         scaling: Default::default(),
         annotations: Default::default(),
+        fixed: None,
     }
 }
 
@@ -337,4 +338,66 @@ pub fn quantized_sample_models(seed: u64, mode: Mode) -> Vec<(ModelSpec, usize)>
             (q, steps)
         })
         .collect()
+}
+
+/// The integer-only reference model: LSTM(8, peepholes, initial states) → GRU(8, reset-after) →
+/// Dense(2), reading 3 features, with seeded random weights, quantized to `i8x16` and calibrated on
+/// [`integer_reference_input`]. `tests/data/integer/model.trnn` is this blob (the `integer` test checks
+/// that it still is), and the thumbv6m probe and firmware run it.
+pub fn integer_reference_blob() -> Vec<u8> {
+    use tinyrnn_converter::npy::Array;
+    use tinyrnn_converter::quantize::{quantize_with, Mode};
+    let spec = integer_reference_spec();
+    let x = integer_reference_input();
+    let calibration = Array::float(vec![1, x.len() / 3, 3], x).expect("shape");
+    let quantized = quantize_with(&spec, Mode::I8x16, Some(&calibration)).expect("quantize");
+    tinyrnn_converter::write::to_blob(&quantized).expect("blob")
+}
+
+/// The f32 model [`integer_reference_blob`] quantizes (`tests/data/integer/model-f32.trnn`).
+pub fn integer_reference_spec() -> ModelSpec {
+    let mut rng = Rng::new(16);
+    let mut lstm = RecurrentOptions::new(
+        Cell::Lstm {
+            input_forget: false,
+        },
+        8,
+    );
+    lstm.peephole = true;
+    lstm.initial_state = true;
+    let layers = vec![
+        recurrent(&mut rng, 3, lstm),
+        recurrent(
+            &mut rng,
+            8,
+            RecurrentOptions::new(Cell::Gru { reset_after: true }, 8),
+        ),
+        dense(&mut rng, 8, 2, Activation::Linear),
+    ];
+    model("integer_reference", 3, None, layers)
+}
+
+/// 64 timesteps of 3 features: seeded, slowly varying, within about ±2.
+pub fn integer_reference_input() -> Vec<f32> {
+    let mut rng = Rng::new(61);
+    (0..64)
+        .flat_map(|t| {
+            let phase = t as f32 / 8.0;
+            [1.5 * libm_free_sin(phase), (t % 16) as f32 / 8.0 - 1.0, 0.0]
+        })
+        .map(|v| v + rng.uniform(0.3))
+        .collect()
+}
+
+/// `sin` by its Taylor series around the nearest multiple of 2π (the tests' inputs need not be exact,
+/// only reproducible on every host).
+fn libm_free_sin(x: f32) -> f32 {
+    let tau = std::f32::consts::TAU;
+    let x = x - (x / tau).round() * tau;
+    let (x2, mut term, mut sum) = (x * x, x, x);
+    for k in 1..8 {
+        term *= -x2 / ((2 * k) as f32 * (2 * k + 1) as f32);
+        sum += term;
+    }
+    sum
 }

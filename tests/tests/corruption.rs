@@ -1,7 +1,7 @@
 //! A damaged blob is always refused with a typed error, never a panic: every truncation, thousands of
 //! random bit flips, and the same flips with the checksum repaired so that header and tensor validation
-//! are exercised rather than the CRC alone. The sample models are checked in f32, with int8 weights, and
-//! (feature models) with raw-unit scalers and names.
+//! are exercised rather than the CRC alone. The sample models are checked in f32, with int8 weights,
+//! integer-only (`i8x16`), and (feature models) with raw-unit scalers and names.
 
 use tinyrnn::format::{InputKind, Scaling};
 use tinyrnn::format::{CRC, CRC_LEN};
@@ -30,7 +30,33 @@ fn blobs() -> Vec<Vec<u8>> {
         .chain(quantized_sample_models(22, Mode::I8w))
         .chain(scaled)
         .map(|(spec, _)| to_blob(&spec).unwrap())
+        .chain(integer_blobs())
         .collect()
+}
+
+/// The feature-input sample models in `i8x16`, calibrated on random windows, and the integer reference
+/// model.
+fn integer_blobs() -> Vec<Vec<u8>> {
+    use tinyrnn::format::{InputKind, InputLayout};
+    use tinyrnn_converter::npy::Array;
+    let mut rng = Rng::new(23);
+    let mut out = vec![tinyrnn_conformance::integer_reference_blob()];
+    for (spec, _) in sample_models(24) {
+        let InputKind::Features(n) = spec.input.kind else {
+            continue;
+        };
+        let (n, steps) = (n as usize, spec.input.steps.map_or(6, |s| s as usize));
+        let shape = match spec.io.input {
+            InputLayout::BatchFirst => vec![2, steps, n],
+            InputLayout::TimeFirst => vec![steps, 2, n],
+        };
+        let x = Array::float(shape, rng.values(2 * steps * n, 1.0)).unwrap();
+        if let Ok(q) = tinyrnn_converter::quantize::quantize_with(&spec, Mode::I8x16, Some(&x)) {
+            out.push(to_blob(&q).unwrap());
+        }
+    }
+    assert!(out.len() > 5, "{} integer blobs", out.len());
+    out
 }
 
 fn open(bytes: &[u8]) -> Result<(), Error> {
@@ -52,6 +78,15 @@ fn open(bytes: &[u8]) -> Result<(), Error> {
         }
         _ => runtime.run_window(&vec![0.25; steps * model.input_width()], &mut out)?,
     };
+    if model.is_integer() {
+        let mut out = vec![0i16; model.output_len(steps)?];
+        match model.input().kind {
+            tinyrnn::format::InputKind::Tokens => {
+                runtime.run_window_tokens_i16(&vec![0; steps], &mut out)?
+            }
+            _ => runtime.run_window_i16(&vec![i16::MAX; steps * model.input_width()], &mut out)?,
+        };
+    }
     Ok(())
 }
 

@@ -327,6 +327,7 @@ fn translate(root: &Value, store: &Store, assets: &Assets, source: String) -> Re
         vocabulary,
         scaling: Default::default(),
         annotations: Default::default(),
+        fixed: None,
     })
 }
 

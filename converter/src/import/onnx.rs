@@ -147,6 +147,7 @@ fn import_model(path: &Path, file: &str, bytes: &[u8]) -> Result<ModelSpec> {
         vocabulary: None,
         scaling: Default::default(),
         annotations: Default::default(),
+        fixed: None,
     })
 }
 

@@ -706,6 +706,7 @@ fn build(tensors: BTreeMap<String, Named>, arch: Option<&str>, source: &str) -> 
         vocabulary: None,
         scaling: Default::default(),
         annotations: Default::default(),
+        fixed: None,
     })
 }
 
@@ -936,6 +937,7 @@ fn min_char_rnn(mut tensors: BTreeMap<String, Named>, source: &str) -> Result<Mo
         vocabulary: None,
         scaling: Default::default(),
         annotations: Default::default(),
+        fixed: None,
     })
 }
 

@@ -843,6 +843,7 @@ impl Net {
             vocabulary: None,
             scaling: Default::default(),
             annotations: Default::default(),
+            fixed: None,
         })
     }
 }
