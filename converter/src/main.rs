@@ -234,6 +234,10 @@ struct TrainArgs {
     /// Folder for the plots (default: the blob's folder).
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
+    /// Also write the model quantized to this mode (NAME-MODE.trnn beside the f32 blob), calibrated on
+    /// the training windows, and report its test metrics against f32.
+    #[arg(long, value_name = "MODE")]
+    quantize: Option<quantize::Mode>,
 }
 
 impl TrainArgs {
@@ -280,6 +284,7 @@ impl TrainArgs {
             output: self.output,
             plots,
             quiet: false,
+            quantize: self.quantize,
         }
     }
 }
@@ -536,6 +541,7 @@ fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
         output: out.join("kpi.trnn"),
         plots: Some(out.to_path_buf()),
         quiet: true,
+        quantize: None,
     }
 }
 

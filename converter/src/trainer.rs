@@ -293,6 +293,8 @@ pub struct Request {
     /// Draw a progress bar (when stderr is a terminal); otherwise one line per epoch on stderr unless
     /// `quiet`.
     pub quiet: bool,
+    /// Also write the model quantized to this mode, calibrated on the training windows.
+    pub quantize: Option<crate::quantize::Mode>,
 }
 
 /// What `train` returns besides printing.
@@ -306,6 +308,8 @@ pub struct Trained {
     pub plots: Vec<PathBuf>,
     /// One report per epoch.
     pub history: Vec<EpochReport>,
+    /// The quantized blob and where it was written, when asked for.
+    pub quantized: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// The CSV read and cut into the protocol's pieces.
@@ -565,6 +569,12 @@ fn evaluate(
 /// Trains, evaluates, writes the blob and the plots, and prints the summary.
 pub fn train(request: &Request) -> Result<Trained> {
     let s = &request.settings;
+    if request.quantize == Some(crate::quantize::Mode::I8x16) && (s.window_norm || s.skip) {
+        bail!(
+            "--quantize i8x16 cannot run --window-norm or --skip (their layers run in f32 and i8w only); \
+             drop them or use --quantize i8w"
+        );
+    }
     let p = prepare(&request.csv, s)?;
     let [train_rows, val_rows, test_rows] = p.ranges.clone();
     let input_scalers = fit_scalers(
@@ -737,12 +747,80 @@ pub fn train(request: &Request) -> Result<Trained> {
         );
         plots = vec![loss, forecast];
     }
+    let quantized = match request.quantize {
+        Some(mode) => Some(quantize_trained(
+            request,
+            &spec,
+            &train_w,
+            &info,
+            blob.len(),
+            mode,
+        )?),
+        None => None,
+    };
     Ok(Trained {
         blob,
         info,
         plots,
         history: fitted.history,
+        quantized,
     })
+}
+
+/// Most training windows used to calibrate a quantized model (evenly spaced over the training split).
+const CALIBRATION_WINDOWS: usize = 1024;
+
+/// Writes the trained model quantized to `mode` beside the f32 blob (`NAME-MODE.trnn`), calibrated on the
+/// training windows, and prints its test metrics against the f32 model's.
+fn quantize_trained(
+    request: &Request,
+    spec: &ModelSpec,
+    train_w: &Windows,
+    info: &TrainInfo,
+    f32_bytes: usize,
+    mode: crate::quantize::Mode,
+) -> Result<(PathBuf, Vec<u8>)> {
+    let n = train_w.len().min(CALIBRATION_WINDOWS);
+    ensure!(
+        n > 0,
+        "no training windows to calibrate the quantized model on"
+    );
+    let per = train_w.window * train_w.features;
+    let mut values = Vec::with_capacity(n * per);
+    for k in 0..n {
+        let i = k * train_w.len() / n;
+        values.extend_from_slice(&train_w.inputs[i * per..(i + 1) * per]);
+    }
+    let calibration = crate::npy::Array::float(vec![n, train_w.window, train_w.features], values)?;
+    let quantized = crate::quantize::quantize_with(spec, mode, Some(&calibration))
+        .with_context(|| format!("quantizing the trained model to {}", mode.name()))?;
+    let blob = write::to_blob_with_self_test(&quantized)?;
+    let stem = request
+        .output
+        .file_stem()
+        .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned());
+    let path = request
+        .output
+        .with_file_name(format!("{stem}-{}.trnn", mode.name()));
+    std::fs::write(&path, &blob).with_context(|| format!("writing {}", path.display()))?;
+    let (test, _) = eval(&blob, &request.csv)?;
+    match (test.overall(), info.outcome.test.overall()) {
+        (Some(q), Some(f)) => println!(
+            "quantized to {} (calibrated on {n} training windows): wrote {} ({} bytes; f32 {} bytes); \
+             test MSE {:.5} (f32 {:.5}, {:+.2} %), MAE {:.5} (f32 {:.5})",
+            mode.name(),
+            path.display(),
+            blob.len(),
+            f32_bytes,
+            q.mse,
+            f.mse,
+            100.0 * (q.mse / f.mse - 1.0),
+            q.mae,
+            f.mae
+        ),
+        _ => println!("quantized to {}: wrote {}", mode.name(), path.display()),
+    }
+    Ok((path, blob))
 }
 
 fn loss_panel(history: &[EpochReport], best: usize) -> Panel {

@@ -370,3 +370,91 @@ fn eval_refuses_a_blob_without_a_training_record() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `train --quantize`: the quantized blob is written beside the f32 one, calibrated on the training
+/// windows, integer-only for i8x16, and its test MSE stays within the 2 % the integer issue allows.
+#[test]
+fn train_quantize_writes_a_calibrated_integer_model() {
+    let dir = scratch("quantize");
+    let blob = dir.join("kpi.trnn");
+    let csv = kpi_csv();
+    let out = tinyrnn(&[
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--inputs",
+        "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
+        "--targets",
+        "CQI,DL_PRB_USAGE_RATE",
+        "--window",
+        "5",
+        "--horizon",
+        "2",
+        "--cell",
+        "gru",
+        "--hidden",
+        "4",
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--quantize",
+        "i8x16",
+        "-o",
+        blob.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+    let quantized = dir.join("kpi-i8x16.trnn");
+    let bytes = std::fs::read(&quantized).expect("the quantized blob is written");
+    let aligned = AlignedBlob::new(&bytes);
+    let model = aligned.open().unwrap();
+    assert!(model.is_integer());
+
+    let eval = |path: &Path| -> f64 {
+        let out = tinyrnn(&[
+            "eval",
+            path.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "eval failed: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let all = stdout
+            .lines()
+            .find(|l| l.starts_with("all "))
+            .unwrap_or_else(|| panic!("no 'all' row in {stdout}"));
+        all.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (f32_mse, int_mse) = (eval(&blob), eval(&quantized));
+    assert!(
+        int_mse <= f32_mse * 1.02,
+        "i8x16 test MSE {int_mse} against f32 {f32_mse}"
+    );
+}
+
+#[test]
+fn train_quantize_i8x16_refuses_window_layers_before_training() {
+    let dir = scratch("quantize-refused");
+    let csv = kpi_csv();
+    let out = tinyrnn(&[
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--inputs",
+        "CQI",
+        "--targets",
+        "CQI",
+        "--window",
+        "5",
+        "--horizon",
+        "2",
+        "--window-norm",
+        "--quantize",
+        "i8x16",
+        "-o",
+        dir.join("x.trnn").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--quantize i8x16 cannot run --window-norm"));
+    assert!(!dir.join("x.trnn").exists());
+}
