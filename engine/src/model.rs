@@ -3,9 +3,9 @@
 use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
-    self, Activation, Cell, CellWeights, DType, Direction, Header, Input, InputKind, IoLayout,
-    Layer, Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
-    MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    self, Activation, Cell, CellWeights, DType, Direction, Input, InputKind, IoLayout, Layer,
+    Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
+    MAX_TENSORS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
@@ -46,12 +46,20 @@ pub(crate) struct Plan {
 }
 
 /// A validated model: a view over a blob, with no copies of its tensors.
+///
+/// The model keeps its layers compactly, their tensors as indices into one table of offsets and shapes
+/// ([`Model::layers`] resolves them to views as it goes). A fully resolved layer is ~0.4 kB, and sixteen
+/// of them, copied a few times while opening, took tens of kB of stack; this way the model is ~2 kB and
+/// opening it stays shallow, so a 16 KiB part can open a model.
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     input: Input,
     io: IoLayout,
     meta: Meta<'a>,
-    layers: heapless::Vec<Layer<Mat<'a>>, MAX_LAYERS>,
+    /// The layers, their tensors as indices into `tensors`.
+    layers: heapless::Vec<Layer<u8>, MAX_LAYERS>,
+    tensors: heapless::Vec<Stored, MAX_TENSORS>,
+    data: Data<'a>,
     plans: heapless::Vec<Plan, MAX_LAYERS>,
     /// State words of the recurrent layers (the keep-last history comes after them).
     recurrent_state: usize,
@@ -70,176 +78,127 @@ impl<'a> Model<'a> {
     /// Validates a blob completely (preamble, checksum, header, every tensor and every layer) and returns a
     /// view of it. The blob must stay where it is: tensors are read in place, so its data section must be
     /// 4-byte aligned in memory (`include_bytes!` into an aligned static, or a flash partition).
+    ///
+    /// The model is ~1.9 kB (on 32-bit targets) and is returned by value, which in practice costs about
+    /// twice that in stack; [`Model::open_in`] opens it in place instead.
     pub fn open(blob: &'a [u8]) -> Result<Self, Error> {
+        let mut place = None;
+        Self::open_in(&mut place, blob)?;
+        place.ok_or(Error::NoLayers)
+    }
+
+    /// [`Model::open`] into `place`, without moving the model: the stack it takes is that of
+    /// validation (a few hundred bytes) plus the model wherever `place` lives. On error `place` is `None`.
+    #[inline(never)]
+    pub fn open_in<'p>(place: &'p mut Option<Self>, blob: &'a [u8]) -> Result<&'p Self, Error> {
+        *place = None;
         let (header, data) = parse(blob)?;
-        let mut model = Self::from_parts(header, data)?;
         // `parse` has checked the closing CRC-32, so the last four bytes are there and trusted.
         let mut crc = [0u8; 4];
         if let Some(tail) = blob.get(blob.len().saturating_sub(CRC_LEN)..) {
             crc.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
         }
-        model.id = u32::from_le_bytes(crc);
-        Ok(model)
+        let model = place.insert(Self {
+            input: Input {
+                kind: InputKind::Tokens,
+                steps: None,
+            },
+            io: IoLayout {
+                input: format::InputLayout::BatchFirst,
+                output: format::OutputLayout::BatchFirst,
+            },
+            meta: Meta {
+                name: "",
+                source: "",
+                producer: "",
+            },
+            layers: heapless::Vec::new(),
+            tensors: heapless::Vec::new(),
+            data,
+            plans: heapless::Vec::new(),
+            recurrent_state: 0,
+            cell_scratch: 0,
+            max_width: 0,
+            stream_keep: None,
+            streamable: false,
+            id: u32::from_le_bytes(crc),
+        });
+        if let Err(error) = model.load(header) {
+            *place = None;
+            return Err(error);
+        }
+        place.as_ref().ok_or(Error::NoLayers)
     }
 
-    fn from_parts(header: Header<'a>, data: Data<'a>) -> Result<Self, Error> {
-        if header.layers.is_empty() {
+    /// Decodes the header field by field and validates each layer as it comes, so no more than one
+    /// decoded layer is alive at a time.
+    #[inline(never)]
+    fn load(&mut self, header: &'a [u8]) -> Result<(), Error> {
+        let (input, rest) =
+            postcard::take_from_bytes::<Input>(header).map_err(|_| Error::BadHeader)?;
+        let (count, layer_bytes) = take_length(rest).ok_or(Error::BadHeader)?;
+        if count > MAX_LAYERS {
+            return Err(Error::BadHeader);
+        }
+        if count == 0 {
             return Err(Error::NoLayers);
         }
-        let input_width = match header.input.kind {
+        let input_width = match input.kind {
             InputKind::Features(n) => check_width(n, u8::MAX)?,
             InputKind::Tokens => 0,
         };
-        if let Some(steps) = header.input.steps {
+        if let Some(steps) = input.steps {
             if steps == 0 || steps > MAX_STEPS {
                 return Err(Error::TooLarge { layer: u8::MAX });
             }
         }
-        check_io(&header.io)?;
 
-        let mut layers = heapless::Vec::new();
-        let mut plans = heapless::Vec::new();
-        let mut width = input_width;
-        let mut sequence = true;
-        let mut state = 0usize;
-        let mut cell_scratch = 0usize;
-        let mut max_width = input_width.max(1);
-        let mut streamable = true;
-        let mut stream_keep: Option<usize> = None;
-        let mut fixed_steps = header.input.steps.map(|s| s as usize);
-
-        for (index, layer) in header.layers.iter().enumerate() {
+        let mut walk = Walk {
+            kind: input.kind,
+            width: input_width,
+            sequence: true,
+            state: 0,
+            cell_scratch: 0,
+            max_width: input_width.max(1),
+            streamable: true,
+            stream_keep: None,
+            fixed_steps: input.steps.map(|s| s as usize),
+        };
+        let mut rest = layer_bytes;
+        for index in 0..count {
             let id = index as u8;
-            let resolved = layer.clone().try_map(|t| resolve(data, &t, id))?;
-            check_dtypes(&resolved, id)?;
-            let plan_in = width;
-            let state_offset = state;
-            match &resolved {
-                Layer::Embedding(e) => {
-                    if index != 0 || header.input.kind != InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if e.table.rows == 0 || e.table.rows > MAX_VOCAB as usize {
-                        return Err(Error::TooLarge { layer: id });
-                    }
-                    width = check_width(e.table.cols as u32, id)?;
-                }
-                Layer::Recurrent(r) => {
-                    if !sequence || (index == 0 && header.input.kind == InputKind::Tokens) {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if stream_keep.is_some() {
-                        // A recurrent layer after a crop re-reads a window: windowed only.
-                        streamable = false;
-                    }
-                    let hidden = check_recurrent(r, width, id)?;
-                    let directions = if r.backward.is_some() { 2 } else { 1 };
-                    if !matches!(r.direction, Direction::Forward) {
-                        streamable = false;
-                    }
-                    state += directions * cell::state_words(r.cell, hidden);
-                    cell_scratch = cell_scratch.max(cell::scratch_words(r.cell, hidden));
-                    width = match r.direction {
-                        Direction::Bidirectional(Merge::Concat) => 2 * hidden,
-                        _ => hidden,
-                    };
-                    sequence = r.return_sequences;
-                    if !sequence {
-                        fixed_steps = Some(1);
-                    }
-                }
-                Layer::Dense(d) => {
-                    if index == 0 && header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if d.weight.cols != width {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    let units = check_width(d.weight.rows as u32, id)?;
-                    if let Some(b) = &d.bias {
-                        check_shape(b, units, 1, id)?;
-                    }
-                    width = units;
-                }
-                Layer::Crop { start, end } => {
-                    if !sequence || index == 0 && header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    let (start, end) = (*start as usize, *end as usize);
-                    let kept = match fixed_steps {
-                        Some(steps) => {
-                            let kept = steps.saturating_sub(start).saturating_sub(end);
-                            if kept == 0 {
-                                return Err(Error::LayerMismatch { layer: id });
-                            }
-                            Some(kept)
-                        }
-                        None => None,
-                    };
-                    fixed_steps = kept;
-                    match (end, kept, stream_keep) {
-                        (0, Some(kept), None) => stream_keep = Some(kept),
-                        _ => streamable = false,
-                    }
-                }
-                Layer::LastStep => {
-                    if !sequence || index == 0 && header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if stream_keep.is_some() {
-                        streamable = false;
-                    }
-                    sequence = false;
-                    fixed_steps = Some(1);
-                }
-                Layer::KeepLast { steps } => {
-                    if !sequence || *steps == 0 || *steps > MAX_STEPS {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    let steps = *steps as usize;
-                    if let Some(fixed) = fixed_steps {
-                        if fixed < steps {
-                            return Err(Error::LayerMismatch { layer: id });
-                        }
-                    }
-                    fixed_steps = Some(steps);
-                    match stream_keep {
-                        None => stream_keep = Some(steps),
-                        Some(_) => streamable = false,
-                    }
-                }
-            }
-            max_width = max_width.max(width);
-            layers
-                .push(resolved)
+            let (compact, plan, after) =
+                store_layer(rest, &mut self.tensors, self.data, &mut walk, id)?;
+            rest = after;
+            self.layers
+                .push(compact)
                 .map_err(|_| Error::TooLarge { layer: id })?;
-            plans
-                .push(Plan {
-                    input_width: plan_in,
-                    output_width: width,
-                    sequence_out: sequence,
-                    state_offset,
-                })
+            self.plans
+                .push(plan)
                 .map_err(|_| Error::TooLarge { layer: id })?;
         }
-        if header.input.kind == InputKind::Tokens
-            && !matches!(layers.first(), Some(Layer::Embedding(_)))
+        let (io, rest) =
+            postcard::take_from_bytes::<IoLayout>(rest).map_err(|_| Error::BadHeader)?;
+        check_io(&io)?;
+        let (meta, rest) =
+            postcard::take_from_bytes::<Meta<'a>>(rest).map_err(|_| Error::BadHeader)?;
+        if !rest.is_empty() {
+            return Err(Error::BadHeader);
+        }
+        if input.kind == InputKind::Tokens
+            && !matches!(self.layers.first(), Some(Layer::Embedding(_)))
         {
             return Err(Error::LayerMismatch { layer: 0 });
         }
-        Ok(Self {
-            input: header.input,
-            io: header.io,
-            meta: header.meta,
-            layers,
-            plans,
-            recurrent_state: state,
-            cell_scratch,
-            max_width,
-            stream_keep,
-            streamable,
-            id: 0,
-        })
+        self.input = input;
+        self.io = io;
+        self.meta = meta;
+        self.recurrent_state = walk.state;
+        self.cell_scratch = walk.cell_scratch;
+        self.max_width = walk.max_width;
+        self.stream_keep = walk.stream_keep;
+        self.streamable = walk.streamable;
+        Ok(())
     }
 
     /// An identity for the model: the CRC-32 that closes its blob. Two blobs with the same bytes have the
@@ -271,9 +230,24 @@ impl<'a> Model<'a> {
         self.meta
     }
 
-    /// The layers, with their tensors resolved to views into the blob.
-    pub fn layers(&self) -> &[Layer<Mat<'a>>] {
+    /// The layers, first to last, with their tensors resolved to views into the blob.
+    pub fn layers(&self) -> Layers<'_, 'a> {
+        Layers {
+            layers: self.layers.iter(),
+            tensors: &self.tensors,
+            data: self.data,
+        }
+    }
+
+    /// The layers with their tensors as indices (see [`Model::weights`]); cheaper to walk than
+    /// [`Model::layers`] where few tensors are needed.
+    pub(crate) fn compact_layers(&self) -> &[Layer<u8>] {
         &self.layers
+    }
+
+    /// The tensors of one direction of a compact recurrent layer.
+    pub(crate) fn weights(&self, weights: &CellWeights<u8>) -> CellWeights<Mat<'a>> {
+        resolve_weights(weights, &self.tensors, self.data)
     }
 
     pub(crate) fn plans(&self) -> &[Plan] {
@@ -386,8 +360,7 @@ impl<'a> Model<'a> {
 
     /// Multiply-accumulates of one streaming step (bidirectional layers counted in both directions).
     pub fn macs_per_step(&self) -> usize {
-        self.layers
-            .iter()
+        self.layers()
             .map(|layer| match layer {
                 Layer::Recurrent(r) => {
                     let one = r.forward.kernel.len()
@@ -402,15 +375,267 @@ impl<'a> Model<'a> {
     }
 }
 
+/// What opening has learnt from the layers so far.
+struct Walk {
+    kind: InputKind,
+    /// Width of the data leaving the last layer seen.
+    width: usize,
+    /// Whether that data is a sequence.
+    sequence: bool,
+    /// State words so far.
+    state: usize,
+    cell_scratch: usize,
+    max_width: usize,
+    streamable: bool,
+    stream_keep: Option<usize>,
+    /// Timesteps of the data, when they are known before a window arrives.
+    fixed_steps: Option<usize>,
+}
+
+impl Walk {
+    /// Checks layer `index` against what came before it and returns its plan.
+    fn check(&mut self, index: usize, layer: &Layer<u8>, pool: Pool<'_>) -> Result<Plan, Error> {
+        let id = index as u8;
+        check_dtypes(layer, pool, id)?;
+        let plan_in = self.width;
+        let state_offset = self.state;
+        match layer {
+            Layer::Embedding(e) => {
+                if index != 0 || self.kind != InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let table = pool.get(e.table);
+                if table.rows == 0 || table.rows > MAX_VOCAB {
+                    return Err(Error::TooLarge { layer: id });
+                }
+                self.width = check_width(table.cols, id)?;
+            }
+            Layer::Recurrent(r) => {
+                if !self.sequence || (index == 0 && self.kind == InputKind::Tokens) {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                if self.stream_keep.is_some() {
+                    // A recurrent layer after a crop re-reads a window: windowed only.
+                    self.streamable = false;
+                }
+                let hidden = check_recurrent(r, pool, self.width, id)?;
+                let directions = if r.backward.is_some() { 2 } else { 1 };
+                if !matches!(r.direction, Direction::Forward) {
+                    self.streamable = false;
+                }
+                self.state += directions * cell::state_words(r.cell, hidden);
+                self.cell_scratch = self.cell_scratch.max(cell::scratch_words(r.cell, hidden));
+                self.width = match r.direction {
+                    Direction::Bidirectional(Merge::Concat) => 2 * hidden,
+                    _ => hidden,
+                };
+                self.sequence = r.return_sequences;
+                if !self.sequence {
+                    self.fixed_steps = Some(1);
+                }
+            }
+            Layer::Dense(d) => {
+                if index == 0 && self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let weight = pool.get(d.weight);
+                if weight.cols as usize != self.width {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let units = check_width(weight.rows, id)?;
+                if let Some(b) = d.bias {
+                    check_shape(pool.get(b), units, 1, id)?;
+                }
+                self.width = units;
+            }
+            Layer::Crop { start, end } => {
+                if !self.sequence || index == 0 && self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let (start, end) = (*start as usize, *end as usize);
+                let kept = match self.fixed_steps {
+                    Some(steps) => {
+                        let kept = steps.saturating_sub(start).saturating_sub(end);
+                        if kept == 0 {
+                            return Err(Error::LayerMismatch { layer: id });
+                        }
+                        Some(kept)
+                    }
+                    None => None,
+                };
+                self.fixed_steps = kept;
+                match (end, kept, self.stream_keep) {
+                    (0, Some(kept), None) => self.stream_keep = Some(kept),
+                    _ => self.streamable = false,
+                }
+            }
+            Layer::LastStep => {
+                if !self.sequence || index == 0 && self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                if self.stream_keep.is_some() {
+                    self.streamable = false;
+                }
+                self.sequence = false;
+                self.fixed_steps = Some(1);
+            }
+            Layer::KeepLast { steps } => {
+                if !self.sequence || *steps == 0 || *steps > MAX_STEPS {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let steps = *steps as usize;
+                if let Some(fixed) = self.fixed_steps {
+                    if fixed < steps {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                }
+                self.fixed_steps = Some(steps);
+                match self.stream_keep {
+                    None => self.stream_keep = Some(steps),
+                    Some(_) => self.streamable = false,
+                }
+            }
+        }
+        self.max_width = self.max_width.max(self.width);
+        Ok(Plan {
+            input_width: plan_in,
+            output_width: self.width,
+            sequence_out: self.sequence,
+            state_offset,
+        })
+    }
+}
+
+/// A tensor of a validated model, compactly: where it lies in the data section and its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stored {
+    /// Byte offset of the values in the data section.
+    offset: u32,
+    /// Byte offset of an int8 tensor's row scales, or [`Stored::F32`] for an f32 tensor.
+    scale: u32,
+    rows: u32,
+    cols: u32,
+}
+
+impl Stored {
+    /// The `scale` of an f32 tensor (no valid scale offset is `u32::MAX`: it is not a multiple of 16).
+    const F32: u32 = u32::MAX;
+
+    /// Views the tensor in the data section; `None` if it lies outside.
+    #[inline]
+    fn view<'a>(&self, data: Data<'a>) -> Option<Mat<'a>> {
+        let (rows, cols) = (self.rows as usize, self.cols as usize);
+        let len = rows.checked_mul(cols)?;
+        let start = self.offset as usize;
+        let values = if self.scale == Self::F32 {
+            Values::F32(floats(data, start, len)?)
+        } else {
+            Values::I8 {
+                values: data.bytes.get(start..start.checked_add(len)?)?,
+                scales: floats(data, self.scale as usize, rows)?,
+            }
+        };
+        Some(Mat { values, rows, cols })
+    }
+}
+
+/// The layers of a [`Model`], first to last, each resolved to views into the blob as it is reached.
+#[derive(Clone, Debug)]
+pub struct Layers<'m, 'a> {
+    layers: core::slice::Iter<'m, Layer<u8>>,
+    tensors: &'m [Stored],
+    data: Data<'a>,
+}
+
+impl<'a> Iterator for Layers<'_, 'a> {
+    type Item = Layer<Mat<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let layer = self.layers.next()?;
+        Some(resolve(layer, self.tensors, self.data))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.layers.size_hint()
+    }
+}
+
+/// Views the tensors of a compact layer in the data section. `Model::open` has resolved every one of
+/// them, so no lookup fails; were one to, it would read as an empty matrix (which the kernels treat as
+/// zeros) rather than panic. Built field by field rather than through [`Layer::try_map`], whose
+/// by-value moves of a ~0.4 kB layer cost more than the lookups.
+fn resolve<'a>(layer: &Layer<u8>, tensors: &[Stored], data: Data<'a>) -> Layer<Mat<'a>> {
+    let mat = |i: u8| view(i, tensors, data);
+    let weights = |w: &CellWeights<u8>| resolve_weights(w, tensors, data);
+    match layer {
+        Layer::Recurrent(r) => Layer::Recurrent(Recurrent {
+            cell: r.cell,
+            hidden: r.hidden,
+            activation: r.activation,
+            gate_activation: r.gate_activation,
+            clip: r.clip,
+            direction: r.direction,
+            return_sequences: r.return_sequences,
+            forward: weights(&r.forward),
+            backward: r.backward.as_ref().map(weights),
+        }),
+        Layer::Dense(d) => Layer::Dense(format::Dense {
+            weight: mat(d.weight),
+            bias: d.bias.map(mat),
+            activation: d.activation,
+        }),
+        Layer::Embedding(e) => Layer::Embedding(format::Embedding {
+            table: mat(e.table),
+        }),
+        Layer::Crop { start, end } => Layer::Crop {
+            start: *start,
+            end: *end,
+        },
+        Layer::KeepLast { steps } => Layer::KeepLast { steps: *steps },
+        Layer::LastStep => Layer::LastStep,
+    }
+}
+
+/// Tensor `i` viewed in the data section (an empty matrix if it were missing; see [`resolve`]).
+#[inline]
+fn view<'a>(i: u8, tensors: &[Stored], data: Data<'a>) -> Mat<'a> {
+    tensors
+        .get(usize::from(i))
+        .and_then(|t| t.view(data))
+        .unwrap_or(Mat {
+            values: Values::F32(&[]),
+            rows: 0,
+            cols: 0,
+        })
+}
+
+fn resolve_weights<'a>(
+    w: &CellWeights<u8>,
+    tensors: &[Stored],
+    data: Data<'a>,
+) -> CellWeights<Mat<'a>> {
+    let mat = |i: u8| view(i, tensors, data);
+    CellWeights {
+        kernel: mat(w.kernel),
+        recurrent: mat(w.recurrent),
+        bias: w.bias.map(mat),
+        recurrent_bias: w.recurrent_bias.map(mat),
+        peephole: w.peephole.map(mat),
+        initial_h: w.initial_h.map(mat),
+        initial_c: w.initial_c.map(mat),
+    }
+}
+
 /// The data section, as bytes and as the same bytes viewed as `f32`s.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Data<'a> {
     bytes: &'a [u8],
     floats: &'a [f32],
 }
 
-/// Checks the preamble, checksum and header; returns the header and the data section.
-fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
+/// Checks the preamble and checksum; returns the postcard header bytes and the data section.
+fn parse(blob: &[u8]) -> Result<(&[u8], Data<'_>), Error> {
     let min = PREAMBLE_LEN + CRC_LEN;
     if blob.len() < min {
         return Err(Error::Truncated {
@@ -453,14 +678,9 @@ fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
     {
         return Err(Error::BadPreamble);
     }
-    let (header, rest) =
-        postcard::take_from_bytes::<Header<'_>>(header_bytes).map_err(|_| Error::BadHeader)?;
-    if !rest.is_empty() {
-        return Err(Error::BadHeader);
-    }
     let data = body.get(data_offset..).ok_or(Error::BadPreamble)?;
     Ok((
-        header,
+        header_bytes,
         Data {
             bytes: data,
             floats: as_f32(data)?,
@@ -480,6 +700,18 @@ fn as_f32(bytes: &[u8]) -> Result<&[f32], Error> {
         return Err(Error::Misaligned);
     }
     Ok(floats)
+}
+
+/// Reads a postcard sequence length (an unsigned LEB128 varint of at most 5 bytes here).
+fn take_length(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut value = 0usize;
+    for (i, &byte) in bytes.iter().enumerate().take(5) {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, bytes.get(i + 1..)?));
+        }
+    }
+    None
 }
 
 fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
@@ -503,32 +735,156 @@ fn check_io(io: &IoLayout) -> Result<(), Error> {
     }
 }
 
-/// Bounds- and alignment-checks one tensor (and the scales of an int8 one) and views it.
-fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Error> {
+/// Decodes the next layer from the header bytes, checking every tensor of it as it comes (bounds,
+/// alignment, element type, finite int8 scales) and adding it to `tensors`; then checks the layer against
+/// what came before (`walk`). Returns the layer with its tensors as indices into `tensors`, its plan, and
+/// the bytes after it.
+#[inline(never)]
+fn store_layer<'h>(
+    bytes: &'h [u8],
+    tensors: &mut heapless::Vec<Stored, MAX_TENSORS>,
+    data: Data<'_>,
+    walk: &mut Walk,
+    id: u8,
+) -> Result<(Layer<u8>, Plan, &'h [u8]), Error> {
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let mut store = |t: TensorRef| -> Result<u8, Error> {
+        let stored = check_tensor(data, &t, id)?;
+        let index = u8::try_from(tensors.len()).map_err(|_| Error::TooLarge { layer: id })?;
+        tensors
+            .push(stored)
+            .map_err(|_| Error::TooLarge { layer: id })?;
+        Ok(index)
+    };
+    let layer = wire::layer(&mut de, &mut store)?;
+    let rest = de.finalize().map_err(|_| Error::BadHeader)?;
+    let plan = walk.check(usize::from(id), &layer, Pool(tensors))?;
+    Ok((layer, plan, rest))
+}
+
+/// The tensors of a model being opened, looked up by index.
+#[derive(Clone, Copy)]
+struct Pool<'t>(&'t [Stored]);
+
+impl Pool<'_> {
+    /// Tensor `i`; an index not (yet) in the table reads as an empty f32 tensor, which no shape check
+    /// accepts.
+    fn get(self, i: u8) -> Stored {
+        self.0.get(usize::from(i)).copied().unwrap_or(Stored {
+            offset: 0,
+            scale: Stored::F32,
+            rows: 0,
+            cols: 0,
+        })
+    }
+}
+
+/// Decoding a [`Layer`] with serde's derived code takes ~2 kB of stack on Cortex-M (a
+/// `Layer<TensorRef>` is ~350 bytes and the derived visitors move it several times). These functions
+/// decode the same postcard bytes field by field instead, and hand each tensor reference to `store` as
+/// soon as it is read, so the layer is built with one-byte tensor indices. The leaf types (cells,
+/// activations, tensor references) still go through serde; the test `wire_decoding_matches_serde`
+/// checks every layer kind against the derived decoder, so a change to the schema in `format.rs` that is
+/// not mirrored here fails it.
+mod wire {
+    use serde::Deserialize;
+
+    use crate::error::Error;
+    use crate::format::{CellWeights, Dense, Embedding, Layer, Recurrent, TensorRef};
+
+    type De<'a, 'b> = &'a mut postcard::Deserializer<'b, postcard::de_flavors::Slice<'b>>;
+    type Store<'s> = &'s mut dyn FnMut(TensorRef) -> Result<u8, Error>;
+
+    fn take<'b, T: Deserialize<'b>>(de: De<'_, 'b>) -> Result<T, Error> {
+        T::deserialize(de).map_err(|_| Error::BadHeader)
+    }
+
+    fn tensor(de: De<'_, '_>, store: Store<'_>) -> Result<u8, Error> {
+        store(take(de)?)
+    }
+
+    fn optional(de: De<'_, '_>, store: Store<'_>) -> Result<Option<u8>, Error> {
+        take::<Option<TensorRef>>(de)?.map(store).transpose()
+    }
+
+    /// A layer: a varint variant index, then the variant's fields in declaration order.
+    pub(super) fn layer(de: De<'_, '_>, store: Store<'_>) -> Result<Layer<u8>, Error> {
+        Ok(match take::<u32>(de)? {
+            0 => Layer::Recurrent(Recurrent {
+                cell: take(de)?,
+                hidden: take(de)?,
+                activation: take(de)?,
+                gate_activation: take(de)?,
+                clip: take(de)?,
+                direction: take(de)?,
+                return_sequences: take(de)?,
+                forward: cell_weights(de, store)?,
+                // An option: a 0 or 1 byte, then the value.
+                backward: match take::<u8>(de)? {
+                    0 => None,
+                    1 => Some(cell_weights(de, store)?),
+                    _ => return Err(Error::BadHeader),
+                },
+            }),
+            1 => Layer::Dense(Dense {
+                weight: tensor(de, store)?,
+                bias: optional(de, store)?,
+                activation: take(de)?,
+            }),
+            2 => Layer::Embedding(Embedding {
+                table: tensor(de, store)?,
+            }),
+            3 => Layer::Crop {
+                start: take(de)?,
+                end: take(de)?,
+            },
+            4 => Layer::KeepLast { steps: take(de)? },
+            5 => Layer::LastStep,
+            _ => return Err(Error::BadHeader),
+        })
+    }
+
+    fn cell_weights(de: De<'_, '_>, store: Store<'_>) -> Result<CellWeights<u8>, Error> {
+        Ok(CellWeights {
+            kernel: tensor(de, store)?,
+            recurrent: tensor(de, store)?,
+            bias: optional(de, store)?,
+            recurrent_bias: optional(de, store)?,
+            peephole: optional(de, store)?,
+            initial_h: optional(de, store)?,
+            initial_c: optional(de, store)?,
+        })
+    }
+}
+
+/// Bounds- and alignment-checks one tensor (and the scales of an int8 one).
+fn check_tensor(data: Data<'_>, t: &TensorRef, layer: u8) -> Result<Stored, Error> {
     let bad = Error::BadTensor { layer };
     if t.offset as usize % TENSOR_ALIGN != 0 {
         return Err(bad);
     }
-    let (rows, cols) = (t.rows as usize, t.cols as usize);
-    let len = rows.checked_mul(cols).ok_or(bad)?;
-    let start = t.offset as usize;
-    let values = match (t.dtype, t.scale) {
-        (DType::F32, None) => Values::F32(floats(data, start, len).ok_or(bad)?),
+    let scale = match (t.dtype, t.scale) {
+        (DType::F32, None) => Stored::F32,
         (DType::I8, Some(scale)) => {
-            let end = start.checked_add(len).ok_or(bad)?;
-            let values = data.bytes.get(start..end).ok_or(bad)?;
-            let scale = scale as usize;
-            let scales = (scale % TENSOR_ALIGN == 0)
-                .then(|| floats(data, scale, rows))
-                .flatten()
-                .filter(|s| s.iter().all(|v| v.is_finite()))
-                .ok_or(Error::BadScale { layer })?;
-            Values::I8 { values, scales }
+            if scale as usize % TENSOR_ALIGN != 0
+                || !floats(data, scale as usize, t.rows as usize)
+                    .is_some_and(|s| s.iter().all(|v| v.is_finite()))
+            {
+                return Err(Error::BadScale { layer });
+            }
+            scale
         }
         (DType::I8, None) => return Err(Error::BadScale { layer }),
         (DType::F32, Some(_)) => return Err(bad),
     };
-    Ok(Mat { values, rows, cols })
+    let stored = Stored {
+        offset: t.offset,
+        scale,
+        rows: t.rows,
+        cols: t.cols,
+    };
+    stored.view(data).ok_or(bad)?;
+    Ok(stored)
 }
 
 /// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
@@ -539,8 +895,8 @@ fn floats(data: Data<'_>, offset: usize, len: usize) -> Option<&[f32]> {
 
 /// Int8 is for weight matrices and embedding tables; every vector (bias, peephole, initial state) stays
 /// f32.
-fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
-    let vector = |t: &Option<Mat<'_>>| t.as_ref().is_some_and(|m| m.dtype() != DType::F32);
+fn check_dtypes(layer: &Layer<u8>, pool: Pool<'_>, id: u8) -> Result<(), Error> {
+    let vector = |t: &Option<u8>| t.is_some_and(|i| pool.get(i).scale != Stored::F32);
     let bad = match layer {
         Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
             .into_iter()
@@ -562,8 +918,8 @@ fn check_dtypes(layer: &Layer<Mat<'_>>, id: u8) -> Result<(), Error> {
     }
 }
 
-fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
-    if m.rows == rows && m.cols == cols {
+fn check_shape(m: Stored, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
+    if m.rows as usize == rows && m.cols as usize == cols {
         Ok(())
     } else {
         Err(Error::TensorShape { layer })
@@ -571,7 +927,12 @@ fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), E
 }
 
 /// Checks a recurrent layer against its input width; returns its hidden size.
-fn check_recurrent(r: &Recurrent<Mat<'_>>, input: usize, layer: u8) -> Result<usize, Error> {
+fn check_recurrent(
+    r: &Recurrent<u8>,
+    pool: Pool<'_>,
+    input: usize,
+    layer: u8,
+) -> Result<usize, Error> {
     let hidden = check_width(r.hidden, layer)?;
     let unsupported = Error::UnsupportedLayer { layer };
     let elementwise = |a: Activation| !matches!(a, Activation::Softmax);
@@ -585,48 +946,49 @@ fn check_recurrent(r: &Recurrent<Mat<'_>>, input: usize, layer: u8) -> Result<us
     }
     match (r.direction, &r.backward) {
         (Direction::Bidirectional(_), Some(backward)) => {
-            check_cell(r.cell, backward, input, hidden, layer)?
+            check_cell(r.cell, backward, pool, input, hidden, layer)?
         }
         (Direction::Forward | Direction::Reverse, None) => {}
         _ => return Err(Error::LayerMismatch { layer }),
     }
-    check_cell(r.cell, &r.forward, input, hidden, layer)?;
+    check_cell(r.cell, &r.forward, pool, input, hidden, layer)?;
     Ok(hidden)
 }
 
 fn check_cell(
     cell: Cell,
-    w: &CellWeights<Mat<'_>>,
+    w: &CellWeights<u8>,
+    pool: Pool<'_>,
     input: usize,
     hidden: usize,
     layer: u8,
 ) -> Result<(), Error> {
     let rows = cell.gates() * hidden;
-    if w.kernel.cols != input {
+    if pool.get(w.kernel).cols as usize != input {
         return Err(Error::LayerMismatch { layer });
     }
-    check_shape(&w.kernel, rows, input, layer)?;
-    check_shape(&w.recurrent, rows, hidden, layer)?;
-    if let Some(b) = &w.bias {
-        check_shape(b, rows, 1, layer)?;
+    check_shape(pool.get(w.kernel), rows, input, layer)?;
+    check_shape(pool.get(w.recurrent), rows, hidden, layer)?;
+    if let Some(b) = w.bias {
+        check_shape(pool.get(b), rows, 1, layer)?;
     }
     let unsupported = Error::UnsupportedLayer { layer };
     match (&w.recurrent_bias, cell) {
         (None, _) => {}
-        (Some(b), Cell::Gru { reset_after: true }) => check_shape(b, rows, 1, layer)?,
+        (Some(b), Cell::Gru { reset_after: true }) => check_shape(pool.get(*b), rows, 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
     match (&w.peephole, cell) {
         (None, _) => {}
-        (Some(p), Cell::Lstm { .. }) => check_shape(p, 3 * hidden, 1, layer)?,
+        (Some(p), Cell::Lstm { .. }) => check_shape(pool.get(*p), 3 * hidden, 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
-    if let Some(h) = &w.initial_h {
-        check_shape(h, hidden, 1, layer)?;
+    if let Some(h) = w.initial_h {
+        check_shape(pool.get(h), hidden, 1, layer)?;
     }
     match (&w.initial_c, cell) {
         (None, _) => {}
-        (Some(c), Cell::Lstm { .. }) => check_shape(c, hidden, 1, layer)?,
+        (Some(c), Cell::Lstm { .. }) => check_shape(pool.get(*c), hidden, 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
     Ok(())
@@ -638,7 +1000,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::format::{Dense, InputLayout, OutputLayout, TENSOR_ALIGN};
+    use crate::format::{Dense, Header, InputLayout, OutputLayout, TENSOR_ALIGN};
     use crate::Runtime;
 
     /// A blob holding one Dense layer `y = W x + b` with `W = [[1, 2, 3], [4, 5, 6]]`, `b = [0.5, -1]`.
@@ -813,6 +1175,128 @@ mod tests {
                 Some(Error::Misaligned)
             );
         }
+    }
+
+    /// Every layer kind, with every optional tensor present and absent.
+    fn all_layer_kinds() -> Vec<Layer<TensorRef>> {
+        let t = |n: u32| tensor(DType::F32, n, n + 1, 16 * n, None);
+        let q = |n: u32| tensor(DType::I8, n, 3, 16 * n, Some(32 * n));
+        let full = CellWeights {
+            kernel: t(1),
+            recurrent: q(2),
+            bias: Some(t(3)),
+            recurrent_bias: Some(t(4)),
+            peephole: Some(t(5)),
+            initial_h: Some(t(6)),
+            initial_c: Some(t(7)),
+        };
+        let bare = CellWeights {
+            kernel: q(8),
+            recurrent: t(9),
+            bias: None,
+            recurrent_bias: None,
+            peephole: None,
+            initial_h: None,
+            initial_c: None,
+        };
+        let recurrent = |forward, backward, direction| {
+            Layer::Recurrent(Recurrent {
+                cell: Cell::Gru { reset_after: true },
+                hidden: 300,
+                activation: Activation::Tanh,
+                gate_activation: Activation::Sigmoid,
+                clip: Some(2.5),
+                direction,
+                return_sequences: false,
+                forward,
+                backward,
+            })
+        };
+        std::vec![
+            recurrent(
+                full.clone(),
+                Some(bare.clone()),
+                Direction::Bidirectional(Merge::Ave)
+            ),
+            recurrent(bare, None, Direction::Reverse),
+            Layer::Dense(Dense {
+                weight: t(10),
+                bias: None,
+                activation: Activation::Softmax,
+            }),
+            Layer::Dense(Dense {
+                weight: q(11),
+                bias: Some(t(12)),
+                activation: Activation::Relu,
+            }),
+            Layer::Embedding(format::Embedding { table: t(200) }),
+            Layer::Crop {
+                start: 3,
+                end: 70000
+            },
+            Layer::KeepLast { steps: 129 },
+            Layer::LastStep,
+        ]
+    }
+
+    #[test]
+    fn wire_decoding_matches_serde() {
+        for layer in all_layer_kinds() {
+            let bytes = postcard::to_allocvec(&layer).unwrap();
+            let mut seen = Vec::new();
+            let mut de = postcard::Deserializer::from_bytes(&bytes);
+            let compact = wire::layer(&mut de, &mut |t| {
+                seen.push(t);
+                Ok((seen.len() - 1) as u8)
+            })
+            .unwrap();
+            assert!(de.finalize().unwrap().is_empty(), "{layer:?}");
+            let back = compact
+                .try_map(|i| seen.get(usize::from(i)).copied().ok_or(()))
+                .unwrap();
+            assert_eq!(back, layer);
+            // Truncated encodings are errors.
+            for n in 0..bytes.len() {
+                let mut de = postcard::Deserializer::from_bytes(&bytes[..n]);
+                assert!(
+                    wire::layer(&mut de, &mut |_| Ok(0)).is_err(),
+                    "{layer:?} at {n}"
+                );
+            }
+        }
+    }
+
+    /// What lets a small part open a model: the model is a few compact tables, not sixteen resolved
+    /// layers (~7 kB on a 32-bit target before). The bound is for 64-bit hosts, where pointers and
+    /// `usize` are twice as wide; `firmware/` measures the Cortex-M figure.
+    #[test]
+    fn a_model_stays_small() {
+        let size = core::mem::size_of::<Model<'static>>();
+        assert!(size <= 2600, "Model is {size} bytes");
+    }
+
+    #[test]
+    fn open_in_fills_the_place_or_leaves_it_empty() {
+        let blob = dense_blob();
+        let (words, len) = placed(&blob, 0);
+        let bytes = view(&words, 0, len);
+        let mut place = None;
+        let id = Model::open_in(&mut place, bytes).unwrap().id();
+        assert_eq!(id, Model::open(bytes).unwrap().id());
+        assert!(place.is_some());
+        assert_eq!(
+            Model::open_in(&mut place, &bytes[..len - 1]).err(),
+            Some(Error::Checksum {
+                stored: u32::from_le_bytes([
+                    bytes[len - 5],
+                    bytes[len - 4],
+                    bytes[len - 3],
+                    bytes[len - 2]
+                ]),
+                computed: CRC.checksum(&bytes[..len - 5]),
+            })
+        );
+        assert!(place.is_none());
     }
 
     #[test]

@@ -72,7 +72,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
     /// Returns every state to its initial value (constant initial states, or zeros).
     pub fn reset(&mut self) {
         self.state.iter_mut().for_each(|v| *v = 0.0);
-        for (layer, plan) in self.model.layers().iter().zip(self.model.plans()) {
+        let model = self.model;
+        for (layer, plan) in model.compact_layers().iter().zip(model.plans()) {
             if let Layer::Recurrent(r) = layer {
                 let words = cell::state_words(r.cell, r.hidden as usize);
                 let directions = [Some(&r.forward), r.backward.as_ref()];
@@ -80,7 +81,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                     let offset = plan.state_offset + d * words;
                     if let Some(slot) = self.state.get_mut(offset..offset + words) {
                         let (h, c) = slot.split_at_mut(r.hidden as usize);
-                        cell::reset(weights, h, c);
+                        cell::reset(&model.weights(weights), h, c);
                     }
                 }
             }
@@ -160,7 +161,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                         got: 0,
                     });
                 }
-                if let Some(Layer::Embedding(e)) = model.layers().first() {
+                if let Some(Layer::Embedding(e)) = model.layers().next() {
                     let vocab = e.table.rows;
                     if let Some(&token) = ids.iter().find(|&&t| t as usize >= vocab) {
                         return Err(Error::TokenOutOfRange {
@@ -210,10 +211,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
             copy(cur, x);
         }
         let (recurrent_state, history) = self.state.split_at_mut(model.recurrent_state());
-        for (layer, plan) in model.layers().iter().zip(model.plans()) {
+        for (layer, plan) in model.layers().zip(model.plans()) {
             let x = cur.get(..plan.input_width).unwrap_or(&[]);
             let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
-            match layer {
+            match &layer {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         let token = ids.first().copied().unwrap_or(0) as usize;
@@ -286,10 +287,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
             copy(cur, x);
         }
         let mut t = steps;
-        for (layer, plan) in model.layers().iter().zip(model.plans()) {
+        for (layer, plan) in model.layers().zip(model.plans()) {
             let (w_in, w_out) = (plan.input_width, plan.output_width);
             let x = cur.get(..t * w_in).unwrap_or(&[]);
-            match layer {
+            match &layer {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         for (row, &token) in next.chunks_exact_mut(w_out).zip(ids) {

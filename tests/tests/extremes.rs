@@ -30,13 +30,12 @@ fn bounded(model: &Model<'_>) -> bool {
     };
     model
         .layers()
-        .iter()
-        .rev()
-        .find_map(|layer| match layer {
+        .filter_map(|layer| match layer {
             Layer::Dense(d) => Some(bounded(d.activation)),
             Layer::Recurrent(r) => Some(bounded(r.activation)),
             _ => None,
         })
+        .last()
         .unwrap_or(false)
 }
 

@@ -51,6 +51,13 @@ fn main() -> ! {
     let open_stack = open_model_stack();
     sayln!("stack used by Model::open: {} bytes", open_stack);
     measure::paint_stack();
+    let open_in_stack = open_in_model_stack();
+    sayln!(
+        "stack used by Model::open_in: {} bytes (model {} bytes)",
+        open_in_stack,
+        core::mem::size_of::<tinyrnn::Model<'static>>()
+    );
+    measure::paint_stack();
     let code = match run() {
         Ok(()) => {
             sayln!(
@@ -220,6 +227,17 @@ fn open_model_stack() -> usize {
     let opened = core::hint::black_box(tinyrnn::Model::open(core::hint::black_box(MODEL)));
     core::hint::black_box(&opened);
     drop(opened);
+    measure::stack_used() - before
+}
+
+/// Stack high-water mark of opening the model in place, the model's own bytes included.
+#[inline(never)]
+fn open_in_model_stack() -> usize {
+    let before = measure::stack_used();
+    let mut place = None;
+    let opened = tinyrnn::Model::open_in(&mut place, core::hint::black_box(MODEL)).is_ok();
+    core::hint::black_box((opened, &place));
+    drop(place);
     measure::stack_used() - before
 }
 
