@@ -137,6 +137,8 @@ fn run() -> Result<(), &'static str> {
         for _ in 0..8 {
             timed.push(&sample).map_err(report)?;
         }
+        let pushed = push_stack(&mut timed, &sample);
+        sayln!("stack used by Forecaster::push (run_window): {} bytes", pushed);
         const PUSHES: u32 = 100;
         measure::timer_start();
         for _ in 0..PUSHES {
@@ -238,6 +240,16 @@ fn open_in_model_stack() -> usize {
     let opened = tinyrnn::Model::open_in(&mut place, core::hint::black_box(MODEL)).is_ok();
     core::hint::black_box((opened, &place));
     drop(place);
+    measure::stack_used() - before
+}
+
+/// Stack high-water mark of one push with a full window (a whole `Runtime::run_window`).
+#[inline(never)]
+fn push_stack(forecaster: &mut Forecaster<'_, '_, W>, sample: &[f32]) -> usize {
+    measure::paint_stack();
+    let before = measure::stack_used();
+    let pushed = forecaster.push(core::hint::black_box(sample)).is_ok();
+    core::hint::black_box(pushed);
     measure::stack_used() - before
 }
 
