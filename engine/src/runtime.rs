@@ -53,7 +53,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: memory.len(),
             });
         }
-        let (state, scratch) = memory.split_at_mut(needed);
+        let got = memory.len();
+        let (state, scratch) = memory
+            .split_at_mut_checked(needed)
+            .ok_or(Error::BufferTooSmall { needed, got })?;
         let mut runtime = Self {
             model,
             state,
@@ -79,8 +82,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 let directions = [Some(&r.forward), r.backward.as_ref()];
                 for (d, weights) in directions.into_iter().flatten().enumerate() {
                     let offset = plan.state_offset + d * words;
-                    if let Some(slot) = self.state.get_mut(offset..offset + words) {
-                        let (h, c) = slot.split_at_mut(r.hidden as usize);
+                    let slot = self.state.get_mut(offset..offset + words);
+                    if let Some((h, c)) =
+                        slot.and_then(|s| s.split_at_mut_checked(r.hidden as usize))
+                    {
                         cell::reset(&model.weights(weights), h, c);
                     }
                 }
@@ -103,7 +108,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: state.len(),
             });
         }
-        self.state.copy_from_slice(state);
+        copy(self.state, state);
         self.seen = self.model.step_output_steps();
         Ok(())
     }
@@ -146,13 +151,13 @@ impl<'m, 'b> Runtime<'m, 'b> {
         match (source, model.input().kind) {
             (Source::Features(x), crate::format::InputKind::Features(n)) => {
                 let n = n as usize;
-                if x.is_empty() || x.len() % n != 0 {
+                if x.is_empty() || x.len().checked_rem(n) != Some(0) {
                     return Err(Error::InputLength {
                         expected: n,
                         got: x.len(),
                     });
                 }
-                Ok(x.len() / n)
+                Ok(x.len().checked_div(n).unwrap_or(0))
             }
             (Source::Tokens(ids), crate::format::InputKind::Tokens) => {
                 if ids.is_empty() {
@@ -205,12 +210,19 @@ impl<'m, 'b> Runtime<'m, 'b> {
             });
         }
         let width = model.max_width();
-        let (mut cur, rest) = self.scratch.split_at_mut(width);
-        let (mut next, cells) = rest.split_at_mut(width);
+        let too_small = Error::BufferTooSmall {
+            needed: needed + self.state.len(),
+            got: self.scratch.len() + self.state.len(),
+        };
+        let (mut cur, rest) = self.scratch.split_at_mut_checked(width).ok_or(too_small)?;
+        let (mut next, cells) = rest.split_at_mut_checked(width).ok_or(too_small)?;
         if let Source::Features(x) = source {
             copy(cur, x);
         }
-        let (recurrent_state, history) = self.state.split_at_mut(model.recurrent_state());
+        let (recurrent_state, history) = self
+            .state
+            .split_at_mut_checked(model.recurrent_state())
+            .ok_or(too_small)?;
         for (layer, plan) in model.layers().zip(model.plans()) {
             let x = cur.get(..plan.input_width).unwrap_or(&[]);
             let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
@@ -281,8 +293,15 @@ impl<'m, 'b> Runtime<'m, 'b> {
         }
         self.reset();
         let sequence = steps * model.max_width();
-        let (mut cur, rest) = self.scratch.split_at_mut(sequence);
-        let (mut next, cells) = rest.split_at_mut(sequence);
+        let too_small = Error::BufferTooSmall {
+            needed: needed.total(),
+            got: self.scratch.len() + self.state.len(),
+        };
+        let (mut cur, rest) = self
+            .scratch
+            .split_at_mut_checked(sequence)
+            .ok_or(too_small)?;
+        let (mut next, cells) = rest.split_at_mut_checked(sequence).ok_or(too_small)?;
         if let Source::Features(x) = source {
             copy(cur, x);
         }
@@ -293,8 +312,12 @@ impl<'m, 'b> Runtime<'m, 'b> {
             match &layer {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
-                        for (row, &token) in next.chunks_exact_mut(w_out).zip(ids) {
-                            kernels::row(&e.table, token as usize, row);
+                        // Row by row through `get`: a zip of `chunks_exact` keeps a division by the
+                        // chunk size that the compiler cannot prove non-zero (a panic path).
+                        for (k, &token) in ids.iter().enumerate() {
+                            if let Some(row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                                kernels::row(&e.table, token as usize, row);
+                            }
                         }
                     }
                 }
@@ -306,8 +329,11 @@ impl<'m, 'b> Runtime<'m, 'b> {
                     }
                 }
                 Layer::Dense(d) => {
-                    for (x_row, y_row) in x.chunks_exact(w_in).zip(next.chunks_exact_mut(w_out)) {
-                        dense(d, x_row, y_row);
+                    for k in 0..t {
+                        let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
+                        if let Some(y_row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                            dense(d, x_row, y_row);
+                        }
                     }
                 }
                 Layer::Crop { start, end } => {

@@ -138,7 +138,10 @@ fn run() -> Result<(), &'static str> {
             timed.push(&sample).map_err(report)?;
         }
         let pushed = push_stack(&mut timed, &sample);
-        sayln!("stack used by Forecaster::push (run_window): {} bytes", pushed);
+        sayln!(
+            "stack used by Forecaster::push (run_window): {} bytes",
+            pushed
+        );
         const PUSHES: u32 = 100;
         measure::timer_start();
         for _ in 0..PUSHES {
