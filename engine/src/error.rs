@@ -118,7 +118,8 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
-    /// Saved stream state bytes are damaged: bad magic, unknown layout or checksum mismatch.
+    /// Saved stream state bytes are damaged (bad magic, unknown layout, checksum mismatch, bytes that
+    /// `save_state` does not write), or a state to restore holds a NaN or an infinity.
     StateCorrupt,
     /// Saved stream state was written by another model (or another window length or mode).
     StateModel {
@@ -129,6 +130,14 @@ pub enum Error {
     },
     /// A replacement model does not take the same input or give the same forecast shape as the running one.
     ModelMismatch,
+    /// An input value is NaN or infinite. The sample was not used: the state is as it was.
+    NonFiniteInput {
+        /// Position of the first such value in the input.
+        index: usize,
+    },
+    /// A streaming step left a NaN or an infinity in the state: finite inputs too large for the model. The
+    /// state was reset to its initial value, so the stream goes on from scratch with the next sample.
+    StateOverflow,
 }
 
 impl fmt::Display for Error {
@@ -200,7 +209,10 @@ impl fmt::Display for Error {
             Error::StateBytes { expected, got } => {
                 write!(f, "saved state has {got} bytes, this stream's state has {expected}")
             }
-            Error::StateCorrupt => write!(f, "saved state is damaged (magic, layout or checksum)"),
+            Error::StateCorrupt => write!(
+                f,
+                "saved state is damaged (magic, layout, checksum or a non-finite value)"
+            ),
             Error::StateModel { expected, got } => write!(
                 f,
                 "saved state belongs to model {got:#010x}, this stream runs model {expected:#010x}"
@@ -208,6 +220,14 @@ impl fmt::Display for Error {
             Error::ModelMismatch => write!(
                 f,
                 "the new model's input or forecast shape differs from the running model's"
+            ),
+            Error::NonFiniteInput { index } => write!(
+                f,
+                "input value {index} is NaN or infinite; the sample was not used"
+            ),
+            Error::StateOverflow => write!(
+                f,
+                "the state overflowed to NaN or infinity (inputs too large for the model); it was reset"
             ),
         }
     }

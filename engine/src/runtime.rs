@@ -100,13 +100,17 @@ impl<'m, 'b> Runtime<'m, 'b> {
     }
 
     /// Restores a state saved by [`Runtime::state`] from a runtime of the same model. A restored
-    /// runtime counts as warmed up.
+    /// runtime counts as warmed up. A state holding a NaN or an infinity is refused
+    /// ([`Error::StateCorrupt`]): a step never leaves one.
     pub fn restore_state(&mut self, state: &[f32]) -> Result<(), Error> {
         if state.len() != self.state.len() {
             return Err(Error::StateLength {
                 expected: self.state.len(),
                 got: state.len(),
             });
+        }
+        if state.iter().any(|v| !v.is_finite()) {
+            return Err(Error::StateCorrupt);
         }
         copy(self.state, state);
         self.seen = self.model.step_output_steps();
@@ -156,6 +160,9 @@ impl<'m, 'b> Runtime<'m, 'b> {
                         expected: n,
                         got: x.len(),
                     });
+                }
+                if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::NonFiniteInput { index });
                 }
                 Ok(x.len().checked_div(n).unwrap_or(0))
             }
@@ -247,6 +254,11 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
             }
             core::mem::swap(&mut cur, &mut next);
+        }
+        if recurrent_state.iter().any(|v| !v.is_finite()) {
+            // A NaN or infinity in the state would stay there for good; start over instead.
+            self.reset();
+            return Err(Error::StateOverflow);
         }
         let out_width = model.output_width();
         let last = cur.get(..out_width).unwrap_or(&[]);

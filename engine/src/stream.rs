@@ -219,6 +219,13 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 }
             }
             Mode::Window { steps } => {
+                // Checked before the window changes: a NaN kept in it would spoil the next `steps`
+                // forecasts.
+                let scaler = &self.scaler;
+                let finite = |(f, s): (usize, &f32)| scaler.scale_input(f, *s).is_finite();
+                if let Some(index) = sample.iter().enumerate().position(|x| !finite(x)) {
+                    return Err(Error::NonFiniteInput { index });
+                }
                 let values = steps * features;
                 if self.window.len() + features > values {
                     // Slide by one sample: drop the oldest, keep the rest oldest first.
@@ -338,6 +345,15 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
             let at = STATE_HEADER + 4 * i;
             f32::from_le_bytes(take(body.get(at..).unwrap_or(&[])))
         });
+        // Saved state is canonical: every word finite, and zeros past the valid ones (what `save_state`
+        // writes). Anything else was not written by `save_state`, whatever its checksum says.
+        let canonical = values
+            .clone()
+            .enumerate()
+            .all(|(i, v)| v.is_finite() && (i < valid || v.to_bits() == 0));
+        if !canonical {
+            return Err(Error::StateCorrupt);
+        }
         match self.mode {
             Mode::Stream => self.runtime.restore_state_values(values),
             Mode::Window { .. } => {
