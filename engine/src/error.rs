@@ -36,7 +36,8 @@ pub enum Error {
     Misaligned,
     /// The model has no layers.
     NoLayers,
-    /// A tensor lies outside the data section, is misaligned, or has an unsupported element type.
+    /// A tensor lies outside the data section, is misaligned, has an unsupported element type, or holds a
+    /// NaN or an infinity.
     BadTensor {
         /// Layer holding the tensor.
         layer: u8,
@@ -166,7 +167,7 @@ impl fmt::Display for Error {
             Error::NoLayers => write!(f, "model has no layers"),
             Error::BadTensor { layer } => write!(
                 f,
-                "layer {layer}: a tensor lies outside the data section, is misaligned or has an unsupported type"
+                "layer {layer}: a tensor lies outside the data section, is misaligned, has an unsupported type or holds a NaN or an infinity"
             ),
             Error::BadScale { layer } => write!(
                 f,

@@ -883,8 +883,11 @@ fn check_tensor(data: Data<'_>, t: &TensorRef, layer: u8) -> Result<Stored, Erro
         rows: t.rows,
         cols: t.cols,
     };
-    stored.view(data).ok_or(bad)?;
-    Ok(stored)
+    // A NaN or an infinity in a weight or an initial state would poison every state it touches.
+    match stored.view(data).ok_or(bad)?.values {
+        Values::F32(values) if values.iter().any(|v| !v.is_finite()) => Err(bad),
+        _ => Ok(stored),
+    }
 }
 
 /// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
@@ -1128,6 +1131,24 @@ mod tests {
             &int8_data(2.0),
         );
         assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+    }
+
+    /// Found by the `open_and_step` fuzz target: a blob whose f32 tensor (here an initial state) held a
+    /// NaN opened, and its state started poisoned. Every f32 value must be finite.
+    #[test]
+    fn non_finite_f32_values_are_refused() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut data = Vec::new();
+            for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, bad] {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+            let blob = dense_blob_with(
+                tensor(DType::F32, 2, 3, 0, None),
+                Some(tensor(DType::F32, 2, 1, 32, None)),
+                &data,
+            );
+            assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+        }
     }
 
     /// Copies bytes to `offset` bytes past a 16-byte boundary.

@@ -338,7 +338,11 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         }
         let words = self.state_words();
         let valid = field(4) as usize;
-        if field(3) as usize != words || valid > words {
+        let valid_ok = match self.mode {
+            Mode::Stream => valid == words,
+            Mode::Window { .. } => valid <= words,
+        };
+        if field(3) as usize != words || !valid_ok {
             return Err(Error::StateCorrupt);
         }
         let values = (0..words).map(|i| {

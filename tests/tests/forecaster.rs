@@ -355,6 +355,12 @@ fn forged_state_with_a_good_checksum_is_refused() {
             padding[20 + 4 * (words - 1)] = 0x2f;
             forged.push(padding);
         }
+        if steps.is_none() {
+            // Streaming: every word is valid; a state claiming fewer is forged.
+            let mut short = saved.clone();
+            short[16..20].copy_from_slice(&0u32.to_le_bytes());
+            forged.push(short);
+        }
         for bad in [f32::NAN, f32::INFINITY] {
             let mut value = saved.clone();
             value[20..24].copy_from_slice(&bad.to_le_bytes());
