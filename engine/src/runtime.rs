@@ -255,23 +255,29 @@ impl<'m, 'b> Runtime<'m, 'b> {
             }
             core::mem::swap(&mut cur, &mut next);
         }
-        if recurrent_state.iter().any(|v| !v.is_finite()) {
+        let out_width = model.output_width();
+        let last = cur.get(..out_width).unwrap_or(&[]);
+        if model.stream_keep().is_some() {
+            // The history is a shift register of the last `keep` outputs, oldest first.
+            history.copy_within(out_width.min(history.len()).., 0);
+            let newest = history.len().saturating_sub(out_width);
+            copy(history.get_mut(newest..).unwrap_or(&mut []), last);
+        }
+        if recurrent_state
+            .iter()
+            .chain(history.iter())
+            .any(|v| !v.is_finite())
+        {
             // A NaN or infinity in the state would stay there for good; start over instead.
             self.reset();
             return Err(Error::StateOverflow);
         }
-        let out_width = model.output_width();
-        let last = cur.get(..out_width).unwrap_or(&[]);
         match model.stream_keep() {
             None => {
                 copy(output, last);
                 Ok(Status::Ready)
             }
             Some(keep) => {
-                // The history is a shift register of the last `keep` outputs, oldest first.
-                history.copy_within(out_width.min(history.len()).., 0);
-                let newest = history.len().saturating_sub(out_width);
-                copy(history.get_mut(newest..).unwrap_or(&mut []), last);
                 copy(output, history);
                 self.seen = (self.seen + 1).min(keep);
                 Ok(if self.seen == keep {
