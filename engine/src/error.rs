@@ -139,6 +139,8 @@ pub enum Error {
     /// A streaming step left a NaN or an infinity in the state: finite inputs too large for the model. The
     /// state was reset to its initial value, so the stream goes on from scratch with the next sample.
     StateOverflow,
+    /// Neither flash slot holds an intact record with a blob that opens ([`crate::slot::boot`]).
+    NoBootableSlot,
 }
 
 impl fmt::Display for Error {
@@ -225,6 +227,10 @@ impl fmt::Display for Error {
             Error::NonFiniteInput { index } => write!(
                 f,
                 "input value {index} is NaN or infinite; the sample was not used"
+            ),
+            Error::NoBootableSlot => write!(
+                f,
+                "neither flash slot holds an intact record and a blob that opens"
             ),
             Error::StateOverflow => write!(
                 f,

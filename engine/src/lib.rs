@@ -45,5 +45,5 @@ pub mod stream;
 pub use error::Error;
 pub use model::{Memory, Model};
 pub use runtime::{Runtime, Status};
-pub use slot::ModelSlot;
+pub use slot::{boot, ModelSlot};
 pub use stream::{Forecaster, Identity, Mode, Scaler};

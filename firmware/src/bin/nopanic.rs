@@ -43,6 +43,7 @@ fn main() -> ! {
         exercise_runtime(&model);
         exercise_forecaster(&model);
     }
+    let _ = black_box(tinyrnn::boot([running, download]).map(|b| (b.slot, b.model.id())));
     if let Ok(mut slot) = ModelSlot::new(running) {
         let _ = black_box(slot.replace(download));
         exercise_forecaster(slot.model());
