@@ -62,14 +62,14 @@ fn extreme_inputs_follow_the_bad_number_policy() {
         let mut out = vec![0.0; model.output_len(steps).unwrap()];
         let normal = rng.values(steps * width, 1.0);
         for round in 0..24 {
+            // Half the rounds draw only finite extremes, so huge and tiny values run, not just get refused.
+            let pool: Vec<f32> = EXTREMES
+                .into_iter()
+                .filter(|v| round % 2 == 0 || v.is_finite())
+                .collect();
             let input: Vec<f32> = (0..steps * width)
                 .map(|_| {
-                    EXTREMES[rng.below(EXTREMES.len())]
-                        * if round % 2 == 0 {
-                            1.0
-                        } else {
-                            rng.uniform(1.0)
-                        }
+                    pool[rng.below(pool.len())] * if round % 4 < 2 { 1.0 } else { rng.uniform(1.0) }
                 })
                 .collect();
             let mut runtime = Runtime::new(&model, &mut memory).unwrap();
@@ -134,7 +134,10 @@ fn extreme_inputs_follow_the_bad_number_policy() {
         "{checked} extreme windows, {refused} refused, {overflowed} streaming overflows reset"
     );
     assert!(checked > 1000, "{checked}");
-    assert!(refused > 100, "{refused}");
+    assert!(
+        refused > 100 && checked - refused > 500,
+        "{refused} of {checked}"
+    );
 }
 
 /// A state that overflows is reset to the initial state, and the stream goes on from there.
