@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tinyrnn::format::{
     align_up, DType, Header, Layer, Meta, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC,
-    MAX_LAYERS, PREAMBLE_LEN,
+    MAX_LAYERS, MAX_TENSORS, PREAMBLE_LEN,
 };
 
 use crate::spec::{ModelSpec, Tensor};
@@ -18,6 +18,24 @@ pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
         "model '{}' has {} layers; a blob holds at most {MAX_LAYERS}",
         spec.name,
         spec.layers.len()
+    );
+    let tensors: usize = spec
+        .layers
+        .iter()
+        .map(|layer| {
+            let mut count = 0;
+            let _ = layer.clone().try_map(|_| {
+                count += 1;
+                Ok::<(), ()>(())
+            });
+            count
+        })
+        .sum();
+    ensure!(
+        tensors <= MAX_TENSORS,
+        "model '{}' has {tensors} tensors (weights, biases, initial states); the engine holds at most \
+         {MAX_TENSORS}",
+        spec.name
     );
     let mut data: Vec<u8> = Vec::new();
     let mut layers = heapless::Vec::<Layer<TensorRef>, MAX_LAYERS>::new();
