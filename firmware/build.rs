@@ -9,6 +9,8 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let layout = if env::var_os("CARGO_FEATURE_STM32F411").is_some() {
         "memory/stm32f411.x"
+    } else if env::var_os("CARGO_FEATURE_MICROBIT").is_some() {
+        "memory/microbit.x"
     } else {
         "memory/mps2-an386.x"
     };

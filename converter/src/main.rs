@@ -5,13 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tinyrnn_converter::{compare, import, npy, quantize, report, run, spec, write};
+use tinyrnn_converter::train::{CellKind, Head};
+use tinyrnn_converter::trainer::{self, ColumnRange, ScaleChoice, SplitChoice};
+use tinyrnn_converter::{calibrate, compare, import, npy, quantize, report, run, spec, write};
 
 #[derive(Parser)]
 #[command(
     name = "tinyrnn",
     version,
-    about = "Recurrent networks for microcontrollers: import, inspect and run model blobs"
+    about = "Recurrent networks for microcontrollers: train, import, inspect and run model blobs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,41 +22,82 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a trained model (Keras .keras/.h5, ONNX .onnx) into a tinyrnn blob.
+    /// Convert a trained model (Keras .keras/.h5, ONNX .onnx, PyTorch .safetensors, NumPy .npz) into a
+    /// tinyrnn blob.
     Import {
         /// The model file; its format is detected from its contents.
         model: PathBuf,
+        /// PyTorch/NumPy state dicts only: the forward pass, where tensor names and shapes leave it open.
+        /// The file's modules in order, `last` for `out[:, -1, :]`, options after a colon, e.g.
+        /// "embedding, lstm, last, fc1:relu, fc2" (README, "Importing PyTorch and NumPy").
+        #[arg(long, value_name = "DESCRIPTION")]
+        arch: Option<String>,
+        /// A token model's vocabulary, when the model file does not carry it: a JSON array of words
+        /// (Keras `get_vocabulary()`), or {"chars": "..."} for a character model.
+        #[arg(long, value_name = "VOCAB.json")]
+        vocab: Option<PathBuf>,
         /// Where to write the blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
         /// Write the model quantized to this numeric mode instead of f32.
         #[arg(long, value_name = "MODE")]
         quantize: Option<quantize::Mode>,
+        /// Calibration data for --quantize (see `tinyrnn quantize --calibrate`).
+        #[arg(long, value_name = "X.npy|X.csv", requires = "quantize")]
+        calibrate: Option<PathBuf>,
     },
-    /// Quantize an f32 blob: int8 weights with one scale per row (i8w), and report its error and size.
+    /// Quantize an f32 blob to int8 weights (i8w) or to integer-only inference (i8x16), and report its
+    /// error and size.
     Quantize {
         /// The f32 blob.
         model: PathBuf,
         /// The numeric mode.
         #[arg(long, value_enum)]
         mode: quantize::Mode,
-        /// An input batch (.npy, laid out as `tinyrnn run` reads it) on which to measure the error against
-        /// f32, per output.
-        #[arg(long, value_name = "X.npy")]
+        /// Calibration data: an input batch (.npy, laid out as `tinyrnn run` reads it) or a CSV (a header
+        /// row, then one numeric column per input feature and one row per timestep). i8x16 chooses its
+        /// fixed-point formats from the first 80% of the windows; the error against f32 is measured on
+        /// the rest.
+        #[arg(long, value_name = "X.npy|X.csv")]
         calibrate: Option<PathBuf>,
         /// Where to write the quantized blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
     },
-    /// Run a blob over a batch read from .npy, laid out as the source framework lays it out.
+    /// Learn a forecaster from a CSV: windows of input columns forecast the next rows of target
+    /// columns. Writes the blob (with its scalers, settings and test metrics) and two plots.
+    Train(TrainArgs),
+    /// Recompute a trained blob's test metrics on a CSV under the protocol stored in the blob.
+    Eval {
+        /// A blob written by `tinyrnn train`.
+        model: PathBuf,
+        /// The CSV it was trained on.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+    },
+    /// Run a blob over a batch read from .npy, laid out as the source framework lays it out; or, with
+    /// --csv, forecast in raw units at every row of a CSV, as a device would.
     Run {
         /// The blob.
         model: PathBuf,
         /// Input batch: Keras (batch, time, features) or (batch, time) token ids; ONNX as its layout says.
-        #[arg(short, long, value_name = "X.npy")]
-        input: PathBuf,
-        /// Where to write the output (float32 .npy); printed when absent.
-        #[arg(short, long, value_name = "Y.npy")]
+        #[arg(
+            short,
+            long,
+            value_name = "X.npy",
+            required_unless_present = "csv",
+            conflicts_with = "csv"
+        )]
+        input: Option<PathBuf>,
+        /// A CSV holding the model's input columns (by name); each row is pushed through the blob's
+        /// scalers and the engine, and every forecast is written in raw units.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
+        /// With --csv: the timestamp column, when it is not called date, time or timestamp.
+        #[arg(long, value_name = "NAME", requires = "csv")]
+        time_column: Option<String>,
+        /// Where to write the output (float32 .npy, or CSV with --csv); printed when absent.
+        #[arg(short, long, value_name = "OUT")]
         output: Option<PathBuf>,
         /// The source framework's output for the same input: fail unless every value is within
         /// 1e-5 + 1e-4·|reference|.
@@ -66,21 +109,179 @@ enum Command {
     Inspect {
         /// The blob.
         model: PathBuf,
-        /// An input batch (.npy, laid out as `tinyrnn run` reads it) on which to measure each quantized
-        /// mode's error against f32, per output.
-        #[arg(long, value_name = "X.npy")]
+        /// An input batch (.npy laid out as `tinyrnn run` reads it, or a CSV as `quantize --calibrate`
+        /// takes it) on which to calibrate i8x16 (first 80% of the windows) and measure each quantized
+        /// mode's error against f32 (the rest), per output.
+        #[arg(long, value_name = "X.npy|X.csv")]
         data: Option<PathBuf>,
     },
-    /// The bundled example end to end: import the KPI forecaster trained in Keras, write its blob, run it
-    /// windowed against Keras' own outputs, then stream one window sample by sample.
+    /// Generate text with a token model (one-to-many: each drawn token is fed back in).
+    Generate {
+        /// The blob; it must carry a vocabulary.
+        model: PathBuf,
+        /// Text to start from.
+        #[arg(long, default_value = " ")]
+        prime: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 200)]
+        length: usize,
+        /// Sampling temperature: 1 follows the model, lower is more conservative, 0 always takes the
+        /// most likely token.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// Seed of the sampler: the same seed gives the same text, here and on a device.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Score a text with a token model (e.g. a sentiment classifier).
+    Classify {
+        /// The blob; it must carry a vocabulary.
+        model: PathBuf,
+        /// The text.
+        text: String,
+    },
+    /// The bundled example end to end: train a KPI forecaster on the bundled synthetic KPI CSV, save
+    /// its blob and plots, evaluate it, stream raw samples through the engine; then import the same
+    /// kind of model trained in Keras and check it against Keras' own outputs.
     Demo {
-        /// Folder with kpi_forecaster.keras, input.npy and expected.npy.
+        /// Folder with kpi.csv, kpi_forecaster.keras, input.npy and expected.npy.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/kpi"))]
         example: PathBuf,
-        /// Where to write the blob.
-        #[arg(short, long, default_value = "out/kpi_forecaster.trnn")]
+        /// Folder for the blobs and plots.
+        #[arg(short, long, default_value = "out")]
         output: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The CSV: a header row, then one row per timestep; a date/time/timestamp column is kept aside.
+    #[arg(long, value_name = "FILE")]
+    csv: PathBuf,
+    /// The timestamp column, when it is not called date, time or timestamp.
+    #[arg(long, value_name = "NAME")]
+    time_column: Option<String>,
+    /// Input feature columns, comma-separated.
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',', required = true)]
+    inputs: Vec<String>,
+    /// Target columns to forecast, comma-separated.
+    #[arg(long, value_name = "A,B", value_delimiter = ',', required = true)]
+    targets: Vec<String>,
+    /// Rows per input window.
+    #[arg(long)]
+    window: usize,
+    /// Rows to forecast after each window.
+    #[arg(long)]
+    horizon: usize,
+    /// Rows between training windows (validation and test use every row).
+    #[arg(long, default_value_t = 1)]
+    stride: usize,
+    /// Scaling of columns without --range, fitted on the training rows only.
+    #[arg(long, value_enum, default_value_t = ScaleChoice::Zscore)]
+    scale: ScaleChoice,
+    /// A physical range for a column, mapped to 0..1 (overrides --scale for it); repeatable.
+    #[arg(long = "range", value_name = "COL=MIN:MAX")]
+    ranges: Vec<ColumnRange>,
+    /// Chronological train,val,test split: row counts (8640,2880,2880) or fractions.
+    #[arg(long, value_name = "TRAIN,VAL,TEST", default_value = "0.7,0.1,0.2")]
+    split: SplitChoice,
+    /// Recurrent cell.
+    #[arg(long, value_enum, default_value_t = CellKind::Gru)]
+    cell: CellKind,
+    /// Stacked recurrent layers.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    /// Hidden size of each recurrent layer.
+    #[arg(long, default_value_t = 32)]
+    hidden: usize,
+    /// Read each window in both directions (windowed models only).
+    #[arg(long)]
+    bidirectional: bool,
+    /// dense: the last state predicts horizon × targets at once; keep-last: the last `horizon` steps of
+    /// the sequence output, each mapped to the targets (the seed's many-to-many form).
+    #[arg(long, value_enum, default_value_t = Head::Dense)]
+    head: Head,
+    /// Subtract each window's last value from its inputs and add it back to the forecast, in the model.
+    #[arg(long)]
+    window_norm: bool,
+    /// A linear path from the window straight into the forecast.
+    #[arg(long)]
+    skip: bool,
+    /// With --skip: one linear map per target instead of one shared by all targets.
+    #[arg(long, requires = "skip")]
+    skip_per_target: bool,
+    /// Most passes over the training windows.
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    /// Windows per minibatch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Clip the gradients' global norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f32,
+    /// Stop after this many epochs without a better validation loss (best weights kept).
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Seed for initialisation and shuffling: the same seed gives the same model.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the blob.
+    #[arg(short, long, value_name = "OUT.trnn")]
+    output: PathBuf,
+    /// Folder for the plots (default: the blob's folder).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    fn request(self) -> trainer::Request {
+        let settings = trainer::Settings {
+            csv: self
+                .csv
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            time_column: self.time_column,
+            inputs: self.inputs,
+            targets: self.targets,
+            window: self.window,
+            horizon: self.horizon,
+            stride: self.stride,
+            split: self.split,
+            scale: self.scale,
+            ranges: self.ranges,
+            cell: trainer::cell_name(self.cell).into(),
+            layers: self.layers,
+            hidden: self.hidden,
+            bidirectional: self.bidirectional,
+            head: trainer::head_name(self.head).into(),
+            window_norm: self.window_norm,
+            skip: self.skip,
+            skip_per_target: self.skip_per_target,
+            epochs: self.epochs,
+            batch: self.batch,
+            learning_rate: self.lr,
+            clip_norm: self.clip,
+            patience: self.patience,
+            seed: self.seed,
+        };
+        let plots = self.plots.or_else(|| {
+            Some(
+                self.output
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            )
+        });
+        trainer::Request {
+            csv: self.csv,
+            settings,
+            output: self.output,
+            plots,
+            quiet: false,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -97,13 +298,19 @@ fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Import {
             model,
+            arch,
+            vocab,
             output,
             quantize,
+            calibrate,
         } => {
-            let spec = import::import(&model)?;
+            let mut spec = import::import_with_arch(&model, arch.as_deref())?;
+            if let Some(path) = vocab {
+                spec.vocabulary = Some(tinyrnn_converter::vocab::read(&path)?);
+            }
             match quantize {
                 None => {
-                    let blob = write::to_blob(&spec)
+                    let blob = write::to_blob_with_self_test(&spec)
                         .with_context(|| format!("writing {}", output.display()))?;
                     write_blob(&output, &blob)?;
                     print!("{}", describe(&output, &blob)?);
@@ -111,7 +318,7 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 Some(mode) => {
                     let f32_blob = write::to_blob(&spec)?;
-                    quantize_and_report(&f32_blob, mode, None, &output)
+                    quantize_and_report(&f32_blob, mode, calibrate.as_deref(), &output)
                 }
             }
         }
@@ -125,13 +332,65 @@ fn execute(cli: Cli) -> Result<()> {
             quantize_and_report(&blob, mode, calibrate.as_deref(), &output)
                 .with_context(|| format!("quantizing {}", model.display()))
         }
+        Command::Train(args) => trainer::train(&args.request()).map(|_| ()),
+        Command::Eval { model, csv } => {
+            let blob = read_blob(&model)?;
+            let (now, stored) = trainer::eval(&blob, &csv)
+                .with_context(|| format!("evaluating {} on {}", model.display(), csv.display()))?;
+            println!(
+                "test split of {}: {} windows, metrics recomputed with the engine",
+                csv.display(),
+                now.windows
+            );
+            print!("{}", trainer::eval_table(&now, &stored));
+            let aligned = run::AlignedBlob::new(&blob);
+            if spec::ModelSpec::from_model(&aligned.open()?)?.is_quantized() {
+                println!("(a quantized blob: the stored metrics are those of its f32 model)");
+                return Ok(());
+            }
+            trainer::check_identical(&now, &stored)
+        }
         Command::Run {
             model,
             input,
+            csv: Some(csv),
+            time_column,
             output,
             expect,
         } => {
+            anyhow::ensure!(
+                expect.is_none(),
+                "--expect compares .npy outputs; it does not apply to --csv"
+            );
             let blob = read_blob(&model)?;
+            let _ = input;
+            let forecasts = trainer::run_csv(&blob, &csv, time_column.as_deref())
+                .with_context(|| format!("running {} on {}", model.display(), csv.display()))?;
+            let text = forecasts.to_csv();
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "wrote {} forecasts (raw units) to {}",
+                        forecasts.lines.len(),
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Run {
+            model,
+            input,
+            csv: None,
+            output,
+            expect,
+            ..
+        } => {
+            let blob = read_blob(&model)?;
+            let input = input.context("give --input X.npy or --csv FILE")?;
             let x = npy::read(&input)?;
             let y = run::run_batch(&blob, &x)
                 .with_context(|| format!("running {} on {}", model.display(), input.display()))?;
@@ -152,6 +411,7 @@ fn execute(cli: Cli) -> Result<()> {
             let blob = read_blob(&model)?;
             print!("{}", describe(&model, &blob)?);
             let aligned = run::AlignedBlob::new(&blob);
+            print!("{}", training_details(&aligned.open()?, blob.len()));
             let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
             if spec.is_quantized() {
                 if data.is_some() {
@@ -159,51 +419,277 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 return Ok(());
             }
-            let mode = quantize::Mode::I8w;
-            let quantized = match quantize::quantize(&spec, mode).and_then(|q| write::to_blob(&q)) {
-                Ok(q) => q,
-                Err(err) => {
-                    println!("\n{} is not available for this model: {err:#}", mode.name());
-                    return Ok(());
-                }
+            let data = match &data {
+                Some(path) => Some((path, calibrate::load(path, &spec)?)),
+                None => None,
             };
-            println!();
-            print!(
-                "{}",
-                report::modes(&[("f32", &blob), (mode.name(), &quantized)])
-            );
-            if let Some(path) = data {
-                let x = npy::read(&path)?;
-                let errors = quantize::error_per_output(&blob, &quantized, &x)
-                    .with_context(|| format!("measuring the error on {}", path.display()))?;
-                println!(
-                    "\nerror of {} against f32 on {}:",
-                    mode.name(),
-                    path.display()
-                );
-                print!("{}", report::accuracy(&errors));
+            let split = match &data {
+                Some((_, x)) => Some(calibrate::split(x, spec.io.input)?),
+                None => None,
+            };
+            let mut blobs: Vec<(&str, Vec<u8>)> = vec![("f32", blob.clone())];
+            for mode in [quantize::Mode::I8w, quantize::Mode::I8x16] {
+                let calibration = split.as_ref().map(|s| &s.calibration);
+                if mode.needs_calibration() && calibration.is_none() {
+                    println!(
+                        "\n{} needs calibration data for its formats: pass --data X.npy|X.csv",
+                        mode.name()
+                    );
+                    continue;
+                }
+                match quantize::quantize_with(&spec, mode, calibration)
+                    .and_then(|q| write::to_blob(&q))
+                {
+                    Ok(q) => blobs.push((mode.name(), q)),
+                    Err(err) => {
+                        println!("\n{} is not available for this model: {err:#}", mode.name())
+                    }
+                }
             }
+            println!();
+            let table: Vec<(&str, &[u8])> = blobs.iter().map(|(n, b)| (*n, &b[..])).collect();
+            print!("{}", report::modes(&table));
+            if let (Some((path, _)), Some(split)) = (&data, &split) {
+                for (name, quantized) in &blobs[1..] {
+                    let errors = quantize::error_per_output(&blob, quantized, &split.held_out)
+                        .with_context(|| format!("measuring the error on {}", path.display()))?;
+                    println!(
+                        "\nerror of {name} against f32 on {}:",
+                        held_out_text(path, split)
+                    );
+                    print!("{}", report::accuracy(&errors));
+                }
+            }
+            Ok(())
+        }
+        Command::Generate {
+            model,
+            prime,
+            length,
+            temperature,
+            seed,
+        } => {
+            let blob = read_blob(&model)?;
+            let text =
+                tinyrnn_converter::text::generate_text(&blob, &prime, length, temperature, seed)
+                    .with_context(|| format!("generating with {}", model.display()))?;
+            println!("{prime}{text}");
+            Ok(())
+        }
+        Command::Classify { model, text } => {
+            let blob = read_blob(&model)?;
+            let scores = tinyrnn_converter::text::classify(&blob, &text)
+                .with_context(|| format!("classifying with {}", model.display()))?;
+            let shown: Vec<String> = scores.iter().map(|s| format!("{s:.6}")).collect();
+            println!("{}", shown.join(" "));
             Ok(())
         }
         Command::Demo { example, output } => demo(&example, &output),
     }
 }
 
+/// The demo's training run: the seed's KPI forecaster (3 KPIs in with their physical ranges, CQI and
+/// DL PRB usage 2 steps ahead from windows of 5), a small GRU.
+fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let range = |column: &str, min: f32, max: f32| ColumnRange {
+        column: column.into(),
+        min,
+        max,
+    };
+    trainer::Request {
+        csv: csv.to_path_buf(),
+        settings: trainer::Settings {
+            csv: "kpi.csv".into(),
+            time_column: None,
+            inputs: strings(&["CQI", "UE_TX_POWER", "DL_PRB_USAGE_RATE"]),
+            targets: strings(&["CQI", "DL_PRB_USAGE_RATE"]),
+            window: 5,
+            horizon: 2,
+            stride: 1,
+            split: SplitChoice::Fractions {
+                train: 0.7,
+                val: 0.1,
+                test: 0.2,
+            },
+            scale: ScaleChoice::Zscore,
+            ranges: vec![
+                range("CQI", 0.0, 15.0),
+                range("UE_TX_POWER", -17.0, 23.0),
+                range("DL_PRB_USAGE_RATE", 0.0, 100.0),
+            ],
+            cell: trainer::cell_name(CellKind::Gru).into(),
+            layers: 1,
+            hidden: 8,
+            bidirectional: false,
+            head: trainer::head_name(Head::Dense).into(),
+            window_norm: false,
+            skip: false,
+            skip_per_target: false,
+            epochs: 60,
+            batch: 32,
+            learning_rate: 1e-3,
+            clip_norm: 1.0,
+            patience: 8,
+            seed: 0,
+        },
+        output: out.join("kpi.trnn"),
+        plots: Some(out.to_path_buf()),
+        quiet: true,
+    }
+}
+
 fn demo(example: &Path, output: &Path) -> Result<()> {
+    let example = example
+        .canonicalize()
+        .unwrap_or_else(|_| example.to_path_buf());
+    let example = example.as_path();
+    let csv = example.join("kpi.csv");
+    let request = demo_request(&csv, output);
+    println!(
+        "1. train a KPI forecaster on {} (synthetic KPIs, 10-minute steps)",
+        csv.display()
+    );
+    println!(
+        "   tinyrnn train --csv {} --inputs CQI,UE_TX_POWER,DL_PRB_USAGE_RATE \\\n     \
+         --targets CQI,DL_PRB_USAGE_RATE --window 5 --horizon 2 --range CQI=0:15 \\\n     \
+         --range UE_TX_POWER=-17:23 --range DL_PRB_USAGE_RATE=0:100 --cell gru --hidden 8 \\\n     \
+         --epochs 60 --patience 8 -o {}\n",
+        csv.display(),
+        request.output.display()
+    );
+    let trained = trainer::train(&request)?;
+
+    println!(
+        "\n2. evaluate {} on the test split again",
+        request.output.display()
+    );
+    let (now, stored) = trainer::eval(&trained.blob, &csv)?;
+    print!("{}", trainer::eval_table(&now, &stored));
+    trainer::check_identical(&now, &stored)?;
+    let persistence = &trained.info.outcome.test_persistence;
+    if let (Some(model), Some(naive)) = (now.overall(), persistence.overall()) {
+        println!(
+            "   test MSE {:.5} against {:.5} for persistence (repeating the last value): {:.0} % lower",
+            model.mse,
+            naive.mse,
+            100.0 * (1.0 - model.mse / naive.mse)
+        );
+    }
+
+    println!("\n3. describe the blob (what `tinyrnn inspect` prints)");
+    print!("{}", describe(&request.output, &trained.blob)?);
+
+    let int8_path = output.join("kpi-i8w.trnn");
+    println!(
+        "\n   quantized to int8 weights (tinyrnn quantize --mode i8w): {}",
+        int8_path.display()
+    );
+    let f32_spec = spec::ModelSpec::from_model(&run::AlignedBlob::new(&trained.blob).open()?)?;
+    let int8_blob =
+        write::to_blob_with_self_test(&quantize::quantize(&f32_spec, quantize::Mode::I8w)?)?;
+    std::fs::write(&int8_path, &int8_blob)
+        .with_context(|| format!("writing {}", int8_path.display()))?;
+    let (int8_test, _) = trainer::eval(&int8_blob, &csv)?;
+    if let (Some(q), Some(f)) = (int8_test.overall(), now.overall()) {
+        println!(
+            "   {} bytes instead of {}; test MSE {:.5} (f32 {:.5}), MAE {:.5} (f32 {:.5})",
+            int8_blob.len(),
+            trained.blob.len(),
+            q.mse,
+            f.mse,
+            q.mae,
+            f.mae
+        );
+    }
+
+    println!(
+        "\n4. stream raw samples through the engine's Forecaster, with the blob's own scalers"
+    );
+    demo_stream(&trained.blob, &csv)?;
+
+    println!();
+    demo_keras(example, &output.join("kpi_forecaster.trnn"))
+}
+
+/// Pushes the CSV's last rows, in raw units, through `Forecaster::new` and prints raw forecasts.
+fn demo_stream(blob: &[u8], csv: &Path) -> Result<()> {
+    const WINDOW_VALUES: usize = 16;
+    let aligned = run::AlignedBlob::new(blob);
+    let model = aligned.open()?;
+    let table = tinyrnn_converter::train::Table::read_csv(csv, None)?;
+    let columns: Vec<usize> = model
+        .meta()
+        .input_names()
+        .map(|n| table.column(n))
+        .collect::<Result<_>>()?;
+    let targets: Vec<usize> = model
+        .meta()
+        .output_names()
+        .map(|n| table.column(n))
+        .collect::<Result<_>>()?;
+    let mode = tinyrnn::Mode::of(&model)?;
+    let mut memory =
+        vec![0.0f32; tinyrnn::Forecaster::<WINDOW_VALUES>::memory_words(&model, mode)?];
+    let mut forecaster = tinyrnn::Forecaster::<WINDOW_VALUES>::new(&model, &mut memory)?;
+    println!(
+        "   {:<5} {:>6} {:>6} {:>6}      {:<29} actual t+1 | t+2",
+        "row", "CQI", "TX dBm", "PRB %", "forecast CQI PRB: t+1 | t+2"
+    );
+    let first = table.rows.saturating_sub(10);
+    for row in first..table.rows.saturating_sub(2) {
+        let sample: Vec<f32> = columns.iter().map(|&c| table.value(row, c)).collect();
+        let cells: Vec<String> = sample.iter().map(|v| format!("{v:>6.2}")).collect();
+        let forecast = forecaster.push(&sample)?;
+        let shown = match forecast {
+            None => "(window filling)".to_string(),
+            Some(f) => {
+                let pairs: Vec<String> = f
+                    .chunks(targets.len())
+                    .map(|step| {
+                        step.iter()
+                            .map(|v| format!("{v:6.2}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                let actual: Vec<String> = (1..=2)
+                    .map(|h| {
+                        targets
+                            .iter()
+                            .map(|&c| format!("{:6.2}", table.value(row + h, c)))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                format!("{:<29} {}", pairs.join(" | "), actual.join(" | "))
+            }
+        };
+        println!("   {row:<5} {}  ->  {shown}", cells.join(" "));
+    }
+    println!(
+        "   (raw units in and out: CQI 0-15, UE TX power dBm, PRB usage %; the blob scales them)"
+    );
+    Ok(())
+}
+
+fn demo_keras(example: &Path, output: &Path) -> Result<()> {
     let source = example.join("kpi_forecaster.keras");
-    println!("1. import {}", source.display());
+    println!(
+        "5. import {} (the same kind of model, trained in Keras)",
+        source.display()
+    );
     let spec = import::import(&source)?;
-    let blob = write::to_blob(&spec)?;
+    let blob = write::to_blob_with_self_test(&spec)?;
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(output, &blob).with_context(|| format!("writing {}", output.display()))?;
-    println!("   wrote {} ({} bytes)\n", output.display(), blob.len());
-    print!("{}", describe(output, &blob)?);
+    println!("   wrote {} ({} bytes)", output.display(), blob.len());
 
     let input = npy::read(&example.join("input.npy"))?;
     println!(
-        "\n2. run {} windows of {:?} through the engine",
+        "\n6. run {} windows of {:?} through the engine",
         input.shape[0],
         &input.shape[1..]
     );
@@ -217,7 +703,7 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
         anyhow::bail!("the engine returned integers");
     };
 
-    println!("\n3. stream the last window one sample at a time (state kept between calls)");
+    println!("\n7. stream the last window one sample at a time (state kept between calls)");
     let aligned = run::AlignedBlob::new(&blob);
     let model = aligned.open()?;
     let mut memory = vec![0.0f32; model.memory().total()];
@@ -244,8 +730,54 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
             .zip(windowed)
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
-    println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %)");
+    println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %;");
+    println!(
+        "   this blob has no scalers: it was imported from Keras, which scaled outside the model)"
+    );
     Ok(())
+}
+
+/// The training settings and metrics of a trained blob, or its free-form info, for `inspect`.
+fn training_details(model: &tinyrnn::Model<'_>, blob_len: usize) -> String {
+    match trainer::TrainInfo::parse(model.meta().info) {
+        Some(info) => {
+            let s = &info.settings;
+            let split = match s.split {
+                SplitChoice::Rows { train, val, test } => format!("{train},{val},{test} rows"),
+                SplitChoice::Fractions { train, val, test } => format!("{train},{val},{test}"),
+            };
+            let ranges: Vec<String> = s
+                .ranges
+                .iter()
+                .map(|r| format!("{}={}:{}", r.column, r.min, r.max))
+                .collect();
+            format!(
+                "\ntrained by `tinyrnn train` on {} (split {split}, stride {}, scale {}{}{}; \
+                 epochs ≤ {}, batch {}, lr {}, clip {})\n{}",
+                s.csv,
+                s.stride,
+                match s.scale {
+                    ScaleChoice::Zscore => "zscore",
+                    ScaleChoice::Minmax => "minmax",
+                },
+                if ranges.is_empty() { "" } else { ", ranges " },
+                ranges.join(" "),
+                s.epochs,
+                s.batch,
+                s.learning_rate,
+                s.clip_norm,
+                trainer::summary(&info, blob_len)
+            )
+        }
+        None => {
+            let text = report::info(model);
+            if text.is_empty() {
+                String::new()
+            } else {
+                format!("\ninfo\n{text}\n")
+            }
+        }
+    }
 }
 
 /// Compares an output with a reference file and fails when any value is out of tolerance.
@@ -272,7 +804,7 @@ fn check_against(y: &npy::Array, reference: &Path) -> Result<()> {
 }
 
 /// Quantizes an f32 blob, writes the result and prints its description, sizes per mode and (with data)
-/// its error against f32.
+/// its error against f32 on the held-out part of the data.
 fn quantize_and_report(
     f32_blob: &[u8],
     mode: quantize::Mode,
@@ -281,35 +813,66 @@ fn quantize_and_report(
 ) -> Result<()> {
     let aligned = run::AlignedBlob::new(f32_blob);
     let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
-    let quantized = quantize::quantize(&spec, mode)?;
+    let loaded = match data {
+        Some(path) => Some(calibrate::load(path, &spec)?),
+        None => None,
+    };
+    let split = match &loaded {
+        Some(x) => Some(calibrate::split(x, spec.io.input)?),
+        None => None,
+    };
+    let quantized = quantize::quantize_with(&spec, mode, split.as_ref().map(|s| &s.calibration))?;
     let blob = write::to_blob(&quantized)?;
-    write_blob(output, &blob)?;
+    write_blob(output, &write::with_self_test(&blob)?)?;
     print!("{}", describe(output, &blob)?);
     println!();
-    print!(
-        "{}",
-        report::modes(&[("f32", f32_blob), (mode.name(), &blob)])
-    );
+    let mut table: Vec<(&str, Vec<u8>)> = vec![("f32", f32_blob.to_vec())];
+    for other in [quantize::Mode::I8w, quantize::Mode::I8x16] {
+        if other == mode {
+            table.push((other.name(), blob.clone()));
+        } else if let Ok(b) =
+            quantize::quantize_with(&spec, other, split.as_ref().map(|s| &s.calibration))
+                .and_then(|q| write::to_blob(&q))
+        {
+            table.push((other.name(), b));
+        }
+    }
+    let table: Vec<(&str, &[u8])> = table.iter().map(|(n, b)| (*n, &b[..])).collect();
+    print!("{}", report::modes(&table));
     println!();
-    match data {
-        Some(path) => {
-            let x = npy::read(path)?;
-            let errors = quantize::error_per_output(f32_blob, &blob, &x)
+    match (data, &split) {
+        (Some(path), Some(split)) => {
+            let errors = quantize::error_per_output(f32_blob, &blob, &split.held_out)
                 .with_context(|| format!("measuring the error on {}", path.display()))?;
             println!(
-                "error of {} against f32 on {} ({} windows):",
+                "error of {} against f32 on {}:",
                 mode.name(),
-                path.display(),
-                x.shape.first().copied().unwrap_or(0)
+                held_out_text(path, split)
             );
             print!("{}", report::accuracy(&errors));
         }
-        None => println!(
-            "no data given, so no error measured: pass --calibrate X.npy (an input batch laid out as \
-             `tinyrnn run` reads it) to measure the error against f32 per output"
+        _ => println!(
+            "no data given, so no error measured: {}",
+            quantize::CALIBRATION_HINT
         ),
     }
     Ok(())
+}
+
+/// Which windows of `path` the error was measured on.
+fn held_out_text(path: &Path, split: &calibrate::Split) -> String {
+    if split.held_out_is_separate {
+        format!(
+            "the held-out windows of {} (those not used for calibration)",
+            path.display()
+        )
+    } else {
+        format!(
+            "{} (one window only, so the same one that calibrated: pass more windows for a held-out \
+             measure)",
+            path.display()
+        )
+    }
 }
 
 fn write_blob(path: &Path, blob: &[u8]) -> Result<()> {

@@ -5,19 +5,39 @@
 //! `scale = max|row| / 127`, values rounded to nearest and kept in `-127..=127`). Biases, peepholes and
 //! initial states stay f32, as do activations and state: the engine multiplies int8 weights by f32
 //! activations and scales each row's sum once.
+//!
+//! `i8x16` keeps the same int8 weights and turns everything else into integers: each row's scale becomes
+//! a `(multiplier, shift)` requantization pair into the format the row feeds, biases become `i32` in that
+//! format, and every activation and state an `i16` in a power-of-two format chosen from calibration
+//! data ([`crate::calibrate`]): the largest magnitude seen, with [`HEADROOM`], fixes the fraction bits.
+//! Values bounded by their activation (tanh, sigmoid) take Q·.15 without calibration.
 
 use anyhow::{bail, ensure, Context, Result};
-use tinyrnn::format::Layer;
+use tinyrnn::format::{
+    Activation, CellWeights, Direction, FixedLayer, FixedPoint, InputKind, Layer, Merge, MAX_FRAC,
+    PEEPHOLE_FRAC, PRE_FRAC,
+};
 
+use crate::calibrate::{self, Ranges};
 use crate::npy::{Array, Data};
 use crate::run;
-use crate::spec::{ModelSpec, Quantized, Tensor};
+use crate::spec::{IntegerTensor, ModelSpec, Quantized, Tensor};
+
+/// Calibrated magnitudes are multiplied by this before a format is chosen, so held-out data a little
+/// beyond the calibration range still fits (values beyond it saturate).
+pub const HEADROOM: f32 = 1.25;
+
+/// What to pass when a mode needs calibration data and none was given.
+pub const CALIBRATION_HINT: &str = "pass --calibrate X.npy|X.csv: an input batch laid out as \
+    `tinyrnn run` reads it, or a CSV with a header row and one numeric column per input feature";
 
 /// A numeric mode a model can be quantized to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Int8 weights with one scale per output row; f32 activations and state.
     I8w,
+    /// Integer only: int8 weights, int16 activations and state, int32 accumulators, no floating point.
+    I8x16,
 }
 
 impl Mode {
@@ -25,26 +45,61 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::I8w => "i8w",
+            Mode::I8x16 => "i8x16",
         }
+    }
+
+    /// Whether the mode needs calibration data.
+    pub fn needs_calibration(self) -> bool {
+        matches!(self, Mode::I8x16)
     }
 }
 
-/// The model quantized to `mode`. Fails on a model that is already quantized, or whose weights are not
-/// finite.
+/// The model quantized to `mode` without calibration data (`i8w`; `i8x16` fails and says what to
+/// pass). Fails on a model that is already quantized, or whose weights are not finite.
 pub fn quantize(spec: &ModelSpec, mode: Mode) -> Result<ModelSpec> {
+    quantize_with(spec, mode, None)
+}
+
+/// The model quantized to `mode`, with calibration data (laid out as `tinyrnn run` reads it) for the
+/// modes that need it.
+pub fn quantize_with(
+    spec: &ModelSpec,
+    mode: Mode,
+    calibration: Option<&Array>,
+) -> Result<ModelSpec> {
     ensure!(
         !spec.is_quantized(),
         "model '{}' is already quantized; quantize its f32 blob instead",
         spec.name
     );
     match mode {
+        Mode::I8x16 => {
+            let Some(data) = calibration else {
+                bail!(
+                    "model '{}' carries no calibration data, and i8x16 needs some to choose its \
+                     fixed-point formats: {CALIBRATION_HINT}",
+                    spec.name
+                );
+            };
+            let ranges = calibrate::ranges(spec, data).context("calibrating")?;
+            let moments = calibrate::moments(spec, data).context("calibrating")?;
+            let mut quantized = integer_model(spec, &ranges, &moments)?;
+            quantized.source = format!("{} (quantized {})", spec.source, mode.name());
+            Ok(quantized)
+        }
         Mode::I8w => {
+            let moments = match calibration {
+                Some(data) => calibrate::moments(spec, data).context("calibrating")?,
+                None => vec![calibrate::Moments::default(); spec.layers.len()],
+            };
             let layers = spec
                 .layers
                 .iter()
+                .zip(&moments)
                 .enumerate()
-                .map(|(index, layer)| {
-                    quantize_weights(layer.clone()).with_context(|| format!("layer {index}"))
+                .map(|(index, (layer, m))| {
+                    quantize_weights(layer.clone(), m).with_context(|| format!("layer {index}"))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok(ModelSpec {
@@ -56,29 +111,141 @@ pub fn quantize(spec: &ModelSpec, mode: Mode) -> Result<ModelSpec> {
     }
 }
 
-/// Quantizes a layer's weight matrices and embedding table; vectors stay f32.
-fn quantize_weights(layer: Layer<Tensor>) -> Result<Layer<Tensor>> {
+/// Quantizes a layer's weight matrices and embedding table (with calibration-aware rounding where
+/// `moments` has the inputs' statistics); vectors stay f32.
+fn quantize_weights(layer: Layer<Tensor>, moments: &calibrate::Moments) -> Result<Layer<Tensor>> {
     Ok(match layer {
         Layer::Recurrent(mut r) => {
-            for w in [Some(&mut r.forward), r.backward.as_mut()]
+            for (d, w) in [Some(&mut r.forward), r.backward.as_mut()]
                 .into_iter()
-                .flatten()
+                .enumerate()
             {
-                w.kernel = per_row_i8(&w.kernel)?;
-                w.recurrent = per_row_i8(&w.recurrent)?;
+                let Some(w) = w else { continue };
+                w.kernel = per_row_i8_with(&w.kernel, moments.input.as_deref())?;
+                w.recurrent = per_row_i8_with(&w.recurrent, moments.state[d].as_deref())?;
             }
             Layer::Recurrent(r)
         }
         Layer::Dense(mut d) => {
-            d.weight = per_row_i8(&d.weight)?;
+            d.weight = per_row_i8_with(&d.weight, moments.input.as_deref())?;
             Layer::Dense(d)
         }
         Layer::Embedding(mut e) => {
             e.table = per_row_i8(&e.table)?;
             Layer::Embedding(e)
         }
+        Layer::Residual(mut r) => {
+            r.skip = r.skip.as_ref().map(per_row_i8).transpose()?;
+            Layer::Residual(r)
+        }
         other => other,
     })
+}
+
+/// [`per_row_i8`], with the rounding chosen for the data when `moments` (`Σ x xᵀ` of the inputs the
+/// matrix multiplies, `cols × cols`) is given: the columns are rounded one after another, and each
+/// rounding error is compensated on the columns not yet rounded in proportion to how the inputs
+/// correlate (the optimal-brain-quantization update that GPTQ popularised), which minimises the error of
+/// `W x` on the calibration data rather than of each weight. The scales stay `max|row| / 127`.
+pub fn per_row_i8_with(t: &Tensor, moments: Option<&[f64]>) -> Result<Tensor> {
+    let plain = per_row_i8(t)?;
+    let n = t.cols;
+    let Some(h) = moments.filter(|h| h.len() == n * n && n > 1) else {
+        return Ok(plain);
+    };
+    let Some(u) = inverse_cholesky_upper(h, n) else {
+        return Ok(plain);
+    };
+    let Some(Quantized { scales, .. }) = &plain.quant else {
+        return Ok(plain);
+    };
+    let mut values = Vec::with_capacity(t.data.len());
+    let mut data = Vec::with_capacity(t.data.len());
+    for (row, &scale) in t.data.chunks_exact(n).zip(scales) {
+        let mut w: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+        let s = f64::from(scale);
+        for i in 0..n {
+            let q = if s > 0.0 {
+                (w[i] / s).round().clamp(-127.0, 127.0)
+            } else {
+                0.0
+            };
+            let err = (w[i] - s * q) / u[i * n + i];
+            for j in i + 1..n {
+                w[j] -= err * u[i * n + j];
+            }
+            values.push(q as i8);
+            data.push(scale * q as f32);
+        }
+    }
+    Ok(Tensor {
+        data,
+        quant: Some(Quantized {
+            values,
+            scales: scales.clone(),
+        }),
+        ..plain
+    })
+}
+
+/// The upper Cholesky factor `U` of `(H + λI)⁻¹` (`(H + λI)⁻¹ = Uᵀ U`), with a damping `λ` of 1 % of
+/// the mean diagonal; `None` when `H` carries no information or is not positive definite.
+fn inverse_cholesky_upper(h: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mean_diag = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
+    if mean_diag <= 0.0 || !mean_diag.is_finite() {
+        return None;
+    }
+    let mut a = h.to_vec();
+    for i in 0..n {
+        a[i * n + i] += 0.01 * mean_diag;
+    }
+    let l = cholesky_lower(&a, n)?;
+    // (L Lᵀ)⁻¹ = L⁻ᵀ L⁻¹: invert the triangular L by forward substitution.
+    let mut li = vec![0.0f64; n * n];
+    for c in 0..n {
+        for r in c..n {
+            let mut sum = if r == c { 1.0 } else { 0.0 };
+            for k in c..r {
+                sum -= l[r * n + k] * li[k * n + c];
+            }
+            li[r * n + c] = sum / l[r * n + r];
+        }
+    }
+    let mut inv = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            inv[i * n + j] = (i.max(j)..n).map(|k| li[k * n + i] * li[k * n + j]).sum();
+        }
+    }
+    // inv = M Mᵀ with M lower; U = Mᵀ.
+    let m = cholesky_lower(&inv, n)?;
+    let mut u = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            u[i * n + j] = m[j * n + i];
+        }
+    }
+    Some(u)
+}
+
+/// The lower Cholesky factor of a symmetric positive definite `n × n` matrix.
+fn cholesky_lower(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i * n + k] * l[j * n + k]).sum();
+            if i == j {
+                let d = a[i * n + i] - sum;
+                if d <= 0.0 || !d.is_finite() {
+                    return None;
+                }
+                l[i * n + i] = d.sqrt();
+            } else {
+                l[i * n + j] = (a[i * n + j] - sum) / l[j * n + j];
+            }
+        }
+    }
+    Some(l)
 }
 
 /// Symmetric int8 with one scale per row: `scale = max|row| / 127`, `q = round(w / scale)`. `data` of
@@ -119,7 +286,312 @@ pub fn per_row_i8(t: &Tensor) -> Result<Tensor> {
         cols: t.cols,
         data,
         quant: Some(Quantized { values, scales }),
+        integer: None,
     })
+}
+
+/// Fraction bits for `i16` values whose largest magnitude is `max` (with [`HEADROOM`] when `headroom`):
+/// as many as keep `max` within `±32767`, at most [`MAX_FRAC`]. A range of zero takes Q·.15.
+pub fn frac_for(max: f32, headroom: bool) -> u8 {
+    let max = if headroom { max * HEADROOM } else { max };
+    if max.is_nan() || max.is_infinite() {
+        return 0;
+    }
+    if max <= 0.0 {
+        return 15;
+    }
+    let bits = (32767.0 / f64::from(max)).log2().floor();
+    bits.clamp(0.0, f64::from(MAX_FRAC)) as u8
+}
+
+/// `multiplier × 2^−shift ≈ real` with `multiplier` in `[2^30, 2^31)` and `shift` in `1..=62` where
+/// `real` allows; a real multiplier too small for that keeps `shift = 62` and loses precision, one too
+/// large saturates. Zero (an all-zero row) is `(0, 1)`.
+pub fn requant_pair(real: f64) -> (i32, i32) {
+    if real.is_nan() || real.is_infinite() || real <= 0.0 {
+        return (0, 1);
+    }
+    let exponent = real.log2().floor() as i32;
+    let mut shift = 30 - exponent;
+    if shift < 1 {
+        return (i32::MAX, 1);
+    }
+    shift = shift.min(62);
+    let mut m = (real * 2f64.powi(shift)).round();
+    if m >= 2f64.powi(31) {
+        if shift > 1 {
+            m = (m / 2.0).round();
+            shift -= 1;
+        } else {
+            m = f64::from(i32::MAX);
+        }
+    }
+    (m as i32, shift)
+}
+
+/// The integer-only form of `spec`, with formats from `ranges`.
+fn integer_model(
+    spec: &ModelSpec,
+    ranges: &Ranges,
+    moments: &[calibrate::Moments],
+) -> Result<ModelSpec> {
+    let input_frac = match spec.input.kind {
+        InputKind::Features(_) => frac_for(ranges.input, true),
+        InputKind::Tokens => 0,
+    };
+    let mut frac = input_frac;
+    let mut layers = Vec::with_capacity(spec.layers.len());
+    let mut formats = heapless::Vec::new();
+    for (index, ((layer, range), m)) in spec
+        .layers
+        .iter()
+        .zip(&ranges.layers)
+        .zip(moments)
+        .enumerate()
+    {
+        let (layer, format) = integer_layer(layer, range, m, frac)
+            .with_context(|| format!("layer {index} in i8x16"))?;
+        frac = format.output_frac;
+        layers.push(layer);
+        formats
+            .push(format)
+            .map_err(|_| anyhow::anyhow!("too many layers"))?;
+    }
+    Ok(ModelSpec {
+        layers,
+        fixed: Some(FixedPoint {
+            input_frac,
+            layers: formats,
+        }),
+        ..spec.clone()
+    })
+}
+
+fn integer_layer(
+    layer: &Layer<Tensor>,
+    range: &calibrate::LayerRange,
+    moments: &calibrate::Moments,
+    input_frac: u8,
+) -> Result<(Layer<Tensor>, FixedLayer)> {
+    let input = moments.input.as_deref();
+    let mut format = FixedLayer {
+        output_frac: input_frac,
+        state_frac: 0,
+        cell_frac: 0,
+        clip: 0,
+    };
+    let pre = PRE_FRAC;
+    let layer = match layer {
+        Layer::Embedding(e) => {
+            let max = e.table.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            format.output_frac = frac_for(max, false);
+            Layer::Embedding(tinyrnn::format::Embedding {
+                table: requant_matrix(&e.table, format.output_frac, 0, None)?,
+            })
+        }
+        Layer::Dense(d) => {
+            let bounded = matches!(
+                d.activation,
+                Activation::Sigmoid | Activation::Tanh | Activation::Softmax
+            );
+            // The calibrated range with headroom, widened towards the most the layer can output for
+            // any input its format holds (up to 16× the calibrated range, 4 bits): a few bits of an
+            // i16 cost far less accuracy than saturating on data beyond the calibration set.
+            let input_max = 32768.0 / 2f64.powi(i32::from(input_frac));
+            let reach = d
+                .weight
+                .data
+                .chunks_exact(d.weight.cols.max(1))
+                .enumerate()
+                .map(|(r, row)| {
+                    let bias = d.bias.as_ref().map_or(0.0, |b| f64::from(b.data[r].abs()));
+                    row.iter().map(|w| f64::from(w.abs())).sum::<f64>() * input_max + bias
+                })
+                .fold(0.0f64, f64::max) as f32;
+            let calibrated = range.output * HEADROOM;
+            format.output_frac = if bounded {
+                15
+            } else {
+                frac_for(calibrated.max(reach.min(16.0 * range.output)), false)
+            };
+            let target = if bounded { pre } else { format.output_frac };
+            Layer::Dense(tinyrnn::format::Dense {
+                weight: requant_matrix(&d.weight, target, input_frac, input)?,
+                bias: d.bias.as_ref().map(|b| i32_vector(b, target)),
+                activation: d.activation,
+            })
+        }
+        Layer::Recurrent(r) => {
+            let bounded = |a: Activation| matches!(a, Activation::Sigmoid | Activation::Tanh);
+            let weights = [Some(&r.forward), r.backward.as_ref()];
+            let initial = |get: fn(&CellWeights<Tensor>) -> &Option<Tensor>| {
+                weights
+                    .iter()
+                    .flatten()
+                    .filter_map(|w| get(w).as_ref())
+                    .flat_map(|t| t.data.iter())
+                    .fold(0.0f32, |m, v| m.max(v.abs()))
+            };
+            let h0 = initial(|w| &w.initial_h);
+            let c0 = initial(|w| &w.initial_c);
+            format.state_frac = if bounded(r.activation) && bounded(r.gate_activation) && h0 <= 1.0
+            {
+                15
+            } else {
+                frac_for(range.output.max(h0), true)
+            };
+            format.cell_frac = match r.cell {
+                tinyrnn::format::Cell::Lstm { .. } => frac_for(range.cell.max(c0), true),
+                _ => 0,
+            };
+            // A merge of two directions: bounded by what each direction's `h` can reach (the largest
+            // Q·.15 value for a bounded state). The calibrated range alone would miss a final-state
+            // merge, which pairs `h` from opposite ends of the window.
+            let h_max = if format.state_frac == 15 {
+                32767.0 / 32768.0
+            } else {
+                range.output.max(h0)
+            };
+            format.output_frac = match r.direction {
+                Direction::Bidirectional(Merge::Sum) => frac_for(2.0 * h_max, false),
+                Direction::Bidirectional(Merge::Ave) => frac_for(h_max, false),
+                Direction::Bidirectional(Merge::Mul) => frac_for(h_max * h_max, false),
+                _ => format.state_frac,
+            };
+            if format.state_frac != 15 {
+                format.output_frac = format.output_frac.min(frac_for(range.output, true));
+            }
+            if let Some(clip) = r.clip {
+                format.clip = ((f64::from(clip) * 4096.0).round() as i64)
+                    .clamp(1, i64::from(i32::MAX)) as i32;
+            }
+            let (sf, cf) = (format.state_frac, format.cell_frac);
+            let cell = |w: &CellWeights<Tensor>, d: usize| -> Result<CellWeights<Tensor>> {
+                let kernel = if w.kernel.cols <= NARROW_KERNEL {
+                    requant_matrix_i16(&w.kernel, pre, input_frac)?
+                } else {
+                    requant_matrix(&w.kernel, pre, input_frac, input)?
+                };
+                Ok(CellWeights {
+                    kernel,
+                    recurrent: requant_matrix(&w.recurrent, pre, sf, moments.state[d].as_deref())?,
+                    bias: w.bias.as_ref().map(|b| i32_vector(b, pre)),
+                    recurrent_bias: w.recurrent_bias.as_ref().map(|b| i32_vector(b, pre)),
+                    peephole: w.peephole.as_ref().map(|p| i32_vector(p, PEEPHOLE_FRAC)),
+                    initial_h: w.initial_h.as_ref().map(|h| i16_vector(h, sf)),
+                    initial_c: w.initial_c.as_ref().map(|c| i16_vector(c, cf)),
+                })
+            };
+            let mut out = r.clone();
+            out.forward = cell(&r.forward, 0)?;
+            out.backward = r.backward.as_ref().map(|b| cell(b, 1)).transpose()?;
+            Layer::Recurrent(out)
+        }
+        other => other.clone(),
+    };
+    Ok((layer, format))
+}
+
+/// An int8 matrix whose row sums (of inputs with `input_frac` fraction bits) land in `target` fraction
+/// bits: row `r`'s pair stands for `scale_r × 2^(target − input_frac)`.
+fn requant_matrix(
+    t: &Tensor,
+    target: u8,
+    input_frac: u8,
+    moments: Option<&[f64]>,
+) -> Result<Tensor> {
+    let q = per_row_i8_with(t, moments)?;
+    let Some(Quantized { values, scales }) = q.quant else {
+        bail!("int8 quantization gave no values");
+    };
+    let factor = 2f64.powi(i32::from(target) - i32::from(input_frac));
+    let requant = scales
+        .iter()
+        .map(|&s| requant_pair(f64::from(s) * factor))
+        .collect();
+    Ok(Tensor {
+        quant: None,
+        integer: Some(IntegerTensor::I8Requant { values, requant }),
+        ..q
+    })
+}
+
+/// Input kernels with at most this many columns are stored as int16 in `i8x16`: with so few columns, int8
+/// rounding has nothing to average out across (measured: it dominates the error of the fixtures), and
+/// the extra bytes are few.
+pub const NARROW_KERNEL: usize = 8;
+
+/// [`requant_matrix`] in int16: `scale_r = max|row| / 32767`, values rounded to nearest.
+fn requant_matrix_i16(t: &Tensor, target: u8, input_frac: u8) -> Result<Tensor> {
+    ensure!(
+        t.data.iter().all(|v| v.is_finite()),
+        "a {}×{} weight tensor holds a value that is not finite",
+        t.rows,
+        t.cols
+    );
+    let factor = 2f64.powi(i32::from(target) - i32::from(input_frac));
+    let mut values = Vec::with_capacity(t.data.len());
+    let mut data = Vec::with_capacity(t.data.len());
+    let mut requant = Vec::with_capacity(t.rows);
+    for row in t.data.chunks_exact(t.cols.max(1)) {
+        let scale = row.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs()))) / 32767.0;
+        for &w in row {
+            let q = if scale > 0.0 {
+                (f64::from(w) / scale).round().clamp(-32767.0, 32767.0)
+            } else {
+                0.0
+            };
+            values.push(q as i16);
+            data.push((q * scale) as f32);
+        }
+        requant.push(requant_pair(scale * factor));
+    }
+    Ok(Tensor {
+        data,
+        quant: None,
+        integer: Some(IntegerTensor::I16Requant { values, requant }),
+        ..t.clone()
+    })
+}
+
+/// A vector as `i32` with `frac` fraction bits (rounded, saturated).
+fn i32_vector(t: &Tensor, frac: u8) -> Tensor {
+    let scale = 2f64.powi(i32::from(frac));
+    let values: Vec<i32> = t
+        .data
+        .iter()
+        .map(|&v| {
+            (f64::from(v) * scale)
+                .round()
+                .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+        })
+        .collect();
+    Tensor {
+        data: values
+            .iter()
+            .map(|&v| (f64::from(v) / scale) as f32)
+            .collect(),
+        integer: Some(IntegerTensor::I32(values)),
+        ..t.clone()
+    }
+}
+
+/// A vector as `i16` with `frac` fraction bits (rounded, saturated).
+fn i16_vector(t: &Tensor, frac: u8) -> Tensor {
+    let scale = 2f64.powi(i32::from(frac));
+    let values: Vec<i16> = t
+        .data
+        .iter()
+        .map(|&v| (f64::from(v) * scale).round().clamp(-32768.0, 32767.0) as i16)
+        .collect();
+    Tensor {
+        data: values
+            .iter()
+            .map(|&v| (f64::from(v) / scale) as f32)
+            .collect(),
+        integer: Some(IntegerTensor::I16(values)),
+        ..t.clone()
+    }
 }
 
 /// The error of one output feature against the float model.
@@ -205,6 +677,58 @@ mod tests {
         assert!((quant.scales[0] - 0.01).abs() < 1e-9);
         assert_eq!(quant.scales[1], 0.0);
         assert!((q.data[1] + 0.64).abs() < 1e-6);
+    }
+
+    #[test]
+    fn requant_pairs_stand_for_their_multiplier() {
+        for real in [1e-12, 3.7e-5, 0.01, 0.5, 0.999_999_9, 1.0, 17.25, 1e6] {
+            let (m, s) = requant_pair(real);
+            assert!((1..=62).contains(&s), "{real}: shift {s}");
+            let back = f64::from(m) / 2f64.powi(s);
+            assert!(
+                (back - real).abs() <= real * 1e-9 + 2f64.powi(-62),
+                "{real}: {back}"
+            );
+        }
+        assert_eq!(requant_pair(0.0), (0, 1));
+        assert_eq!(requant_pair(1e12), (i32::MAX, 1));
+    }
+
+    #[test]
+    fn formats_hold_the_calibrated_range() {
+        assert_eq!(frac_for(1.0, false), 14);
+        assert_eq!(frac_for(0.9, false), 15);
+        assert_eq!(frac_for(0.0, true), 15);
+        assert_eq!(frac_for(1e-9, true), MAX_FRAC);
+        assert_eq!(frac_for(1e9, true), 0);
+        for max in [0.3f32, 2.0, 100.0] {
+            let f = frac_for(max, true);
+            assert!(f64::from(max * HEADROOM) * 2f64.powi(i32::from(f)) <= 32767.0);
+            assert!(f64::from(max * HEADROOM) * 2f64.powi(i32::from(f) + 1) > 32767.0);
+        }
+    }
+
+    #[test]
+    fn i8x16_without_calibration_data_says_what_to_pass() {
+        let spec = crate::spec::ModelSpec {
+            input: tinyrnn::format::Input {
+                kind: InputKind::Features(1),
+                steps: None,
+            },
+            layers: vec![],
+            io: tinyrnn::format::IoLayout {
+                input: tinyrnn::format::InputLayout::BatchFirst,
+                output: tinyrnn::format::OutputLayout::BatchFirst,
+            },
+            name: "m".into(),
+            source: "s".into(),
+            vocabulary: None,
+            scaling: Default::default(),
+            annotations: Default::default(),
+            fixed: None,
+        };
+        let err = format!("{:#}", quantize(&spec, Mode::I8x16).unwrap_err());
+        assert!(err.contains("--calibrate X.npy|X.csv"), "{err}");
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         InputKind::Features(n) => format!("(None, {steps_text}, {n}) float features"),
         InputKind::Tokens => format!("(None, {steps_text}) token ids"),
     };
-    let _ = writeln!(out, "input     {input_text}\n");
+    let _ = writeln!(out, "input     {input_text}");
+    out.push_str(&scalers(model));
+    out.push('\n');
     let _ = writeln!(
         out,
         "{:<3} {:<44} {:<18} {:>10}",
@@ -54,6 +56,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
                 sequence = false;
                 steps = Some(1);
             }
+            Layer::SubtractLast | Layer::Residual(_) => {}
         }
         let params = layer.parameter_count(Mat::len);
         total += params;
@@ -73,12 +76,45 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         );
     }
     let _ = writeln!(out, "\ntotal parameters   {total}");
-    let _ = writeln!(out, "numeric mode       {}", bytes.mode());
-    let _ = writeln!(
-        out,
-        "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales)",
-        bytes.f32, bytes.i8
-    );
+    if let Some(fixed) = model.fixed_point() {
+        let _ = writeln!(
+            out,
+            "numeric mode       i8x16 (integer only: int8 weights, int16 activations and state, no float)"
+        );
+        let _ = writeln!(
+            out,
+            "flash              {blob_len} bytes (blob; tensors: {} bytes int8/int16 weights with requantization pairs, {} bytes int16/int32)",
+            bytes.i8, bytes.f32
+        );
+        let formats: Vec<String> = fixed
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut text = format!("{i}: out Q.{}", l.output_frac);
+                if l.state_frac > 0 {
+                    let _ = write!(text, " h Q.{}", l.state_frac);
+                }
+                if l.cell_frac > 0 {
+                    let _ = write!(text, " c Q.{}", l.cell_frac);
+                }
+                text
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "fixed point        input Q.{}; {}",
+            fixed.input_frac,
+            formats.join(", ")
+        );
+    } else {
+        let _ = writeln!(out, "numeric mode       {}", bytes.mode());
+        let _ = writeln!(
+            out,
+            "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales)",
+            bytes.f32, bytes.i8
+        );
+    }
     let memory = model.memory();
     if model.is_streamable() {
         let _ = writeln!(
@@ -106,7 +142,57 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         }
     }
     let _ = writeln!(out, "MACs per step      {}", model.macs_per_step());
+    let _ = writeln!(out, "self-test          {}", self_test_text(model));
+    if let Some(v) = model.vocabulary() {
+        let preview: Vec<String> = (0..v.len().min(8) as u32)
+            .filter_map(|id| v.token(id))
+            .map(|t| format!("{t:?}"))
+            .collect();
+        let kind = match v.splitting {
+            tinyrnn::format::Splitting::Chars => "characters".to_string(),
+            tinyrnn::format::Splitting::Words {
+                lowercase,
+                strip_punctuation,
+            } => format!(
+                "words{}{}",
+                if lowercase { ", lowercased" } else { "" },
+                if strip_punctuation {
+                    ", punctuation stripped"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "vocabulary         {} {kind}{}: {}{}",
+            v.len(),
+            v.unknown
+                .map_or(String::new(), |u| format!(", unknown → {u}")),
+            preview.join(" "),
+            if v.len() > 8 { " …" } else { "" }
+        );
+    }
     out
+}
+
+/// The blob's self-test vector and what running it on this machine gives.
+fn self_test_text(model: &Model<'_>) -> String {
+    let Some(vector) = model.self_test_vector() else {
+        return "none".to_string();
+    };
+    let mut memory = vec![0.0; model.self_test_memory()];
+    let outcome = match model.self_test(&mut memory) {
+        Ok(tinyrnn::SelfTestOutcome::Passed { max_error }) => {
+            format!("passes here (max error {max_error:.1e})")
+        }
+        Ok(other) => format!("FAILS here: {other:?}"),
+        Err(err) => format!("does not run: {err}"),
+    };
+    format!(
+        "{} input steps → {} outputs, tolerance {:.1e}; {outcome}",
+        vector.input.rows, vector.output.rows, vector.tolerance
+    )
 }
 
 /// Bytes of tensor data by element type.
@@ -120,7 +206,7 @@ impl TensorBytes {
     fn add(&mut self, layer: &Layer<Mat<'_>>) {
         let _ = layer.clone().try_map(|m: Mat<'_>| -> Result<(), ()> {
             match m.dtype() {
-                DType::I8 => self.i8 += m.stored_bytes(),
+                DType::I8 | DType::I8Requant | DType::I16Requant => self.i8 += m.stored_bytes(),
                 _ => self.f32 += m.stored_bytes(),
             }
             Ok(())
@@ -210,6 +296,19 @@ pub fn layer_name<T>(layer: &Layer<T>, dims: impl Fn(&T) -> (usize, usize)) -> S
         Layer::Crop { start, end } => format!("Crop({start}, {end})"),
         Layer::KeepLast { steps } => format!("KeepLast({steps})"),
         Layer::LastStep => "LastStep".to_string(),
+        Layer::SubtractLast => "SubtractLast".to_string(),
+        Layer::Residual(r) => {
+            let inputs: Vec<String> = r.inputs.iter().map(|f| f.to_string()).collect();
+            let mut name = format!("Residual(inputs [{}]", inputs.join(", "));
+            if r.add_last {
+                name.push_str(", add last");
+            }
+            if let Some(skip) = &r.skip {
+                let (horizon, window) = dims(skip);
+                name.push_str(&format!(", skip {window}→{horizon}"));
+            }
+            name + ")"
+        }
     }
 }
 
@@ -261,4 +360,75 @@ pub fn accuracy(errors: &[crate::quantize::FeatureError]) -> String {
         );
     }
     out
+}
+
+/// The input and output names and scalers, one line per feature, e.g.
+/// `  CQI                   raw = model × 15 + 0`. Empty for a model without names or scalers.
+pub fn scalers(model: &Model<'_>) -> String {
+    let mut out = String::new();
+    let meta = model.meta();
+    let scaling = model.scaling();
+    let sides = [
+        (
+            "inputs",
+            meta.input_names().collect::<Vec<_>>(),
+            scaling.input,
+            model.input_width(),
+        ),
+        (
+            "outputs",
+            meta.output_names().collect::<Vec<_>>(),
+            scaling.output,
+            scaling.output.map_or(model.output_width(), |m| m.len() / 2),
+        ),
+    ];
+    for (side, names, map, count) in sides {
+        if names.is_empty() && map.is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "{side}");
+        for i in 0..count {
+            let name = names.get(i).copied().unwrap_or("?");
+            let unit = match map.and_then(|m| m.get(2 * i..2 * i + 2)) {
+                Some(&[offset, scale]) if offset < 0.0 => {
+                    format!("raw = model × {scale} − {}", -offset)
+                }
+                Some(&[offset, scale]) => format!("raw = model × {scale} + {offset}"),
+                _ => "raw units (no scaler)".to_string(),
+            };
+            let _ = writeln!(out, "  {i:<3} {name:<24} {unit}");
+        }
+    }
+    if map_is_shared(model) {
+        let _ = writeln!(
+            out,
+            "  (output value k of a forecast uses output row k mod {})",
+            scaling.output.map_or(1, |m| m.len() / 2)
+        );
+    }
+    out
+}
+
+/// Whether the output scaler's rows repeat over a forecast (fewer rows than output values).
+fn map_is_shared(model: &Model<'_>) -> bool {
+    let rows = model.scaling().output.map_or(0, |m| m.len() / 2);
+    let values = model
+        .input()
+        .steps
+        .and_then(|s| model.output_len(s as usize).ok())
+        .unwrap_or(model.output_width());
+    rows > 0 && rows < values
+}
+
+/// The blob's free-form details: a JSON document pretty-printed, anything else as it is. Empty when the
+/// blob has none.
+pub fn info(model: &Model<'_>) -> String {
+    let text = model.meta().info;
+    if text.is_empty() {
+        return String::new();
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_else(|_| text.to_string()),
+        Err(_) => text.to_string(),
+    }
 }

@@ -210,3 +210,92 @@ fn batch_inward(values: &[f32], batch: usize, outer: usize, inner: usize) -> Vec
     }
     out
 }
+
+/// One batch element of an input array: a window of features or of token ids.
+pub enum Window {
+    /// `steps × features` values.
+    Features {
+        /// Values, timestep-major.
+        values: Vec<f32>,
+        /// Features per timestep.
+        width: usize,
+    },
+    /// One token id per timestep.
+    Tokens(Vec<u32>),
+}
+
+impl Window {
+    /// Number of timesteps.
+    pub fn steps(&self) -> usize {
+        match self {
+            Window::Features { values, width } => values.len() / (*width).max(1),
+            Window::Tokens(ids) => ids.len(),
+        }
+    }
+
+    /// Streams timestep `t` through `runtime`.
+    pub fn step(&self, runtime: &mut Runtime<'_, '_>, t: usize, out: &mut [f32]) -> Result<()> {
+        match self {
+            Window::Features { values, width } => {
+                runtime.step(&values[t * width..(t + 1) * width], out)?;
+            }
+            Window::Tokens(ids) => {
+                runtime.step_token(ids[t], out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the first `steps` timesteps as a window from the initial state; returns the output.
+    pub fn run_prefix(&self, runtime: &mut Runtime<'_, '_>, steps: usize) -> Result<Vec<f32>> {
+        let model = runtime.model();
+        let mut out = vec![0.0f32; model.output_len(steps)?];
+        match self {
+            Window::Features { values, width } => {
+                runtime.run_window(&values[..steps * width], &mut out)?;
+            }
+            Window::Tokens(ids) => {
+                runtime.run_window_tokens(&ids[..steps], &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The batch elements of `input` (laid out as [`run_batch`] reads it) as separate windows.
+pub fn windows(model: &Model<'_>, input: &Array) -> Result<Vec<Window>> {
+    let io = model.io();
+    let width = model.input_width();
+    let tokens = model.input().kind == InputKind::Tokens;
+    let rank = if tokens { 2 } else { 3 };
+    ensure!(
+        input.shape.len() == rank && (tokens || input.shape[2] == width),
+        "input has shape {:?}; the model takes {width} features per timestep",
+        input.shape
+    );
+    let (batch, steps) = match io.input {
+        InputLayout::BatchFirst => (input.shape[0], input.shape[1]),
+        InputLayout::TimeFirst => (input.shape[1], input.shape[0]),
+    };
+    let index = |b: usize, t: usize, f: usize| match io.input {
+        InputLayout::BatchFirst => (b * steps + t) * width + f,
+        InputLayout::TimeFirst => (t * batch + b) * width + f,
+    };
+    (0..batch)
+        .map(|b| match &input.data {
+            Data::Float(values) if !tokens => Ok(Window::Features {
+                values: (0..steps)
+                    .flat_map(|t| (0..width).map(move |f| (t, f)))
+                    .map(|(t, f)| values[index(b, t, f)])
+                    .collect(),
+                width,
+            }),
+            data if tokens => Ok(Window::Tokens(
+                (0..steps)
+                    .map(|t| token_id(data, index(b, t, 0)))
+                    .collect::<Result<Vec<u32>>>()?,
+            )),
+            _ => bail!("this model takes float features; the input array holds integers"),
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, ensure, Result};
 use tinyrnn::cell::{Mat, Values};
-use tinyrnn::format::{Input, IoLayout, Layer};
+use tinyrnn::format::{FixedPoint, Input, IoLayout, Layer, Scaling};
 use tinyrnn::Model;
 
 /// A row-major `rows × cols` matrix; a vector has `cols == 1`. Its values are f32; a quantized tensor
@@ -15,8 +15,35 @@ pub struct Tensor {
     pub cols: usize,
     /// `rows × cols` values, row-major (for a quantized tensor, `scales[r] × values[r][c]`).
     pub data: Vec<f32>,
-    /// The stored int8 form, when the tensor is quantized.
+    /// The stored int8 form, when the tensor is quantized to `i8w`.
     pub quant: Option<Quantized>,
+    /// The stored integer form, when the tensor belongs to an integer-only (`i8x16`) model.
+    pub integer: Option<IntegerTensor>,
+}
+
+/// How an integer-only (`i8x16`) model stores a tensor. `Tensor::data` then holds the values the
+/// integers stand for where the tensor alone says so (biases, states), or the raw integers (matrices,
+/// whose real scale depends on the formats around them).
+#[derive(Clone, Debug, PartialEq)]
+pub enum IntegerTensor {
+    /// Int8 values with one `(multiplier, shift)` requantization pair per row.
+    I8Requant {
+        /// `rows × cols` values, row-major.
+        values: Vec<i8>,
+        /// One pair per row.
+        requant: Vec<(i32, i32)>,
+    },
+    /// Int16 values with one `(multiplier, shift)` requantization pair per row (narrow input kernels).
+    I16Requant {
+        /// `rows × cols` values, row-major.
+        values: Vec<i16>,
+        /// One pair per row.
+        requant: Vec<(i32, i32)>,
+    },
+    /// `i16` values (initial states).
+    I16(Vec<i16>),
+    /// `i32` values (biases, peepholes).
+    I32(Vec<i32>),
 }
 
 /// A tensor in int8 with one scale per row: row `r` stands for `scales[r] × values[r]`.
@@ -42,6 +69,7 @@ impl Tensor {
             cols,
             data,
             quant: None,
+            integer: None,
         })
     }
 
@@ -52,6 +80,7 @@ impl Tensor {
             cols: 1,
             data,
             quant: None,
+            integer: None,
         }
     }
 
@@ -75,6 +104,7 @@ impl Tensor {
             cols: rows,
             data: out,
             quant: None,
+            integer: None,
         })
     }
 }
@@ -92,6 +122,70 @@ pub struct ModelSpec {
     pub name: String,
     /// Where the model came from.
     pub source: String,
+    /// What a token model's ids stand for, when known.
+    pub vocabulary: Option<TokenVocabulary>,
+    /// Raw-unit scalers: `n × 2` tensors of `[offset, scale]` rows, `model = (raw − offset) / scale`
+    /// (see [`Scaling`]). Default: none, the model works in raw units.
+    pub scaling: Scaling<Tensor>,
+    /// Feature names and free-form details for the blob's metadata.
+    pub annotations: Annotations,
+    /// The fixed-point formats of an integer-only (`i8x16`) model; `None` otherwise.
+    pub fixed: Option<FixedPoint>,
+}
+
+/// The tokens of a token model, owned ([`tinyrnn::format::Vocabulary`] in a blob).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenVocabulary {
+    /// How text splits into tokens.
+    pub splitting: tinyrnn::format::Splitting,
+    /// The tokens in id order (single characters for [`tinyrnn::format::Splitting::Chars`]).
+    pub tokens: Vec<String>,
+    /// Id of a token not in the vocabulary, if the model has one.
+    pub unknown: Option<u32>,
+}
+
+impl TokenVocabulary {
+    /// The vocabulary a blob holds.
+    pub fn from_blob(v: &tinyrnn::format::Vocabulary<'_>) -> Self {
+        let tokens = match v.splitting {
+            tinyrnn::format::Splitting::Chars => v.tokens.chars().map(String::from).collect(),
+            tinyrnn::format::Splitting::Words { .. } => {
+                v.tokens.split_terminator('\n').map(String::from).collect()
+            }
+        };
+        Self {
+            splitting: v.splitting,
+            tokens,
+            unknown: v.unknown,
+        }
+    }
+}
+
+/// Names and details a blob carries in its metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Annotations {
+    /// Input feature names, in input order (none when unknown).
+    pub inputs: Vec<String>,
+    /// Output names, one per row of the output scaler (none when unknown).
+    pub outputs: Vec<String>,
+    /// Free-form details; `tinyrnn train` stores a JSON document of settings and metrics.
+    pub info: String,
+}
+
+/// An `n × 2` scaler tensor from `(offset, scale)` pairs.
+pub fn affine_map(pairs: &[(f32, f32)]) -> Tensor {
+    Tensor {
+        rows: pairs.len(),
+        cols: 2,
+        data: pairs.iter().flat_map(|&(o, s)| [o, s]).collect(),
+        quant: None,
+        integer: None,
+    }
+}
+
+/// The `(offset, scale)` pairs of an `n × 2` scaler tensor.
+pub fn affine_pairs(map: &Tensor) -> Vec<(f32, f32)> {
+    map.data.chunks_exact(2).map(|p| (p[0], p[1])).collect()
 }
 
 impl ModelSpec {
@@ -107,12 +201,29 @@ impl ModelSpec {
             .map(|layer| layer.try_map(|m| tensor_of(&m)))
             .collect::<Result<Vec<_>>>()?;
         let meta = model.meta();
+        let scaling = model.scaling();
+        let map = |values: Option<&[f32]>| {
+            values
+                .map(|v| Tensor::matrix(v.len() / 2, 2, v.to_vec()))
+                .transpose()
+        };
         Ok(Self {
             input: model.input(),
             layers,
             io: model.io(),
             name: meta.name.to_string(),
             source: meta.source.to_string(),
+            scaling: Scaling {
+                input: map(scaling.input)?,
+                output: map(scaling.output)?,
+            },
+            annotations: Annotations {
+                inputs: meta.input_names().map(str::to_string).collect(),
+                outputs: meta.output_names().map(str::to_string).collect(),
+                info: meta.info.to_string(),
+            },
+            vocabulary: model.vocabulary().as_ref().map(TokenVocabulary::from_blob),
+            fixed: model.fixed_point().cloned(),
         })
     }
 
@@ -121,7 +232,7 @@ impl ModelSpec {
         let mut quantized = false;
         for layer in &self.layers {
             let _ = layer.clone().try_map(|t| {
-                quantized |= t.quant.is_some();
+                quantized |= t.quant.is_some() || t.integer.is_some();
                 Ok::<_, ()>(())
             });
         }
@@ -151,8 +262,37 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
                     values,
                     scales: scales.to_vec(),
                 }),
+                integer: None,
             })
         }
+        Values::I8Requant { values, requant } => {
+            let values: Vec<i8> = values.iter().map(|&b| b as i8).collect();
+            let requant: Vec<(i32, i32)> = requant.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+            let data = values.iter().map(|&q| f32::from(q)).collect();
+            Ok(Tensor {
+                integer: Some(IntegerTensor::I8Requant { values, requant }),
+                ..Tensor::matrix(m.rows, m.cols, data)?
+            })
+        }
+        Values::I16Requant { values, requant } => {
+            let requant: Vec<(i32, i32)> = requant.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+            let data = values.iter().map(|&q| f32::from(q)).collect();
+            Ok(Tensor {
+                integer: Some(IntegerTensor::I16Requant {
+                    values: values.to_vec(),
+                    requant,
+                }),
+                ..Tensor::matrix(m.rows, m.cols, data)?
+            })
+        }
+        Values::I16(v) => Ok(Tensor {
+            integer: Some(IntegerTensor::I16(v.to_vec())),
+            ..Tensor::matrix(m.rows, m.cols, v.iter().map(|&x| f32::from(x)).collect())?
+        }),
+        Values::I32(v) => Ok(Tensor {
+            integer: Some(IntegerTensor::I32(v.to_vec())),
+            ..Tensor::matrix(m.rows, m.cols, v.iter().map(|&x| x as f32).collect())?
+        }),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Conformance against the real frameworks: every fixture in `tests/fixtures/{keras,onnx}/manifest.json`
+//! Conformance against the real frameworks: every fixture in `tests/fixtures/{keras,onnx,torch}/manifest.json`
 //! is imported and run both through the library (import → blob → engine) and through the `tinyrnn` CLI
 //! (`import` then `run`), and must match the framework's output within `1e-5 + 1e-4·|reference|`.
 //! Negative cases must be refused with the error the manifest names.
@@ -23,11 +23,13 @@ struct Case {
     output: Option<PathBuf>,
     params: Option<usize>,
     error_contains: Option<String>,
+    /// The `--arch` description a PyTorch/NumPy case needs.
+    arch: Option<String>,
 }
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for suite in ["keras", "onnx"] {
+    for suite in ["keras", "onnx", "torch"] {
         let dir = fixtures().join(suite);
         let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
             continue;
@@ -36,7 +38,7 @@ fn cases() -> Vec<Case> {
         for entry in entries {
             let name = entry["name"].as_str().expect("name").to_string();
             let path = |key: &str| entry.get(key).and_then(Value::as_str).map(|f| dir.join(f));
-            for key in ["keras", "h5", "onnx"] {
+            for key in ["keras", "h5", "onnx", "safetensors", "npz"] {
                 if let Some(model) = path(key) {
                     cases.push(Case {
                         name: format!("{suite}/{name} ({key})"),
@@ -49,6 +51,10 @@ fn cases() -> Vec<Case> {
                             .map(|p| p as usize),
                         error_contains: entry
                             .get("error_contains")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        arch: entry
+                            .get("arch")
                             .and_then(Value::as_str)
                             .map(str::to_string),
                     });
@@ -138,7 +144,7 @@ fn every_fixture_matches_its_framework_through_the_library() {
     let mut streamed = 0;
     let mut worst = 0.0f32;
     for case in &cases {
-        let imported = import::import(&case.model);
+        let imported = import::import_with_arch(&case.model, case.arch.as_deref());
         if let Some(wanted) = &case.error_contains {
             match imported {
                 Ok(_) => failures.push(format!(
@@ -217,13 +223,12 @@ fn every_fixture_matches_its_framework_through_the_cli() {
     let mut ran = 0;
     for (index, case) in cases().iter().enumerate() {
         let blob = dir.join(format!("{index}.trnn"));
-        let import = Command::new(bin)
-            .arg("import")
-            .arg(&case.model)
-            .arg("-o")
-            .arg(&blob)
-            .output()
-            .unwrap();
+        let mut command = Command::new(bin);
+        command.arg("import").arg(&case.model).arg("-o").arg(&blob);
+        if let Some(arch) = &case.arch {
+            command.arg("--arch").arg(arch);
+        }
+        let import = command.output().unwrap();
         let stderr = String::from_utf8_lossy(&import.stderr);
         if let Some(wanted) = &case.error_contains {
             if import.status.success() || !stderr.contains(wanted.as_str()) {
@@ -293,32 +298,64 @@ fn every_fixture_matches_its_framework_through_the_cli() {
     );
 }
 
-/// `i8w` on every fixture: the int8-weight model stays close to the f32 one on the fixture's inputs, and
-/// streams bit for bit like its windows. The measured errors are recorded in BENCHMARKS.md.
-#[test]
-fn i8w_stays_close_to_f32_on_every_fixture() {
-    use tinyrnn_converter::quantize::{error_per_output, quantize, Mode};
-    let mut failures = Vec::new();
-    let mut measured = 0;
-    let mut worst_relative = (0.0f32, String::new());
+/// What a quantized mode measured over the fixtures.
+struct Measured {
+    /// Fixtures measured.
+    count: usize,
+    /// Median over fixtures of max |err| / output range.
+    median: f32,
+    /// The worst fixture's max |err| / output range, and its name.
+    worst: (f32, String),
+    /// Fixtures the mode refuses (with the converter's reason), e.g. softmax in i8x16.
+    refused: Vec<String>,
+    failures: Vec<String>,
+}
+
+/// Quantizes every fixture to `mode`, checks that it streams bit for bit like its windows, and measures
+/// its largest error against the f32 model as a fraction of the f32 output range. Fixtures whose error
+/// exceeds `bound` are failures. A fixture has one input batch; calibration sees it with every window's
+/// timesteps reversed, so the error is measured on sequences the calibration did not see (with the same
+/// value distribution).
+fn measure(mode: tinyrnn_converter::quantize::Mode, bound: f32) -> Measured {
+    use tinyrnn_converter::quantize::{error_per_output, quantize_with};
+    let mut m = Measured {
+        count: 0,
+        median: 0.0,
+        worst: (0.0, String::new()),
+        refused: Vec::new(),
+        failures: Vec::new(),
+    };
     let mut relatives = Vec::new();
+    let name = mode.name();
     for case in cases() {
         if case.error_contains.is_some() || case.model.extension().is_some_and(|e| e == "h5") {
             continue;
         }
-        let (Ok(spec), Some(input)) = (import::import(&case.model), &case.input) else {
+        let (Ok(spec), Some(input)) = (
+            import::import_with_arch(&case.model, case.arch.as_deref()),
+            &case.input,
+        ) else {
             continue;
         };
         let x = npy::read(input).expect("input fixture");
         let f32_blob = write::to_blob(&spec).expect("blob");
-        let blob = write::to_blob(&quantize(&spec, Mode::I8w).expect("quantize")).expect("blob");
+        let calibration = reversed_in_time(&x, spec.io.input);
+        let quantized = match quantize_with(&spec, mode, Some(&calibration)) {
+            Ok(q) => q,
+            Err(err) => {
+                m.refused.push(format!("{}: {err:#}", case.name));
+                continue;
+            }
+        };
+        let blob = write::to_blob(&quantized).expect("blob");
         if let Err(why) = streaming_matches_window(&blob, &x) {
-            failures.push(format!("{}: i8w streaming differs: {why}", case.name));
+            m.failures
+                .push(format!("{}: {name} streaming differs: {why}", case.name));
         }
         let errors = match error_per_output(&f32_blob, &blob, &x) {
             Ok(e) => e,
             Err(err) => {
-                failures.push(format!("{}: {err:#}", case.name));
+                m.failures.push(format!("{}: {err:#}", case.name));
                 continue;
             }
         };
@@ -330,45 +367,158 @@ fn i8w_stays_close_to_f32_on_every_fixture() {
         let range = values.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v))
             - values.iter().fold(f32::INFINITY, |m, v| m.min(*v));
         let max_abs = errors.iter().fold(0.0f32, |m, e| m.max(e.max_abs));
-        let relative = if range > 0.0 { max_abs / range } else { 0.0 };
+        if range < DEGENERATE_RANGE {
+            // A near-constant output (one window, one value) has no meaningful range to divide by.
+            println!(
+                "{name:<6} {:<60} max |err| {max_abs:.3e}  range {range:.1e} (degenerate: absolute only)",
+                case.name
+            );
+            if max_abs.is_nan() || max_abs > DEGENERATE_ABS_BOUND {
+                m.failures.push(format!(
+                    "{}: {name} error {max_abs:.3e} on a near-constant output",
+                    case.name
+                ));
+            }
+            continue;
+        }
+        let relative = max_abs / range;
         println!(
-            "{:<60} max |err| {max_abs:.3e}  range {range:.4}  max/range {relative:.3e}",
+            "{name:<6} {:<60} max |err| {max_abs:.3e}  range {range:.4}  max/range {relative:.3e}",
             case.name
         );
         relatives.push(relative);
-        if relative > worst_relative.0 {
-            worst_relative = (relative, case.name.clone());
+        if relative > m.worst.0 {
+            m.worst = (relative, case.name.clone());
         }
-        if relative.is_nan() || relative > I8W_BOUND {
-            failures.push(format!(
-                "{}: i8w error {max_abs:.3e} is {relative:.3e} of the output range {range:.4}",
+        if relative.is_nan() || relative > bound {
+            m.failures.push(format!(
+                "{}: {name} error {max_abs:.3e} is {relative:.3e} of the output range {range:.4}",
                 case.name
             ));
         }
-        measured += 1;
+        m.count += 1;
     }
     relatives.sort_by(f32::total_cmp);
-    let median = relatives.get(relatives.len() / 2).copied().unwrap_or(0.0);
+    m.median = relatives.get(relatives.len() / 2).copied().unwrap_or(0.0);
     println!(
-        "i8w: {measured} fixtures; median error {median:.3e} of the output range, worst {:.3e} ({})",
-        worst_relative.0, worst_relative.1
+        "{name}: {} fixtures; median error {:.3e} of the output range, worst {:.3e} ({}); {} refused",
+        m.count,
+        m.median,
+        m.worst.0,
+        m.worst.1,
+        m.refused.len()
     );
-    assert!(measured > 50, "only {measured} fixtures measured");
+    for r in &m.refused {
+        println!("  refused: {r}");
+    }
+    m
+}
+
+/// `x` with the time axis reversed (axis 1 for batch-first inputs, 0 for time-first).
+fn reversed_in_time(x: &npy::Array, layout: tinyrnn::format::InputLayout) -> npy::Array {
+    let axis = match layout {
+        tinyrnn::format::InputLayout::BatchFirst => 1,
+        tinyrnn::format::InputLayout::TimeFirst => 0,
+    };
+    let outer: usize = x.shape[..axis].iter().product();
+    let steps = x.shape[axis];
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let index = |o: usize, t: usize, i: usize| (o * steps + (steps - 1 - t)) * inner + i;
+    let order: Vec<usize> = (0..outer)
+        .flat_map(|o| (0..steps).flat_map(move |t| (0..inner).map(move |i| index(o, t, i))))
+        .collect();
+    let data = match &x.data {
+        npy::Data::Float(v) => npy::Data::Float(order.iter().map(|&k| v[k]).collect()),
+        npy::Data::Int(v) => npy::Data::Int(order.iter().map(|&k| v[k]).collect()),
+    };
+    npy::Array {
+        shape: x.shape.clone(),
+        data,
+    }
+}
+
+/// `i8w` on every fixture: the int8-weight model stays close to the f32 one on the fixture's inputs, and
+/// streams bit for bit like its windows. The measured errors are recorded in BENCHMARKS.md.
+#[test]
+fn i8w_stays_close_to_f32_on_every_fixture() {
+    let m = measure(tinyrnn_converter::quantize::Mode::I8w, I8W_BOUND);
+    assert!(m.count > 50, "only {} fixtures measured", m.count);
+    assert!(m.refused.is_empty(), "{:?}", m.refused);
     assert!(
-        median <= I8W_MEDIAN_BOUND,
-        "median i8w error {median:.3e} of the output range"
+        m.median <= I8W_MEDIAN_BOUND,
+        "median i8w error {:.3e} of the output range",
+        m.median
     );
     assert!(
-        failures.is_empty(),
+        m.failures.is_empty(),
         "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
+        m.failures.len(),
+        m.failures.join("\n")
     );
 }
 
+/// `i8x16` on every fixture: the integer-only model stays close to the f32 one and streams bit for bit
+/// like its windows; no fixture is refused. The measured errors are in BENCHMARKS.md.
+#[test]
+fn i8x16_stays_close_to_f32_on_every_fixture() {
+    let m = measure(tinyrnn_converter::quantize::Mode::I8x16, I8X16_BOUND);
+    assert!(m.count > 50, "only {} fixtures measured", m.count);
+    assert!(m.refused.is_empty(), "{:?}", m.refused);
+    assert!(
+        m.median <= I8X16_MEDIAN_BOUND,
+        "median i8x16 error {:.3e} of the output range",
+        m.median
+    );
+    assert!(
+        m.failures.is_empty(),
+        "{} failures:\n{}",
+        m.failures.len(),
+        m.failures.join("\n")
+    );
+}
+
+/// The largest `i8x16` error allowed on any fixture, as a fraction of the f32 output range over the
+/// fixture's windows. Measured worst: 2.5e-2 (`keras/embedding_simple_rnn`, whose output range is only
+/// 0.016). Issue 4's target of 2e-3 is met by the median, not by the worst fixtures (BENCHMARKS.md).
+const I8X16_BOUND: f32 = 3e-2;
+/// The largest median `i8x16` error over the fixtures, as a fraction of the output range. Measured:
+/// 9.2e-4 (target 2e-3).
+const I8X16_MEDIAN_BOUND: f32 = 1.5e-3;
+/// Outputs whose range over the fixture's windows is below this are near-constant (a single window's
+/// final state); their error is checked in absolute terms instead.
+const DEGENERATE_RANGE: f32 = 1e-3;
+/// The largest absolute error on a near-constant output: a few steps of Q·.15 (3.05e-5 each).
+const DEGENERATE_ABS_BOUND: f32 = 2e-4;
+
 /// The largest `i8w` error allowed on any fixture, as a fraction of the f32 output range over the
-/// fixture's windows. Measured worst: 3.6e-2 (`onnx/rnn_clip_Y`); issue 4's target of 5e-4 is not met by
-/// per-row int8 weights on these random-weight fixtures (see BENCHMARKS.md). This guards regressions.
-const I8W_BOUND: f32 = 5e-2;
-/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.2e-3.
-const I8W_MEDIAN_BOUND: f32 = 5e-3;
+/// fixture's windows. Measured worst: 2.0e-2 with calibration-aware rounding (3.6e-2 with plain
+/// rounding); issue 4's target of 5e-4 is not met by per-row int8 weights on these random-weight
+/// fixtures (see BENCHMARKS.md). This guards regressions.
+const I8W_BOUND: f32 = 3e-2;
+/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.5e-3.
+const I8W_MEDIAN_BOUND: f32 = 3.5e-3;
+
+#[test]
+fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
+    let mut failures = Vec::new();
+    let mut tested = 0;
+    for case in cases().iter().filter(|c| c.error_contains.is_none()) {
+        let outcome = import::import_with_arch(&case.model, case.arch.as_deref())
+            .and_then(|spec| write::to_blob_with_self_test(&spec))
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|blob| {
+                let aligned = run::AlignedBlob::new(&blob);
+                let model = aligned.open().map_err(|e| format!("{e:#}"))?;
+                let mut memory = vec![0.0; model.self_test_memory()];
+                model.self_test(&mut memory).map_err(|e| e.to_string())
+            });
+        match outcome {
+            Ok(tinyrnn::SelfTestOutcome::Passed { .. }) => tested += 1,
+            // Only a token model that cannot stream goes without one.
+            Ok(tinyrnn::SelfTestOutcome::Absent) => {}
+            other => failures.push(format!("{}: {other:?}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(tested > 100, "only {tested} fixtures carried a self-test");
+}

@@ -22,6 +22,25 @@ pub enum Values<'a> {
         /// One scale per row.
         scales: &'a [f32],
     },
+    /// int8 values, row-major, with one `(multiplier, shift)` requantization pair per row (integer-only
+    /// models).
+    I8Requant {
+        /// `rows × cols` bytes.
+        values: &'a [u8],
+        /// `rows` pairs, flattened: `[m_0, s_0, m_1, s_1, …]`.
+        requant: &'a [i32],
+    },
+    /// int16 values, row-major, with one `(multiplier, shift)` pair per row (integer-only models).
+    I16Requant {
+        /// `rows × cols` values.
+        values: &'a [i16],
+        /// `rows` pairs, flattened.
+        requant: &'a [i32],
+    },
+    /// `i16` values (initial states of integer-only models).
+    I16(&'a [i16]),
+    /// `i32` values (biases and peepholes of integer-only models).
+    I32(&'a [i32]),
 }
 
 /// A validated view of a row-major matrix in the blob.
@@ -51,6 +70,10 @@ impl<'a> Mat<'a> {
         match self.values {
             Values::F32(_) => DType::F32,
             Values::I8 { .. } => DType::I8,
+            Values::I8Requant { .. } => DType::I8Requant,
+            Values::I16Requant { .. } => DType::I16Requant,
+            Values::I16(_) => DType::I16,
+            Values::I32(_) => DType::I32,
         }
     }
 
@@ -59,6 +82,10 @@ impl<'a> Mat<'a> {
         match self.values {
             Values::F32(v) => 4 * v.len(),
             Values::I8 { values, scales } => values.len() + 4 * scales.len(),
+            Values::I8Requant { values, requant } => values.len() + 4 * requant.len(),
+            Values::I16Requant { values, requant } => 2 * values.len() + 4 * requant.len(),
+            Values::I16(v) => 2 * v.len(),
+            Values::I32(v) => 4 * v.len(),
         }
     }
 
@@ -68,7 +95,25 @@ impl<'a> Mat<'a> {
     pub const fn f32(&self) -> &'a [f32] {
         match self.values {
             Values::F32(v) => v,
-            Values::I8 { .. } => &[],
+            _ => &[],
+        }
+    }
+
+    /// The values of an `i32` tensor; empty for any other type.
+    #[inline]
+    pub const fn i32(&self) -> &'a [i32] {
+        match self.values {
+            Values::I32(v) => v,
+            _ => &[],
+        }
+    }
+
+    /// The values of an `i16` tensor; empty for any other type.
+    #[inline]
+    pub const fn i16(&self) -> &'a [i16] {
+        match self.values {
+            Values::I16(v) => v,
+            _ => &[],
         }
     }
 
@@ -85,6 +130,20 @@ impl<'a> Mat<'a> {
                     .get(start..start.saturating_add(count))
                     .unwrap_or(&[]),
             },
+            Values::I8Requant { values, requant } => Values::I8Requant {
+                values: values.get(from..to).unwrap_or(&[]),
+                requant: requant
+                    .get(2 * start..2 * start.saturating_add(count))
+                    .unwrap_or(&[]),
+            },
+            Values::I16Requant { values, requant } => Values::I16Requant {
+                values: values.get(from..to).unwrap_or(&[]),
+                requant: requant
+                    .get(2 * start..2 * start.saturating_add(count))
+                    .unwrap_or(&[]),
+            },
+            Values::I16(v) => Values::I16(v.get(from..to).unwrap_or(&[])),
+            Values::I32(v) => Values::I32(v.get(from..to).unwrap_or(&[])),
         };
         Mat {
             values,

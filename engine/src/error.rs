@@ -47,6 +47,23 @@ pub enum Error {
         /// Layer holding the tensor.
         layer: u8,
     },
+    /// A raw-unit scaler is not an f32 `n × 2` tensor of `[offset, scale]` rows inside the data section
+    /// with one row per input feature (input) or a row count dividing the output width (output), finite
+    /// values and non-zero scales.
+    BadScaler {
+        /// `true` for the output scaler, `false` for the input scaler.
+        output: bool,
+    },
+    /// An integer-only model's fixed-point formats are missing, out of range (more than
+    /// [`crate::format::MAX_FRAC`] fraction bits, a clip that is not positive) or inconsistent with the
+    /// layer (a crop that changes the format).
+    BadFixedPoint {
+        /// The layer, or 255 for the model input or the list of formats itself.
+        layer: u8,
+    },
+    /// An integer entry point (`*_i16`) was called on a float model, or a float model's call on an
+    /// integer one where no conversion exists.
+    NotInteger,
     /// A tensor's shape does not fit its layer.
     TensorShape {
         /// Layer holding the tensor.
@@ -141,6 +158,15 @@ pub enum Error {
     StateOverflow,
     /// Neither flash slot holds an intact record with a blob that opens ([`crate::slot::boot`]).
     NoBootableSlot,
+    /// The blob's self-test vector does not fit the model (element type, shape, bounds, token ids or
+    /// tolerance).
+    BadSelfTest,
+    /// The blob's vocabulary does not fit the model: a feature model, more tokens than the
+    /// embedding has rows, a multi-character token where characters are the tokens, or an unknown-token id
+    /// outside the vocabulary.
+    BadVocabulary,
+    /// A piece of text holds a token that is not in the vocabulary, and the model has no unknown-token id.
+    UnknownToken,
 }
 
 impl fmt::Display for Error {
@@ -174,6 +200,25 @@ impl fmt::Display for Error {
             Error::BadScale { layer } => write!(
                 f,
                 "layer {layer}: an int8 tensor's scales are missing, misaligned, out of bounds or not finite"
+            ),
+            Error::BadScaler { output } => write!(
+                f,
+                "{} scaler: expected an f32 tensor of [offset, scale] rows, one per {}, inside the data \
+                 section, finite, with non-zero scales",
+                if output { "output" } else { "input" },
+                if output {
+                    "output value (or a number of rows dividing the output width)"
+                } else {
+                    "input feature"
+                }
+            ),
+            Error::BadFixedPoint { layer } => write!(
+                f,
+                "layer {layer}: the integer (i8x16) formats are missing, out of range or inconsistent"
+            ),
+            Error::NotInteger => write!(
+                f,
+                "an integer (i16) entry point was called on a float model; quantize it with --mode i8x16"
             ),
             Error::TensorShape { layer } => {
                 write!(f, "layer {layer}: a tensor's shape does not fit the layer")
@@ -235,6 +280,18 @@ impl fmt::Display for Error {
             Error::StateOverflow => write!(
                 f,
                 "the state overflowed to NaN or infinity (inputs too large for the model); it was reset"
+            ),
+            Error::BadVocabulary => write!(
+                f,
+                "the blob's vocabulary does not fit the model (token count, token form or unknown-token id)"
+            ),
+            Error::UnknownToken => write!(
+                f,
+                "the text holds a token outside the model's vocabulary, and the model has no unknown-token id"
+            ),
+            Error::BadSelfTest => write!(
+                f,
+                "the blob's self-test vector does not fit the model (type, shape, bounds or tolerance)"
             ),
         }
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"TRNN";
 /// The blob format version this engine reads and the converter writes. Any change to the layout bumps it.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Length of the fixed preamble before the postcard header.
 pub const PREAMBLE_LEN: usize = 16;
 /// Alignment of the data section and of every tensor in it, in bytes.
@@ -40,6 +40,8 @@ pub const MAX_TENSORS: usize = 48;
 pub const MAX_WIDTH: u32 = 4096;
 /// Largest vocabulary an embedding may declare.
 pub const MAX_VOCAB: u32 = 1 << 20;
+/// Most targets a [`Residual`] layer may continue.
+pub const MAX_RESIDUAL_TARGETS: usize = 64;
 /// The CRC used to close a blob.
 pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -52,16 +54,71 @@ pub enum DType {
     /// Signed 8-bit integers (two's complement), one per byte, with one f32 scale per row: row `r` stands
     /// for `scale[r] × value`. Weight matrices and embedding tables only.
     I8,
+    /// Integer-only models (`i8x16`): signed 8-bit integers with one requantization pair per row instead
+    /// of an f32 scale. The tensor's `scale` offset points to `rows` pairs of little-endian `i32`
+    /// `(multiplier, shift)`: row `r`'s integer dot product `acc` becomes
+    /// `round(acc × multiplier / 2^shift)` in the format the layer's [`FixedLayer`] names for it.
+    /// Weight matrices and embedding tables of a model with a [`FixedPoint`] header only.
+    I8Requant,
+    /// Signed 16-bit integers, little-endian: the initial states of an integer-only model, in the
+    /// layer's state (`h`) or cell (`c`) format.
+    I16,
+    /// Signed 32-bit integers, little-endian: biases (in the pre-activation format) and peepholes
+    /// (Q·.16) of an integer-only model.
+    I32,
+    /// Integer-only models: signed 16-bit weights with one requantization pair per row, as
+    /// [`DType::I8Requant`] but finer; the converter uses it for narrow input kernels, whose few
+    /// columns leave int8 rounding nowhere to average out.
+    I16Requant,
 }
 
 impl DType {
     /// Size of one element in bytes.
     pub const fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
-            DType::I8 => 1,
+            DType::F32 | DType::I32 => 4,
+            DType::I8 | DType::I8Requant => 1,
+            DType::I16 | DType::I16Requant => 2,
         }
     }
+}
+
+/// Fraction bits of a gate's pre-activation in an integer-only model: every gate and cell
+/// pre-activation, bias and clip is an `i32` in Q·.12 (`q / 4096`), the input format of the fixed-point
+/// sigmoid and tanh ([`crate::kernels::fixed::ACT_FRAC`]).
+pub const PRE_FRAC: u8 = 12;
+
+/// Fraction bits of an integer-only model's peephole weights (`i32`, `q / 65536`).
+pub const PEEPHOLE_FRAC: u8 = 16;
+
+/// Most fraction bits an `i16` format of an integer-only model may have.
+pub const MAX_FRAC: u8 = 24;
+
+/// The fixed-point formats of one layer of an integer-only model. A format is a number of fraction bits
+/// `f`: an `i16` value `q` stands for `q / 2^f`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedLayer {
+    /// Format of the layer's `i16` output (each timestep, or the vector). Crop, KeepLast and LastStep
+    /// pass values through, so theirs equals their input's.
+    pub output_frac: u8,
+    /// Recurrent layers: format of the hidden state `h` (also the format the recurrent kernel's
+    /// requantization pairs expect). 15 for a tanh or sigmoid output. 0 for other layers.
+    pub state_frac: u8,
+    /// LSTM: format of the cell state `c`, chosen from calibration. 0 for other layers.
+    pub cell_frac: u8,
+    /// Recurrent layers with a clip: the clip in Q·.12 (positive). 0 otherwise.
+    pub clip: i32,
+}
+
+/// What an integer-only (`i8x16`) model adds to its header. Its presence makes the model integer-only:
+/// every weight matrix and embedding table is [`DType::I8Requant`], every bias and peephole
+/// [`DType::I32`], every initial state [`DType::I16`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FixedPoint {
+    /// Format of the model's `i16` feature input (unused for token input).
+    pub input_frac: u8,
+    /// One entry per layer, in layer order.
+    pub layers: heapless::Vec<FixedLayer, MAX_LAYERS>,
 }
 
 /// A tensor stored in the data section: a row-major `rows × cols` matrix (a vector has `cols == 1`).
@@ -75,8 +132,9 @@ pub struct TensorRef {
     pub cols: u32,
     /// Byte offset from the start of the data section; a multiple of [`TENSOR_ALIGN`].
     pub offset: u32,
-    /// [`DType::I8`] only (and then required): byte offset of the per-row scales, `rows` f32 values, from
-    /// the start of the data section; a multiple of [`TENSOR_ALIGN`].
+    /// [`DType::I8`], [`DType::I8Requant`] and [`DType::I16Requant`] only (and then required): byte offset of the per-row scales
+    /// (`rows` f32 values) or requantization pairs (`rows` × 2 `i32`), from the start of the data section;
+    /// a multiple of [`TENSOR_ALIGN`].
     pub scale: Option<u32>,
 }
 
@@ -212,6 +270,32 @@ pub struct Embedding<T> {
     pub table: T,
 }
 
+/// Adds the model's own input window back into its forecast: the output half of window normalisation
+/// ([`Layer::SubtractLast`]) and a linear skip path from the window to the horizon. Windowed only.
+///
+/// The layer's input is a forecast of `horizon × targets` values (a sequence of `horizon` timesteps of
+/// `targets` values, or one vector of `horizon × targets`, timestep-major). Target `j` continues input
+/// feature `inputs[j]`; with `x_j[t]` that feature's raw value at window timestep `t` of `T` and
+/// `l_j = x_j[T-1]` when `add_last` (else 0):
+///
+/// ```text
+/// y[s, j] = forecast[s, j] + l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s]
+/// ```
+/// The skip weights are either shared by every target (`horizon` rows: a channel-independent linear
+/// forecaster) or one map per target (`horizon · targets` rows, target `j`'s block starting at row
+/// `j · horizon`, which then stands for `skip[s, t]` and `skip_bias[s]` above).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Residual<T> {
+    /// For each target, the input feature it continues.
+    pub inputs: heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    /// Add each target's input value at the window's last timestep.
+    pub add_last: bool,
+    /// Skip weights, `horizon × T` or `horizon·targets × T` (`T` the model's fixed window length).
+    pub skip: Option<T>,
+    /// Skip bias, one value per row of `skip`; only with `skip`.
+    pub skip_bias: Option<T>,
+}
+
 /// One layer of a model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Layer<T> {
@@ -235,6 +319,11 @@ pub enum Layer<T> {
     },
     /// The last timestep of a sequence, as a vector (`x[:, -1, :]`).
     LastStep,
+    /// Window normalisation: subtracts each feature's value at the window's last timestep from every
+    /// timestep. First layer only; windowed only.
+    SubtractLast,
+    /// Adds the input window back into the forecast; last layer only; windowed only.
+    Residual(Residual<T>),
 }
 
 impl<T> Layer<T> {
@@ -268,6 +357,13 @@ impl<T> Layer<T> {
             Layer::Crop { start, end } => Layer::Crop { start, end },
             Layer::KeepLast { steps } => Layer::KeepLast { steps },
             Layer::LastStep => Layer::LastStep,
+            Layer::SubtractLast => Layer::SubtractLast,
+            Layer::Residual(r) => Layer::Residual(Residual {
+                inputs: r.inputs,
+                add_last: r.add_last,
+                skip: r.skip.map(&mut f).transpose()?,
+                skip_bias: r.skip_bias.map(&mut f).transpose()?,
+            }),
         })
     }
 }
@@ -291,7 +387,10 @@ impl<T> Layer<T> {
                 .sum(),
             Layer::Dense(d) => len(&d.weight) + opt(&d.bias),
             Layer::Embedding(e) => len(&e.table),
-            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => 0,
+            Layer::Residual(r) => opt(&r.skip) + opt(&r.skip_bias),
+            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep | Layer::SubtractLast => {
+                0
+            }
         }
     }
 }
@@ -373,6 +472,68 @@ pub struct IoLayout {
     pub output: OutputLayout,
 }
 
+/// A known input and the output the converter's engine computed for it, so a device can check itself at
+/// boot ([`crate::Model::self_test`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct SelfTest<T> {
+    /// The input in model units: a window of `steps × features` values run with
+    /// [`crate::Runtime::run_window`], or for a token model `steps × 1` token ids fed one by one with
+    /// [`crate::Runtime::step_token`] after a reset.
+    pub input: T,
+    /// The expected output, `n × 1`: the window's output, or for a token model the output of the last
+    /// step.
+    pub output: T,
+    /// Largest absolute difference allowed between an output value and its expected value.
+    pub tolerance: f32,
+}
+
+impl<T> SelfTest<T> {
+    /// The same vector with both tensor handles mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<SelfTest<U>, E> {
+        Ok(SelfTest {
+            input: f(self.input)?,
+            output: f(self.output)?,
+            tolerance: self.tolerance,
+        })
+    }
+}
+
+/// Affine maps between raw units (what a sensor reads) and model units (what the layers compute in):
+/// `model = (raw − offset) / scale`, so `raw = model × scale + offset`.
+///
+/// Each map is an `n × 2` f32 tensor whose row `i` is `[offset, scale]`. The input map has one row per
+/// input feature. The output map has `n` rows, where `n` divides the output width, and output value `k` of
+/// a forecast (counted over the whole forecast, all timesteps) uses row `k % n`. A forecast of `horizon`
+/// steps of `targets` values is horizon-major (step 0's targets, then step 1's, …), so a model whose Dense
+/// head writes `horizon × targets` values in one vector stores `targets` rows, as does a model that keeps
+/// its last `horizon` timesteps of `targets` values each. An absent map is the identity.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Scaling<T> {
+    /// Raw input to model input, `features × 2`.
+    pub input: Option<T>,
+    /// Model output to raw output, `n × 2`.
+    pub output: Option<T>,
+}
+
+impl<T> Default for Scaling<T> {
+    fn default() -> Self {
+        Self {
+            input: None,
+            output: None,
+        }
+    }
+}
+
+impl<T> Scaling<T> {
+    /// The same maps with every tensor handle mapped through `f`, which may fail.
+    pub fn try_map<U, E>(self, mut f: impl FnMut(T) -> Result<U, E>) -> Result<Scaling<U>, E> {
+        Ok(Scaling {
+            input: self.input.map(&mut f).transpose()?,
+            output: self.output.map(&mut f).transpose()?,
+        })
+    }
+}
+
 /// Free-form descriptive fields.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta<'a> {
@@ -382,6 +543,34 @@ pub struct Meta<'a> {
     pub source: &'a str,
     /// The converter that wrote the blob, with its version.
     pub producer: &'a str,
+    /// Names of the input features, one per line (empty when unknown).
+    pub inputs: &'a str,
+    /// Names of the output values, one per line, in the order of the output scaler's rows (empty when
+    /// unknown).
+    pub outputs: &'a str,
+    /// Free-form details, for `tinyrnn train` a JSON document with the training settings and test
+    /// metrics (empty when there are none).
+    pub info: &'a str,
+}
+
+impl<'a> Meta<'a> {
+    /// The input feature names ([`Meta::inputs`] split into lines; nothing when empty).
+    pub fn input_names(&self) -> impl Iterator<Item = &'a str> {
+        lines(self.inputs)
+    }
+
+    /// The output names ([`Meta::outputs`] split into lines; nothing when empty).
+    pub fn output_names(&self) -> impl Iterator<Item = &'a str> {
+        lines(self.outputs)
+    }
+}
+
+/// The lines of `text`, none when it is empty.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    (!text.is_empty())
+        .then(|| text.split('\n'))
+        .into_iter()
+        .flatten()
 }
 
 /// The postcard-encoded header of a blob.
@@ -393,9 +582,45 @@ pub struct Header<'a> {
     pub layers: heapless::Vec<Layer<TensorRef>, MAX_LAYERS>,
     /// Batch layouts of the source framework.
     pub io: IoLayout,
+    /// Raw-unit scalers of the input and output.
+    pub scaling: Scaling<TensorRef>,
     /// Descriptive fields.
     #[serde(borrow)]
     pub meta: Meta<'a>,
+    /// A self-test vector, when the converter wrote one.
+    pub selftest: Option<SelfTest<TensorRef>>,
+    /// What a token model's ids stand for, when the converter knows.
+    #[serde(borrow)]
+    pub vocabulary: Option<Vocabulary<'a>>,
+    /// Formats of an integer-only (`i8x16`) model; `None` for f32 and `i8w` models.
+    pub fixed: Option<FixedPoint>,
+}
+
+/// How text splits into tokens.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Splitting {
+    /// Every character is a token (a char-RNN).
+    Chars,
+    /// Words separated by whitespace (Keras `TextVectorization`, `split="whitespace"`).
+    Words {
+        /// Lowercase first (`standardize="lower…"`).
+        lowercase: bool,
+        /// Remove ASCII punctuation first, before splitting (`"…strip_punctuation"`).
+        strip_punctuation: bool,
+    },
+}
+
+/// The tokens a token model's ids stand for, so devices and host tools can turn text into ids and back
+/// (`crate::text`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vocabulary<'a> {
+    /// How text splits into tokens.
+    pub splitting: Splitting,
+    /// The tokens in id order. [`Splitting::Chars`]: the characters one after another. [`Splitting::Words`]:
+    /// each word followed by `\n` (Keras' padding token is the empty first line).
+    pub tokens: &'a str,
+    /// Id of a token not in the vocabulary (Keras' OOV index, 1), if the model has one.
+    pub unknown: Option<u32>,
 }
 
 /// Round `n` up to the next multiple of [`TENSOR_ALIGN`], or `None` on overflow.

@@ -3,15 +3,17 @@
 use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
-    self, Activation, Cell, CellWeights, DType, Direction, Input, InputKind, IoLayout, Layer,
-    Merge, Meta, Recurrent, TensorRef, CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS,
-    MAX_TENSORS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
+    self, Activation, Cell, CellWeights, DType, Direction, FixedLayer, FixedPoint, Input,
+    InputKind, IoLayout, Layer, Merge, Meta, Recurrent, Scaling, SelfTest, TensorRef, Vocabulary,
+    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_FRAC, MAX_LAYERS, MAX_RESIDUAL_TARGETS, MAX_TENSORS,
+    MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
 pub const MAX_STEPS: u32 = 1 << 20;
 
-/// Memory a model needs from its caller, in `f32` words.
+/// Memory a model needs from its caller, in `f32` words. An integer-only (`i8x16`) model uses the same
+/// words for `i16` states and activations (two to a word) and `i32` gate sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Memory {
     /// State kept between steps: hidden and cell states, and the output history of a keep-last model.
@@ -57,7 +59,9 @@ pub struct Model<'a> {
     io: IoLayout,
     meta: Meta<'a>,
     /// The layers, their tensors as indices into `tensors`.
-    layers: heapless::Vec<Layer<u8>, MAX_LAYERS>,
+    layers: heapless::Vec<Stage, MAX_LAYERS>,
+    /// The targets of the residual layer, if the model ends in one.
+    residual_inputs: heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
     tensors: heapless::Vec<Stored, MAX_TENSORS>,
     data: Data<'a>,
     plans: heapless::Vec<Plan, MAX_LAYERS>,
@@ -72,6 +76,14 @@ pub struct Model<'a> {
     streamable: bool,
     /// The blob's CRC-32, which identifies the model.
     id: u32,
+    /// Raw-unit scalers, `[offset, scale]` pairs, checked.
+    scaling: Scaling<&'a [f32]>,
+    /// The blob's self-test vector, checked against the model's shapes at open.
+    selftest: Option<SelfTest<Mat<'a>>>,
+    /// What the token ids stand for, checked against the embedding at open.
+    vocabulary: Option<Vocabulary<'a>>,
+    /// Formats of an integer-only model.
+    fixed: Option<FixedPoint>,
 }
 
 impl<'a> Model<'a> {
@@ -111,8 +123,12 @@ impl<'a> Model<'a> {
                 name: "",
                 source: "",
                 producer: "",
+                inputs: "",
+                outputs: "",
+                info: "",
             },
             layers: heapless::Vec::new(),
+            residual_inputs: heapless::Vec::new(),
             tensors: heapless::Vec::new(),
             data,
             plans: heapless::Vec::new(),
@@ -122,6 +138,10 @@ impl<'a> Model<'a> {
             stream_keep: None,
             streamable: false,
             id: u32::from_le_bytes(crc),
+            scaling: Scaling::default(),
+            selftest: None,
+            vocabulary: None,
+            fixed: None,
         });
         if let Err(error) = model.load(header) {
             *place = None;
@@ -130,8 +150,10 @@ impl<'a> Model<'a> {
         place.as_ref().ok_or(Error::NoLayers)
     }
 
-    /// Decodes the header field by field and validates each layer as it comes, so no more than one
-    /// decoded layer is alive at a time.
+    /// Decodes the header field by field. Each layer's tensors are checked (bounds, alignment, scales,
+    /// finite values) and stored as the layer is read, so no decoded layer is held whole; the rest of the
+    /// header follows; then every layer is checked against what came before it and against its integer
+    /// formats, one resolved layer alive at a time.
     #[inline(never)]
     fn load(&mut self, header: &'a [u8]) -> Result<(), Error> {
         let (input, rest) =
@@ -153,8 +175,45 @@ impl<'a> Model<'a> {
             }
         }
 
+        let mut rest = layer_bytes;
+        // A layer's tensors are stored together: layer `k`'s end at `tensor_ends[k]`.
+        let mut tensor_ends = [0u8; MAX_LAYERS];
+        for (index, end) in tensor_ends.iter_mut().enumerate().take(count) {
+            let id = index as u8;
+            let (compact, after) = store_layer(rest, &mut self.tensors, self.data, id)?;
+            rest = after;
+            self.layers
+                .push(Stage::new(compact, &mut self.residual_inputs))
+                .map_err(|_| Error::TooLarge { layer: id })?;
+            *end = self.tensors.len() as u8;
+        }
+        let (io, rest) =
+            postcard::take_from_bytes::<IoLayout>(rest).map_err(|_| Error::BadHeader)?;
+        check_io(&io)?;
+        let (scaling, rest) =
+            postcard::take_from_bytes::<Scaling<TensorRef>>(rest).map_err(|_| Error::BadHeader)?;
+        let (meta, rest) =
+            postcard::take_from_bytes::<Meta<'a>>(rest).map_err(|_| Error::BadHeader)?;
+        let (selftest, rest) = postcard::take_from_bytes::<Option<SelfTest<TensorRef>>>(rest)
+            .map_err(|_| Error::BadHeader)?;
+        let (vocabulary, rest) = postcard::take_from_bytes::<Option<Vocabulary<'a>>>(rest)
+            .map_err(|_| Error::BadHeader)?;
+        let (fixed, rest) =
+            postcard::take_from_bytes::<Option<FixedPoint>>(rest).map_err(|_| Error::BadHeader)?;
+        if !rest.is_empty() {
+            return Err(Error::BadHeader);
+        }
+        if let Some(fixed) = &fixed {
+            if fixed.layers.len() != count || fixed.input_frac > MAX_FRAC {
+                return Err(Error::BadFixedPoint { layer: u8::MAX });
+            }
+        }
+
         let mut walk = Walk {
             kind: input.kind,
+            input_width,
+            window: input.steps.map(|s| s as usize),
+            layers: count,
             width: input_width,
             sequence: true,
             state: 0,
@@ -164,47 +223,86 @@ impl<'a> Model<'a> {
             stream_keep: None,
             fixed_steps: input.steps.map(|s| s as usize),
         };
-        let mut rest = layer_bytes;
-        for index in 0..count {
+        let mut frac = fixed.as_ref().map_or(0, |f| f.input_frac);
+        let mut tensor_start = 0;
+        for ((index, compact), &tensor_end) in self.layers.iter().enumerate().zip(&tensor_ends) {
             let id = index as u8;
-            let (compact, plan, after) =
-                store_layer(rest, &mut self.tensors, self.data, &mut walk, id)?;
-            rest = after;
-            self.layers
-                .push(compact)
-                .map_err(|_| Error::TooLarge { layer: id })?;
+            let layer = resolve(compact, &self.residual_inputs, &self.tensors, self.data);
+            check_dtypes(&layer, fixed.is_some(), id)?;
+            if let Some(f) = fixed.as_ref().and_then(|f| f.layers.get(index)) {
+                check_fixed(&layer, f, frac, id)?;
+                frac = f.output_frac;
+            }
+            let own = self
+                .tensors
+                .get(usize::from(tensor_start)..usize::from(tensor_end))
+                .unwrap_or(&[]);
+            check_finite(own, self.data, id)?;
+            tensor_start = tensor_end;
+            let plan = walk.check(index, &layer)?;
             self.plans
                 .push(plan)
                 .map_err(|_| Error::TooLarge { layer: id })?;
         }
-        let (io, rest) =
-            postcard::take_from_bytes::<IoLayout>(rest).map_err(|_| Error::BadHeader)?;
-        check_io(&io)?;
-        let (meta, rest) =
-            postcard::take_from_bytes::<Meta<'a>>(rest).map_err(|_| Error::BadHeader)?;
-        if !rest.is_empty() {
-            return Err(Error::BadHeader);
-        }
         if input.kind == InputKind::Tokens
-            && !matches!(self.layers.first(), Some(Layer::Embedding(_)))
+            && !matches!(self.layers.first(), Some(Stage::Embedding(_)))
         {
             return Err(Error::LayerMismatch { layer: 0 });
         }
+        self.scaling = check_scaling(&scaling, self.data, input_width, walk.width)?;
         self.input = input;
         self.io = io;
         self.meta = meta;
+        self.fixed = fixed;
         self.recurrent_state = walk.state;
         self.cell_scratch = walk.cell_scratch;
         self.max_width = walk.max_width;
         self.stream_keep = walk.stream_keep;
         self.streamable = walk.streamable;
+        if let Some(vocabulary) = vocabulary {
+            crate::text::check(self, &vocabulary)?;
+            self.vocabulary = Some(vocabulary);
+        }
+        if let Some(vector) = selftest {
+            self.selftest = Some(crate::selftest::resolve(self, self.data.floats, vector)?);
+        }
         Ok(())
+    }
+
+    /// The formats of an integer-only (`i8x16`) model, or `None` for an f32 or `i8w` model.
+    pub fn fixed_point(&self) -> Option<&FixedPoint> {
+        self.fixed.as_ref()
+    }
+
+    /// Whether the model is integer-only (`i8x16`): it runs through [`crate::Runtime::step_i16`] with no
+    /// floating point, and through [`crate::Runtime::step`] with f32 conversion at the edges.
+    pub fn is_integer(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// Format (fraction bits) of an integer-only model's `i16` output.
+    pub fn output_frac(&self) -> Option<u8> {
+        self.fixed
+            .as_ref()
+            .and_then(|f| f.layers.last())
+            .map(|l| l.output_frac)
     }
 
     /// An identity for the model: the CRC-32 that closes its blob. Two blobs with the same bytes have the
     /// same identity; saved stream states carry it so they are only restored into the model that wrote them.
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The blob's self-test vector, if the converter wrote one; run it with [`Model::self_test`].
+    pub fn self_test_vector(&self) -> Option<SelfTest<Mat<'a>>> {
+        self.selftest
+    }
+
+    /// What the model's token ids stand for, if the blob says ([`crate::text`] turns text into ids and
+    /// back).
+    pub fn vocabulary(&self) -> Option<Vocabulary<'a>> {
+        self.vocabulary
     }
 
     /// The model's input.
@@ -230,10 +328,18 @@ impl<'a> Model<'a> {
         self.meta
     }
 
+    /// The raw-unit scalers as `[offset, scale]` pairs (see [`Scaling`]), checked at open: the input map
+    /// has one pair per input feature, the output map a number of pairs that divides the output width,
+    /// every value is finite and every scale non-zero. Absent maps are `None`.
+    pub fn scaling(&self) -> Scaling<&'a [f32]> {
+        self.scaling
+    }
+
     /// The layers, first to last, with their tensors resolved to views into the blob.
     pub fn layers(&self) -> Layers<'_, 'a> {
         Layers {
             layers: self.layers.iter(),
+            residual_inputs: &self.residual_inputs,
             tensors: &self.tensors,
             data: self.data,
         }
@@ -241,7 +347,7 @@ impl<'a> Model<'a> {
 
     /// The layers with their tensors as indices (see [`Model::weights`]); cheaper to walk than
     /// [`Model::layers`] where few tensors are needed.
-    pub(crate) fn compact_layers(&self) -> &[Layer<u8>] {
+    pub(crate) fn compact_layers(&self) -> &[Stage] {
         &self.layers
     }
 
@@ -282,14 +388,14 @@ impl<'a> Model<'a> {
         let mut t = steps;
         for layer in &self.layers {
             t = match layer {
-                Layer::Recurrent(r) if !r.return_sequences => 1,
-                Layer::LastStep => 1,
-                Layer::Crop { start, end } => t
+                Stage::Recurrent(r) if !r.return_sequences => 1,
+                Stage::LastStep => 1,
+                Stage::Crop { start, end } => t
                     .checked_sub(*start as usize)
                     .and_then(|t| t.checked_sub(*end as usize))
                     .filter(|&t| t > 0)
                     .ok_or(Error::WindowLength { steps })?,
-                Layer::KeepLast { steps: keep } => {
+                Stage::KeepLast { steps: keep } => {
                     let keep = *keep as usize;
                     if t < keep {
                         return Err(Error::WindowLength { steps });
@@ -329,16 +435,34 @@ impl<'a> Model<'a> {
         self.stream_keep
     }
 
-    /// Memory for streaming: state, and the scratch of one step.
+    /// Memory for streaming: state, and the scratch of one step. An integer-only model keeps its
+    /// states and activations as `i16`, two to a word, and its gate sums as `i32`, one to a word.
     pub fn memory(&self) -> Memory {
         let history = if self.streamable {
             self.step_output_len()
         } else {
             0
         };
-        Memory {
-            state: self.recurrent_state + history,
-            scratch: 2 * self.max_width + self.cell_scratch,
+        let state = self.recurrent_state + history;
+        if self.is_integer() {
+            Memory {
+                state: state.div_ceil(2),
+                scratch: 2 * self.max_width.div_ceil(2) + self.cell_scratch,
+            }
+        } else {
+            Memory {
+                state,
+                scratch: 2 * self.max_width + self.cell_scratch,
+            }
+        }
+    }
+
+    /// Words of one sequence buffer of `values` activations.
+    pub(crate) fn activation_words(&self, values: usize) -> usize {
+        if self.is_integer() {
+            values.div_ceil(2)
+        } else {
+            values
         }
     }
 
@@ -348,6 +472,7 @@ impl<'a> Model<'a> {
         self.output_steps(steps)?;
         let sequence = steps
             .checked_mul(self.max_width)
+            .map(|s| self.activation_words(s))
             .and_then(|s| s.checked_mul(2))
             .and_then(|s| s.checked_add(self.cell_scratch))
             .ok_or(Error::WindowLength { steps })?;
@@ -369,6 +494,19 @@ impl<'a> Model<'a> {
                     one * if r.backward.is_some() { 2 } else { 1 }
                 }
                 Layer::Dense(d) => d.weight.len(),
+                Layer::Residual(r) => r.skip.map_or(0, |s| {
+                    // Per-target maps (`horizon·targets` rows) run once each; a shared one per target.
+                    let forecast = self
+                        .input
+                        .steps
+                        .and_then(|t| self.output_len(t as usize).ok())
+                        .unwrap_or(0);
+                    if s.rows == forecast {
+                        s.len()
+                    } else {
+                        s.len() * r.inputs.len()
+                    }
+                }),
                 _ => 0,
             })
             .sum()
@@ -378,6 +516,12 @@ impl<'a> Model<'a> {
 /// What opening has learnt from the layers so far.
 struct Walk {
     kind: InputKind,
+    /// Width of one timestep of the model's input (0 for tokens).
+    input_width: usize,
+    /// The model's fixed window length, if it has one.
+    window: Option<usize>,
+    /// Number of layers in the model.
+    layers: usize,
     /// Width of the data leaving the last layer seen.
     width: usize,
     /// Whether that data is a sequence.
@@ -394,9 +538,8 @@ struct Walk {
 
 impl Walk {
     /// Checks layer `index` against what came before it and returns its plan.
-    fn check(&mut self, index: usize, layer: &Layer<u8>, pool: Pool<'_>) -> Result<Plan, Error> {
+    fn check(&mut self, index: usize, layer: &Layer<Mat<'_>>) -> Result<Plan, Error> {
         let id = index as u8;
-        check_dtypes(layer, pool, id)?;
         let plan_in = self.width;
         let state_offset = self.state;
         match layer {
@@ -404,11 +547,10 @@ impl Walk {
                 if index != 0 || self.kind != InputKind::Tokens {
                     return Err(Error::LayerMismatch { layer: id });
                 }
-                let table = pool.get(e.table);
-                if table.rows == 0 || table.rows > MAX_VOCAB {
+                if e.table.rows == 0 || e.table.rows > MAX_VOCAB as usize {
                     return Err(Error::TooLarge { layer: id });
                 }
-                self.width = check_width(table.cols, id)?;
+                self.width = check_width(e.table.cols as u32, id)?;
             }
             Layer::Recurrent(r) => {
                 if !self.sequence || (index == 0 && self.kind == InputKind::Tokens) {
@@ -418,7 +560,7 @@ impl Walk {
                     // A recurrent layer after a crop re-reads a window: windowed only.
                     self.streamable = false;
                 }
-                let hidden = check_recurrent(r, pool, self.width, id)?;
+                let hidden = check_recurrent(r, self.width, id)?;
                 let directions = if r.backward.is_some() { 2 } else { 1 };
                 if !matches!(r.direction, Direction::Forward) {
                     self.streamable = false;
@@ -438,13 +580,12 @@ impl Walk {
                 if index == 0 && self.kind == InputKind::Tokens {
                     return Err(Error::LayerMismatch { layer: id });
                 }
-                let weight = pool.get(d.weight);
-                if weight.cols as usize != self.width {
+                if d.weight.cols != self.width {
                     return Err(Error::LayerMismatch { layer: id });
                 }
-                let units = check_width(weight.rows, id)?;
-                if let Some(b) = d.bias {
-                    check_shape(pool.get(b), units, 1, id)?;
+                let units = check_width(d.weight.rows as u32, id)?;
+                if let Some(b) = &d.bias {
+                    check_shape(b, units, 1, id)?;
                 }
                 self.width = units;
             }
@@ -495,6 +636,26 @@ impl Walk {
                     Some(_) => self.streamable = false,
                 }
             }
+            Layer::SubtractLast => {
+                if index != 0 || self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                self.streamable = false;
+            }
+            Layer::Residual(r) => {
+                let scratch = check_residual(
+                    r,
+                    index + 1 == self.layers,
+                    self.input_width,
+                    self.window,
+                    self.sequence,
+                    self.fixed_steps,
+                    self.width,
+                    id,
+                )?;
+                self.cell_scratch = self.cell_scratch.max(scratch);
+                self.streamable = false;
+            }
         }
         self.max_width = self.max_width.max(self.width);
         Ok(Plan {
@@ -506,43 +667,61 @@ impl Walk {
     }
 }
 
-/// A tensor of a validated model, compactly: where it lies in the data section and its shape.
+/// A tensor of a validated model, compactly: its element type, where it lies in the data section (with
+/// its row scales or requantization pairs) and its shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stored {
+    dtype: DType,
     /// Byte offset of the values in the data section.
     offset: u32,
-    /// Byte offset of an int8 tensor's row scales, or [`Stored::F32`] for an f32 tensor.
+    /// Byte offset of the row scales ([`DType::I8`]) or requantization pairs ([`DType::I8Requant`],
+    /// [`DType::I16Requant`]); 0 and unused for the other types.
     scale: u32,
     rows: u32,
     cols: u32,
 }
 
 impl Stored {
-    /// The `scale` of an f32 tensor (no valid scale offset is `u32::MAX`: it is not a multiple of 16).
-    const F32: u32 = u32::MAX;
-
-    /// Views the tensor in the data section; `None` if it lies outside.
+    /// Views the tensor in the data section: [`Error::BadTensor`] if its values lie outside,
+    /// [`Error::BadScale`] if its scales or requantization pairs do. Checks no values.
     #[inline]
-    fn view<'a>(&self, data: Data<'a>) -> Option<Mat<'a>> {
+    fn view<'a>(&self, data: Data<'a>, layer: u8) -> Result<Mat<'a>, Error> {
+        let bad = Error::BadTensor { layer };
+        let bad_scale = Error::BadScale { layer };
         let (rows, cols) = (self.rows as usize, self.cols as usize);
-        let len = rows.checked_mul(cols)?;
+        let len = rows.checked_mul(cols).ok_or(bad)?;
         let start = self.offset as usize;
-        let values = if self.scale == Self::F32 {
-            Values::F32(floats(data, start, len)?)
-        } else {
-            Values::I8 {
-                values: data.bytes.get(start..start.checked_add(len)?)?,
-                scales: floats(data, self.scale as usize, rows)?,
-            }
+        let scale = self.scale as usize;
+        let pairs = || -> Option<&'a [i32]> {
+            let from = scale / 4;
+            data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
         };
-        Some(Mat { values, rows, cols })
+        let values = match self.dtype {
+            DType::F32 => Values::F32(floats(data, start, len).ok_or(bad)?),
+            DType::I8 => Values::I8 {
+                values: bytes(data, start, len).ok_or(bad)?,
+                scales: floats(data, scale, rows).ok_or(bad_scale)?,
+            },
+            DType::I8Requant => Values::I8Requant {
+                values: bytes(data, start, len).ok_or(bad)?,
+                requant: pairs().ok_or(bad_scale)?,
+            },
+            DType::I16Requant => Values::I16Requant {
+                values: halves(data, start, len).ok_or(bad)?,
+                requant: pairs().ok_or(bad_scale)?,
+            },
+            DType::I16 => Values::I16(halves(data, start, len).ok_or(bad)?),
+            DType::I32 => Values::I32(ints(data, start, len).ok_or(bad)?),
+        };
+        Ok(Mat { values, rows, cols })
     }
 }
 
 /// The layers of a [`Model`], first to last, each resolved to views into the blob as it is reached.
 #[derive(Clone, Debug)]
 pub struct Layers<'m, 'a> {
-    layers: core::slice::Iter<'m, Layer<u8>>,
+    layers: core::slice::Iter<'m, Stage>,
+    residual_inputs: &'m heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
     tensors: &'m [Stored],
     data: Data<'a>,
 }
@@ -553,7 +732,12 @@ impl<'a> Iterator for Layers<'_, 'a> {
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let layer = self.layers.next()?;
-        Some(resolve(layer, self.tensors, self.data))
+        Some(resolve(
+            layer,
+            self.residual_inputs,
+            self.tensors,
+            self.data,
+        ))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -565,11 +749,16 @@ impl<'a> Iterator for Layers<'_, 'a> {
 /// them, so no lookup fails; were one to, it would read as an empty matrix (which the kernels treat as
 /// zeros) rather than panic. Built field by field rather than through [`Layer::try_map`], whose
 /// by-value moves of a ~0.4 kB layer cost more than the lookups.
-fn resolve<'a>(layer: &Layer<u8>, tensors: &[Stored], data: Data<'a>) -> Layer<Mat<'a>> {
+fn resolve<'a>(
+    layer: &Stage,
+    residual_inputs: &heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    tensors: &[Stored],
+    data: Data<'a>,
+) -> Layer<Mat<'a>> {
     let mat = |i: u8| view(i, tensors, data);
     let weights = |w: &CellWeights<u8>| resolve_weights(w, tensors, data);
     match layer {
-        Layer::Recurrent(r) => Layer::Recurrent(Recurrent {
+        Stage::Recurrent(r) => Layer::Recurrent(Recurrent {
             cell: r.cell,
             hidden: r.hidden,
             activation: r.activation,
@@ -580,20 +769,81 @@ fn resolve<'a>(layer: &Layer<u8>, tensors: &[Stored], data: Data<'a>) -> Layer<M
             forward: weights(&r.forward),
             backward: r.backward.as_ref().map(weights),
         }),
-        Layer::Dense(d) => Layer::Dense(format::Dense {
+        Stage::Dense(d) => Layer::Dense(format::Dense {
             weight: mat(d.weight),
             bias: d.bias.map(mat),
             activation: d.activation,
         }),
-        Layer::Embedding(e) => Layer::Embedding(format::Embedding {
+        Stage::Embedding(e) => Layer::Embedding(format::Embedding {
             table: mat(e.table),
         }),
-        Layer::Crop { start, end } => Layer::Crop {
+        Stage::Crop { start, end } => Layer::Crop {
             start: *start,
             end: *end,
         },
-        Layer::KeepLast { steps } => Layer::KeepLast { steps: *steps },
-        Layer::LastStep => Layer::LastStep,
+        Stage::KeepLast { steps } => Layer::KeepLast { steps: *steps },
+        Stage::LastStep => Layer::LastStep,
+        Stage::SubtractLast => Layer::SubtractLast,
+        Stage::Residual {
+            add_last,
+            skip,
+            skip_bias,
+        } => Layer::Residual(format::Residual {
+            inputs: residual_inputs.clone(),
+            add_last: *add_last,
+            skip: skip.map(mat),
+            skip_bias: skip_bias.map(mat),
+        }),
+    }
+}
+
+/// A layer of an open model, its tensors as indices into the model's table: a `Layer<u8>` but for the
+/// residual layer's list of targets, which would make every entry ~130 bytes and is kept once in the
+/// model instead (a residual layer can only be the last).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Stage {
+    Recurrent(Recurrent<u8>),
+    Dense(format::Dense<u8>),
+    Embedding(format::Embedding<u8>),
+    Crop {
+        start: u32,
+        end: u32,
+    },
+    KeepLast {
+        steps: u32,
+    },
+    LastStep,
+    SubtractLast,
+    Residual {
+        add_last: bool,
+        skip: Option<u8>,
+        skip_bias: Option<u8>,
+    },
+}
+
+impl Stage {
+    /// The stage of a decoded layer; a residual layer's targets go to `residual_inputs`.
+    fn new(
+        layer: Layer<u8>,
+        residual_inputs: &mut heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    ) -> Self {
+        match layer {
+            Layer::Recurrent(r) => Stage::Recurrent(r),
+            Layer::Dense(d) => Stage::Dense(d),
+            Layer::Embedding(e) => Stage::Embedding(e),
+            Layer::Crop { start, end } => Stage::Crop { start, end },
+            Layer::KeepLast { steps } => Stage::KeepLast { steps },
+            Layer::LastStep => Stage::LastStep,
+            Layer::SubtractLast => Stage::SubtractLast,
+            Layer::Residual(r) => {
+                *residual_inputs = r.inputs;
+                Stage::Residual {
+                    add_last: r.add_last,
+                    skip: r.skip,
+                    skip_bias: r.skip_bias,
+                }
+            }
+        }
     }
 }
 
@@ -602,7 +852,7 @@ fn resolve<'a>(layer: &Layer<u8>, tensors: &[Stored], data: Data<'a>) -> Layer<M
 fn view<'a>(i: u8, tensors: &[Stored], data: Data<'a>) -> Mat<'a> {
     tensors
         .get(usize::from(i))
-        .and_then(|t| t.view(data))
+        .and_then(|t| t.view(data, u8::MAX).ok())
         .unwrap_or(Mat {
             values: Values::F32(&[]),
             rows: 0,
@@ -627,11 +877,13 @@ fn resolve_weights<'a>(
     }
 }
 
-/// The data section, as bytes and as the same bytes viewed as `f32`s.
+/// The data section, as bytes and as the same bytes viewed as `f32`s, `i32`s and `i16`s.
 #[derive(Clone, Copy, Debug)]
 struct Data<'a> {
     bytes: &'a [u8],
     floats: &'a [f32],
+    ints: &'a [i32],
+    halves: &'a [i16],
 }
 
 /// Checks the preamble and checksum; returns the postcard header bytes and the data section.
@@ -684,6 +936,8 @@ fn parse(blob: &[u8]) -> Result<(&[u8], Data<'_>), Error> {
         Data {
             bytes: data,
             floats: as_f32(data)?,
+            ints: as_i32(data)?,
+            halves: as_i16(data)?,
         },
     ))
 }
@@ -700,6 +954,76 @@ fn as_f32(bytes: &[u8]) -> Result<&[f32], Error> {
         return Err(Error::Misaligned);
     }
     Ok(floats)
+}
+
+/// Resolves and checks the raw-unit scalers against the model's input and output widths (a token model
+/// has no input scaler).
+fn check_scaling<'a>(
+    scaling: &Scaling<TensorRef>,
+    data: Data<'a>,
+    input_width: usize,
+    output_width: usize,
+) -> Result<Scaling<&'a [f32]>, Error> {
+    let one = |t: &Option<TensorRef>, output: bool| -> Result<Option<&'a [f32]>, Error> {
+        let Some(t) = t else {
+            return Ok(None);
+        };
+        let bad = Error::BadScaler { output };
+        let pairs = t.rows as usize;
+        let fits = if output {
+            pairs > 0 && output_width % pairs == 0
+        } else {
+            pairs > 0 && pairs == input_width
+        };
+        if t.dtype != DType::F32 || t.cols != 2 || !fits {
+            return Err(bad);
+        }
+        let Ok(Mat {
+            values: Values::F32(values),
+            ..
+        }) = check_tensor(data, t, u8::MAX).and_then(|t| t.view(data, u8::MAX))
+        else {
+            return Err(bad);
+        };
+        let valid = values
+            .chunks_exact(2)
+            // A bit test for the non-zero scale: opening links no soft-float routine on an FPU-less core.
+            .all(|pair| pair[0].is_finite() && pair[1].is_finite() && pair[1].to_bits() << 1 != 0);
+        if !valid {
+            return Err(bad);
+        }
+        Ok(Some(values))
+    };
+    Ok(Scaling {
+        input: one(&scaling.input, false)?,
+        output: one(&scaling.output, true)?,
+    })
+}
+
+/// Views little-endian bytes as `i32`s in place.
+fn as_i32(bytes: &[u8]) -> Result<&[i32], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 4 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid i32; a non-empty prefix or suffix (misalignment) is rejected.
+    let (prefix, ints, suffix) = unsafe { bytes.align_to::<i32>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(ints)
+}
+
+/// Views little-endian bytes as `i16`s in place.
+fn as_i16(bytes: &[u8]) -> Result<&[i16], Error> {
+    if cfg!(target_endian = "big") || bytes.len() % 2 != 0 {
+        return Err(Error::Misaligned);
+    }
+    // SAFETY: every bit pattern is a valid i16; a non-empty prefix or suffix (misalignment) is rejected.
+    let (prefix, halves, suffix) = unsafe { bytes.align_to::<i16>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
+        return Err(Error::Misaligned);
+    }
+    Ok(halves)
 }
 
 /// Reads a postcard sequence length (an unsigned LEB128 varint of at most 5 bytes here).
@@ -736,17 +1060,15 @@ fn check_io(io: &IoLayout) -> Result<(), Error> {
 }
 
 /// Decodes the next layer from the header bytes, checking every tensor of it as it comes (bounds,
-/// alignment, element type, finite int8 scales) and adding it to `tensors`; then checks the layer against
-/// what came before (`walk`). Returns the layer with its tensors as indices into `tensors`, its plan, and
-/// the bytes after it.
+/// alignment, element type, scales, finite values) and adding it to `tensors`. Returns the layer with its
+/// tensors as indices into `tensors`, and the bytes after it.
 #[inline(never)]
 fn store_layer<'h>(
     bytes: &'h [u8],
     tensors: &mut heapless::Vec<Stored, MAX_TENSORS>,
     data: Data<'_>,
-    walk: &mut Walk,
     id: u8,
-) -> Result<(Layer<u8>, Plan, &'h [u8]), Error> {
+) -> Result<(Layer<u8>, &'h [u8]), Error> {
     let mut de = postcard::Deserializer::from_bytes(bytes);
     let mut store = |t: TensorRef| -> Result<u8, Error> {
         let stored = check_tensor(data, &t, id)?;
@@ -758,25 +1080,7 @@ fn store_layer<'h>(
     };
     let layer = wire::layer(&mut de, &mut store)?;
     let rest = de.finalize().map_err(|_| Error::BadHeader)?;
-    let plan = walk.check(usize::from(id), &layer, Pool(tensors))?;
-    Ok((layer, plan, rest))
-}
-
-/// The tensors of a model being opened, looked up by index.
-#[derive(Clone, Copy)]
-struct Pool<'t>(&'t [Stored]);
-
-impl Pool<'_> {
-    /// Tensor `i`; an index not (yet) in the table reads as an empty f32 tensor, which no shape check
-    /// accepts.
-    fn get(self, i: u8) -> Stored {
-        self.0.get(usize::from(i)).copied().unwrap_or(Stored {
-            offset: 0,
-            scale: Stored::F32,
-            rows: 0,
-            cols: 0,
-        })
-    }
+    Ok((layer, rest))
 }
 
 /// Decoding a [`Layer`] with serde's derived code takes ~2 kB of stack on Cortex-M (a
@@ -790,7 +1094,7 @@ mod wire {
     use serde::Deserialize;
 
     use crate::error::Error;
-    use crate::format::{CellWeights, Dense, Embedding, Layer, Recurrent, TensorRef};
+    use crate::format::{CellWeights, Dense, Embedding, Layer, Recurrent, Residual, TensorRef};
 
     type De<'a, 'b> = &'a mut postcard::Deserializer<'b, postcard::de_flavors::Slice<'b>>;
     type Store<'s> = &'s mut dyn FnMut(TensorRef) -> Result<u8, Error>;
@@ -840,6 +1144,13 @@ mod wire {
             },
             4 => Layer::KeepLast { steps: take(de)? },
             5 => Layer::LastStep,
+            6 => Layer::SubtractLast,
+            7 => Layer::Residual(Residual {
+                inputs: take(de)?,
+                add_last: take(de)?,
+                skip: optional(de, store)?,
+                skip_bias: optional(de, store)?,
+            }),
             _ => return Err(Error::BadHeader),
         })
     }
@@ -857,61 +1168,136 @@ mod wire {
     }
 }
 
-/// Bounds- and alignment-checks one tensor (and the scales of an int8 one).
+/// Bounds- and alignment-checks one tensor and its scales or requantization pairs, and checks those:
+/// finite scales, valid requantization pairs (the f32 values themselves: [`check_finite`]).
 fn check_tensor(data: Data<'_>, t: &TensorRef, layer: u8) -> Result<Stored, Error> {
     let bad = Error::BadTensor { layer };
+    let bad_scale = Error::BadScale { layer };
     if t.offset as usize % TENSOR_ALIGN != 0 {
         return Err(bad);
     }
     let scale = match (t.dtype, t.scale) {
-        (DType::F32, None) => Stored::F32,
-        (DType::I8, Some(scale)) => {
-            if scale as usize % TENSOR_ALIGN != 0
-                || !floats(data, scale as usize, t.rows as usize)
-                    .is_some_and(|s| s.iter().all(|v| v.is_finite()))
-            {
-                return Err(Error::BadScale { layer });
+        (DType::I8 | DType::I8Requant | DType::I16Requant, Some(scale)) => {
+            if scale as usize % TENSOR_ALIGN != 0 {
+                return Err(bad_scale);
             }
             scale
         }
-        (DType::I8, None) => return Err(Error::BadScale { layer }),
-        (DType::F32, Some(_)) => return Err(bad),
+        (DType::I8 | DType::I8Requant | DType::I16Requant, None) => return Err(bad_scale),
+        (DType::F32 | DType::I16 | DType::I32, None) => 0,
+        (DType::F32 | DType::I16 | DType::I32, Some(_)) => return Err(bad),
     };
     let stored = Stored {
+        dtype: t.dtype,
         offset: t.offset,
         scale,
         rows: t.rows,
         cols: t.cols,
     };
-    // A NaN or an infinity in a weight or an initial state would poison every state it touches.
-    match stored.view(data).ok_or(bad)?.values {
-        Values::F32(values) if values.iter().any(|v| !v.is_finite()) => Err(bad),
+    match stored.view(data, layer)?.values {
+        Values::I8 { scales, .. } if scales.iter().any(|v| !v.is_finite()) => Err(bad_scale),
+        Values::I8Requant { requant, .. } | Values::I16Requant { requant, .. }
+            if !requant.chunks_exact(2).all(valid_requant) =>
+        {
+            Err(bad_scale)
+        }
         _ => Ok(stored),
     }
 }
 
-/// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
-fn floats(data: Data<'_>, offset: usize, len: usize) -> Option<&[f32]> {
-    let start = offset / DType::F32.size();
-    data.floats.get(start..start.checked_add(len)?)
+/// Checks that every f32 value of a layer's tensors is finite: a NaN or an infinity in a weight or an
+/// initial state would poison every state it touches.
+fn check_finite(tensors: &[Stored], data: Data<'_>, layer: u8) -> Result<(), Error> {
+    for t in tensors {
+        if let Ok(Mat {
+            values: Values::F32(values),
+            ..
+        }) = t.view(data, layer)
+        {
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(Error::BadTensor { layer });
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Int8 is for weight matrices and embedding tables; every vector (bias, peephole, initial state) stays
-/// f32.
-fn check_dtypes(layer: &Layer<u8>, pool: Pool<'_>, id: u8) -> Result<(), Error> {
-    let vector = |t: &Option<u8>| t.is_some_and(|i| pool.get(i).scale != Stored::F32);
+/// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
+fn floats(data: Data<'_>, offset: usize, len: usize) -> Option<&[f32]> {
+    floats_at(data.floats, offset, len)
+}
+
+/// `len` f32 values from byte `offset` (a multiple of 16) of a data section viewed as `f32`s.
+pub(crate) fn floats_at(floats: &[f32], offset: usize, len: usize) -> Option<&[f32]> {
+    if offset % TENSOR_ALIGN != 0 {
+        return None;
+    }
+    let start = offset / DType::F32.size();
+    floats.get(start..start.checked_add(len)?)
+}
+
+/// `len` bytes from byte `offset` of the data section.
+fn bytes(data: Data<'_>, offset: usize, len: usize) -> Option<&[u8]> {
+    data.bytes.get(offset..offset.checked_add(len)?)
+}
+
+/// `len` `i16` values from byte `offset` (a multiple of 16) of the data section.
+fn halves(data: Data<'_>, offset: usize, len: usize) -> Option<&[i16]> {
+    let start = offset / 2;
+    data.halves.get(start..start.checked_add(len)?)
+}
+
+/// `len` `i32` values from byte `offset` (a multiple of 16) of the data section.
+fn ints(data: Data<'_>, offset: usize, len: usize) -> Option<&[i32]> {
+    let start = offset / 4;
+    data.ints.get(start..start.checked_add(len)?)
+}
+
+/// A requantization pair: a non-negative multiplier below 2^31 and a shift in `1..=62`.
+fn valid_requant(pair: &[i32]) -> bool {
+    matches!(pair, [m, s] if *m >= 0 && (1..=62).contains(s))
+}
+
+/// In f32 and `i8w` models, int8 is for weight matrices and embedding tables and every vector (bias,
+/// peephole, initial state) stays f32. In an integer-only model every matrix is
+/// [`DType::I8Requant`], biases and peepholes are [`DType::I32`] and initial states [`DType::I16`].
+fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Error> {
+    // Window normalisation and the skip path run in f32 and i8w only.
+    if integer && matches!(layer, Layer::SubtractLast | Layer::Residual(_)) {
+        return Err(Error::UnsupportedLayer { layer: id });
+    }
+    let (matrix_ok, vector, state): (fn(DType) -> bool, DType, DType) = if integer {
+        (
+            |d| matches!(d, DType::I8Requant | DType::I16Requant),
+            DType::I32,
+            DType::I16,
+        )
+    } else {
+        (
+            |d| matches!(d, DType::F32 | DType::I8),
+            DType::F32,
+            DType::F32,
+        )
+    };
+    let is = |t: &Option<Mat<'_>>, want: DType| t.as_ref().is_some_and(|m| m.dtype() != want);
     let bad = match layer {
         Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
             .into_iter()
             .flatten()
             .any(|w| {
-                vector(&w.bias)
-                    || vector(&w.recurrent_bias)
-                    || vector(&w.peephole)
-                    || vector(&w.initial_h)
-                    || vector(&w.initial_c)
+                !matrix_ok(w.kernel.dtype())
+                    || !matrix_ok(w.recurrent.dtype())
+                    || is(&w.bias, vector)
+                    || is(&w.recurrent_bias, vector)
+                    || is(&w.peephole, vector)
+                    || is(&w.initial_h, state)
+                    || is(&w.initial_c, state)
             }),
-        Layer::Dense(d) => vector(&d.bias),
+        Layer::Dense(d) => !matrix_ok(d.weight.dtype()) || is(&d.bias, vector),
+        Layer::Embedding(e) => !matrix_ok(e.table.dtype()),
+        Layer::Residual(r) => {
+            r.skip.as_ref().is_some_and(|m| !matrix_ok(m.dtype())) || is(&r.skip_bias, vector)
+        }
         _ => false,
     };
     if bad {
@@ -921,21 +1307,95 @@ fn check_dtypes(layer: &Layer<u8>, pool: Pool<'_>, id: u8) -> Result<(), Error> 
     }
 }
 
-fn check_shape(m: Stored, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
-    if m.rows as usize == rows && m.cols as usize == cols {
+/// Checks one layer's fixed-point formats; `input_frac` is the format of what enters the layer.
+fn check_fixed(
+    layer: &Layer<Mat<'_>>,
+    f: &FixedLayer,
+    input_frac: u8,
+    id: u8,
+) -> Result<(), Error> {
+    let bad = Err(Error::BadFixedPoint { layer: id });
+    if f.output_frac > MAX_FRAC || f.state_frac > MAX_FRAC || f.cell_frac > MAX_FRAC {
+        return bad;
+    }
+    match layer {
+        Layer::Recurrent(r) => {
+            if r.clip.is_some() != (f.clip > 0) || f.clip < 0 {
+                return bad;
+            }
+            if matches!(r.direction, Direction::Bidirectional(Merge::Concat))
+                && f.output_frac != f.state_frac
+            {
+                return bad;
+            }
+        }
+        Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep
+            if f.output_frac != input_frac =>
+        {
+            return bad;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_shape(m: &Mat<'_>, rows: usize, cols: usize, layer: u8) -> Result<(), Error> {
+    if m.rows == rows && m.cols == cols {
         Ok(())
     } else {
         Err(Error::TensorShape { layer })
     }
 }
 
-/// Checks a recurrent layer against its input width; returns its hidden size.
-fn check_recurrent(
-    r: &Recurrent<u8>,
-    pool: Pool<'_>,
-    input: usize,
+/// Checks a residual layer: last, over feature input, with a forecast of `horizon × targets` values
+/// entering it and skip weights of `horizon × window` (shared) or `horizon·targets × window` (one map per
+/// target). Returns the scratch words it needs.
+#[allow(clippy::too_many_arguments)]
+fn check_residual(
+    r: &format::Residual<Mat<'_>>,
+    last: bool,
+    input_width: usize,
+    window: Option<usize>,
+    sequence: bool,
+    steps: Option<usize>,
+    width: usize,
     layer: u8,
 ) -> Result<usize, Error> {
+    let mismatch = Error::LayerMismatch { layer };
+    let targets = r.inputs.len();
+    if !last || input_width == 0 || targets == 0 || width % targets != 0 {
+        return Err(mismatch);
+    }
+    if r.inputs.iter().any(|&f| f as usize >= input_width) {
+        return Err(mismatch);
+    }
+    let horizon = match (sequence, steps) {
+        (false, _) => width / targets,
+        (true, Some(steps)) if width == targets => steps,
+        _ => return Err(mismatch),
+    };
+    match (&r.skip, &r.skip_bias) {
+        (None, None) => Ok(0),
+        (None, Some(_)) => Err(Error::UnsupportedLayer { layer }),
+        (Some(skip), bias) => {
+            let window = window.ok_or(mismatch)?;
+            // One map shared by every target, or one per target stacked by rows.
+            let rows = if skip.rows == horizon * targets {
+                skip.rows
+            } else {
+                horizon
+            };
+            check_shape(skip, rows, window, layer)?;
+            if let Some(b) = bias {
+                check_shape(b, rows, 1, layer)?;
+            }
+            Ok(window + horizon)
+        }
+    }
+}
+
+/// Checks a recurrent layer against its input width; returns its hidden size.
+fn check_recurrent(r: &Recurrent<Mat<'_>>, input: usize, layer: u8) -> Result<usize, Error> {
     let hidden = check_width(r.hidden, layer)?;
     let unsupported = Error::UnsupportedLayer { layer };
     let elementwise = |a: Activation| !matches!(a, Activation::Softmax);
@@ -949,49 +1409,48 @@ fn check_recurrent(
     }
     match (r.direction, &r.backward) {
         (Direction::Bidirectional(_), Some(backward)) => {
-            check_cell(r.cell, backward, pool, input, hidden, layer)?
+            check_cell(r.cell, backward, input, hidden, layer)?
         }
         (Direction::Forward | Direction::Reverse, None) => {}
         _ => return Err(Error::LayerMismatch { layer }),
     }
-    check_cell(r.cell, &r.forward, pool, input, hidden, layer)?;
+    check_cell(r.cell, &r.forward, input, hidden, layer)?;
     Ok(hidden)
 }
 
 fn check_cell(
     cell: Cell,
-    w: &CellWeights<u8>,
-    pool: Pool<'_>,
+    w: &CellWeights<Mat<'_>>,
     input: usize,
     hidden: usize,
     layer: u8,
 ) -> Result<(), Error> {
     let rows = cell.gates() * hidden;
-    if pool.get(w.kernel).cols as usize != input {
+    if w.kernel.cols != input {
         return Err(Error::LayerMismatch { layer });
     }
-    check_shape(pool.get(w.kernel), rows, input, layer)?;
-    check_shape(pool.get(w.recurrent), rows, hidden, layer)?;
-    if let Some(b) = w.bias {
-        check_shape(pool.get(b), rows, 1, layer)?;
+    check_shape(&w.kernel, rows, input, layer)?;
+    check_shape(&w.recurrent, rows, hidden, layer)?;
+    if let Some(b) = &w.bias {
+        check_shape(b, rows, 1, layer)?;
     }
     let unsupported = Error::UnsupportedLayer { layer };
     match (&w.recurrent_bias, cell) {
         (None, _) => {}
-        (Some(b), Cell::Gru { reset_after: true }) => check_shape(pool.get(*b), rows, 1, layer)?,
+        (Some(b), Cell::Gru { reset_after: true }) => check_shape(b, rows, 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
     match (&w.peephole, cell) {
         (None, _) => {}
-        (Some(p), Cell::Lstm { .. }) => check_shape(pool.get(*p), 3 * hidden, 1, layer)?,
+        (Some(p), Cell::Lstm { .. }) => check_shape(p, 3 * hidden, 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
-    if let Some(h) = w.initial_h {
-        check_shape(pool.get(h), hidden, 1, layer)?;
+    if let Some(h) = &w.initial_h {
+        check_shape(h, hidden, 1, layer)?;
     }
     match (&w.initial_c, cell) {
         (None, _) => {}
-        (Some(c), Cell::Lstm { .. }) => check_shape(pool.get(*c), hidden, 1, layer)?,
+        (Some(c), Cell::Lstm { .. }) => check_shape(c, hidden, 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
     Ok(())
@@ -1031,6 +1490,37 @@ mod tests {
 
     /// A blob holding one Dense layer of 3 inputs with the given tensors over `data`.
     fn dense_blob_with(weight: TensorRef, bias: Option<TensorRef>, data: &[u8]) -> Vec<u8> {
+        dense_blob_full(weight, bias, Scaling::default(), data, None)
+    }
+
+    /// The same, with raw-unit scalers.
+    fn scaled_blob_with(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        scaling: Scaling<TensorRef>,
+        data: &[u8],
+    ) -> Vec<u8> {
+        dense_blob_full(weight, bias, scaling, data, None)
+    }
+
+    /// [`dense_blob_with`], with the header's fixed-point formats.
+    fn dense_blob_fixed(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        data: &[u8],
+        fixed: Option<FixedPoint>,
+    ) -> Vec<u8> {
+        dense_blob_full(weight, bias, Scaling::default(), data, fixed)
+    }
+
+    /// A one-Dense-layer blob with everything the header can say.
+    fn dense_blob_full(
+        weight: TensorRef,
+        bias: Option<TensorRef>,
+        scaling: Scaling<TensorRef>,
+        data: &[u8],
+        fixed: Option<FixedPoint>,
+    ) -> Vec<u8> {
         let mut layers = heapless::Vec::new();
         layers
             .push(Layer::Dense(Dense {
@@ -1049,11 +1539,18 @@ mod tests {
                 input: InputLayout::BatchFirst,
                 output: OutputLayout::BatchFirst,
             },
+            scaling,
             meta: Meta {
                 name: "dense",
                 source: "hand-built",
                 producer: "engine tests",
+                inputs: "a\nb\nc",
+                outputs: "",
+                info: "{}",
             },
+            selftest: None,
+            vocabulary: None,
+            fixed,
         };
         let encoded = postcard::to_allocvec(&header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();
@@ -1131,6 +1628,103 @@ mod tests {
             &int8_data(2.0),
         );
         assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+    }
+
+    /// Int8 weights `[[1, 2, 3], [-4, -5, -128]]` with the pairs `(2^30, 31)` (× 1/2) at 16, then the
+    /// `i32` bias `[100, -100]` at 32.
+    fn integer_data(shift: i32) -> Vec<u8> {
+        let mut data = std::vec![1u8, 2, 3, 0xfc, 0xfb, 0x80];
+        data.resize(16, 0);
+        for v in [1 << 30, shift, 1 << 30, shift, 100, -100] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        data
+    }
+
+    fn integer_blob(shift: i32, output_frac: u8) -> Vec<u8> {
+        let mut layers = heapless::Vec::new();
+        layers
+            .push(FixedLayer {
+                output_frac,
+                state_frac: 0,
+                cell_frac: 0,
+                clip: 0,
+            })
+            .unwrap();
+        dense_blob_fixed(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::I32, 2, 1, 32, None)),
+            &integer_data(shift),
+            Some(FixedPoint {
+                input_frac: 0,
+                layers,
+            }),
+        )
+    }
+
+    #[test]
+    fn integer_dense_runs_in_i16() {
+        let blob = integer_blob(31, 0);
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert!(model.is_integer());
+        let mut memory = [0.0f32; 16];
+        let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+        let mut y = [0i16; 2];
+        // (10 − 30) / 2 + 100 and (−40 + 1280) / 2 − 100.
+        runtime.step_i16(&[10, 0, -10], &mut y).unwrap();
+        assert_eq!(y, [90, 520]);
+        let mut out = [0i16; 4];
+        runtime
+            .run_window_i16(&[10, 0, -10, 0, 0, 0], &mut out)
+            .unwrap();
+        assert_eq!(out, [90, 520, 100, -100]);
+        let mut yf = [0.0f32; 2];
+        runtime.step(&[10.2, f32::NAN, -9.8], &mut yf).unwrap();
+        assert_eq!(yf, [90.0, 520.0]);
+        assert_eq!(runtime.state_i16().len(), model.recurrent_state() + 2);
+        assert_eq!(
+            runtime.step(&[1.0, 2.0], &mut yf),
+            Err(Error::InputLength {
+                expected: 3,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn integer_formats_and_pairs_are_checked() {
+        for shift in [0, 63, -1] {
+            assert_eq!(
+                open_placed(&integer_blob(shift, 0)),
+                Err(Error::BadScale { layer: 0 }),
+                "{shift}"
+            );
+        }
+        assert_eq!(
+            open_placed(&integer_blob(31, MAX_FRAC + 1)),
+            Err(Error::BadFixedPoint { layer: 0 })
+        );
+        // Integer tensors in a float model, and float tensors in an integer model, are refused.
+        let blob = dense_blob_with(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::I32, 2, 1, 32, None)),
+            &integer_data(31),
+        );
+        assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+        let blob = dense_blob_fixed(
+            tensor(DType::I8Requant, 2, 3, 0, Some(16)),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            &integer_data(31),
+            Some(FixedPoint {
+                input_frac: 0,
+                layers: heapless::Vec::new(),
+            }),
+        );
+        assert_eq!(
+            open_placed(&blob),
+            Err(Error::BadFixedPoint { layer: u8::MAX })
+        );
     }
 
     /// Found by the `open_and_step` fuzz target: a blob whose f32 tensor (here an initial state) held a
@@ -1257,6 +1851,19 @@ mod tests {
             },
             Layer::KeepLast { steps: 129 },
             Layer::LastStep,
+            Layer::SubtractLast,
+            Layer::Residual(format::Residual {
+                inputs: heapless::Vec::from_slice(&[0, 3, 300]).unwrap(),
+                add_last: true,
+                skip: Some(t(13)),
+                skip_bias: Some(t(14)),
+            }),
+            Layer::Residual(format::Residual {
+                inputs: heapless::Vec::new(),
+                add_last: false,
+                skip: None,
+                skip_bias: None,
+            }),
         ]
     }
 
@@ -1289,11 +1896,14 @@ mod tests {
 
     /// What lets a small part open a model: the model is a few compact tables, not sixteen resolved
     /// layers (~7 kB on a 32-bit target before). The bound is for 64-bit hosts, where pointers and
-    /// `usize` are twice as wide; `firmware/` measures the Cortex-M figure.
+    /// `usize` are twice as wide; `firmware/` measures the Cortex-M figure. The scalers, self-test
+    /// vector, vocabulary, integer formats and residual targets take ~0.5 kB of it (2,912 bytes in all
+    /// when they came); the layers themselves stay compact (a residual layer's targets are kept once, not
+    /// in every layer entry).
     #[test]
     fn a_model_stays_small() {
         let size = core::mem::size_of::<Model<'static>>();
-        assert!(size <= 2600, "Model is {size} bytes");
+        assert!(size <= 3000, "Model is {size} bytes");
     }
 
     #[test]
@@ -1327,6 +1937,154 @@ mod tests {
         let bytes = view(&words, 0, len);
         for n in 0..len {
             assert!(Model::open(&bytes[..n]).is_err());
+        }
+    }
+
+    /// The Dense model of `dense_blob` (weights at 0, bias at 32) with an input scaler at 48 and an
+    /// output scaler at 80 over `input` and `output` (`[offset, scale]` pairs).
+    fn scaled_dense_blob(input: Option<(u32, &[f32])>, output: Option<(u32, &[f32])>) -> Vec<u8> {
+        let mut data = Vec::new();
+        for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, -1.0] {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut place = |offset: usize, values: &[f32]| {
+            data.resize(offset, 0);
+            for v in values {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+        let input_ref = input.map(|(rows, values)| {
+            place(48, values);
+            tensor(DType::F32, rows, 2, 48, None)
+        });
+        let output_ref = output.map(|(rows, values)| {
+            place(80, values);
+            tensor(DType::F32, rows, 2, 80, None)
+        });
+        scaled_blob_with(
+            tensor(DType::F32, 2, 3, 0, None),
+            Some(tensor(DType::F32, 2, 1, 32, None)),
+            Scaling {
+                input: input_ref,
+                output: output_ref,
+            },
+            &data,
+        )
+    }
+
+    const INPUT_MAP: [f32; 6] = [1.0, 2.0, -1.0, 0.5, 0.0, 4.0];
+    const OUTPUT_MAP: [f32; 4] = [10.0, 3.0, -5.0, 0.25];
+
+    #[test]
+    fn scalers_open_and_map_raw_units_both_ways() {
+        use crate::stream::{ModelScaler, Scaler};
+        let blob = scaled_dense_blob(Some((3, &INPUT_MAP)), Some((2, &OUTPUT_MAP)));
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert_eq!(model.scaling().input, Some(&INPUT_MAP[..]));
+        assert_eq!(model.scaling().output, Some(&OUTPUT_MAP[..]));
+        assert_eq!(
+            model.meta().input_names().collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(model.meta().output_names().count(), 0);
+        let scaler = ModelScaler::of(&model);
+        assert!(!scaler.is_identity());
+        assert_eq!(scaler.scale_input(0, 5.0), (5.0 - 1.0) / 2.0);
+        assert_eq!(scaler.scale_input(2, 8.0), 8.0 / 4.0);
+        // Output value k uses row k % 2.
+        assert_eq!(scaler.unscale_output(0, 2.0), 2.0 * 3.0 + 10.0);
+        assert_eq!(scaler.unscale_output(3, 2.0), 2.0 * 0.25 - 5.0);
+
+        // Raw samples in, raw forecasts out, through a Forecaster.
+        let mut memory = [0.0f32; 32];
+        let mut forecaster = crate::Forecaster::<1>::new(&model, &mut memory).unwrap();
+        let raw = [3.0, 0.0, 4.0];
+        let scaled = [(3.0 - 1.0) / 2.0, (0.0 + 1.0) / 0.5, 4.0 / 4.0];
+        let model_out = [
+            scaled[0] + 2.0 * scaled[1] + 3.0 * scaled[2] + 0.5,
+            4.0 * scaled[0] + 5.0 * scaled[1] + 6.0 * scaled[2] - 1.0,
+        ];
+        let got = forecaster.push(&raw).unwrap().unwrap();
+        assert_eq!(got, [model_out[0] * 3.0 + 10.0, model_out[1] * 0.25 - 5.0]);
+    }
+
+    #[test]
+    fn a_blob_without_scalers_forecasts_in_model_units() {
+        let blob = scaled_dense_blob(None, None);
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        assert!(crate::stream::ModelScaler::of(&model).is_identity());
+        let mut memory = [0.0f32; 32];
+        let mut forecaster = crate::Forecaster::<1>::new(&model, &mut memory).unwrap();
+        assert_eq!(
+            forecaster.push(&[1.0, 0.0, -1.0]).unwrap().unwrap(),
+            [1.0 - 3.0 + 0.5, 4.0 - 6.0 - 1.0]
+        );
+    }
+
+    #[test]
+    fn one_output_row_serves_every_output_value() {
+        let blob = scaled_dense_blob(None, Some((1, &OUTPUT_MAP[..2])));
+        let (words, len) = placed(&blob, 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
+        let mut memory = [0.0f32; 32];
+        let mut forecaster = crate::Forecaster::<1>::new(&model, &mut memory).unwrap();
+        assert_eq!(
+            forecaster.push(&[1.0, 0.0, -1.0]).unwrap().unwrap(),
+            [
+                (1.0 - 3.0 + 0.5) * 3.0 + 10.0,
+                (4.0 - 6.0 - 1.0) * 3.0 + 10.0
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_scalers_are_refused() {
+        let input = Err(Error::BadScaler { output: false });
+        let output = Err(Error::BadScaler { output: true });
+        let mut zero = INPUT_MAP;
+        zero[3] = 0.0;
+        let mut nan = INPUT_MAP;
+        nan[0] = f32::NAN;
+        let mut infinite = OUTPUT_MAP;
+        infinite[1] = f32::INFINITY;
+        let cases: [(Vec<u8>, Result<(), Error>); 7] = [
+            // Two rows for three features; a zero scale; NaN offset.
+            (scaled_dense_blob(Some((2, &INPUT_MAP[..4])), None), input),
+            (scaled_dense_blob(Some((3, &zero)), None), input),
+            (scaled_dense_blob(Some((3, &nan)), None), input),
+            // Three rows do not divide an output width of 2; an infinite scale; no rows.
+            (scaled_dense_blob(None, Some((3, &INPUT_MAP))), output),
+            (scaled_dense_blob(None, Some((2, &infinite))), output),
+            (scaled_dense_blob(None, Some((0, &[]))), output),
+            // Rows beyond the data section.
+            (scaled_dense_blob(None, Some((200, &OUTPUT_MAP))), output),
+        ];
+        for (index, (blob, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(open_placed(&blob), expected, "case {index}");
+        }
+        // An int8 scaler and a scaler with three columns.
+        let mut blob_data = Vec::new();
+        for v in [
+            1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, -1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0,
+        ] {
+            blob_data.extend_from_slice(&v.to_le_bytes());
+        }
+        for bad in [
+            tensor(DType::I8, 1, 2, 48, Some(48)),
+            tensor(DType::F32, 1, 3, 48, None),
+        ] {
+            let blob = scaled_blob_with(
+                tensor(DType::F32, 2, 3, 0, None),
+                Some(tensor(DType::F32, 2, 1, 32, None)),
+                Scaling {
+                    input: None,
+                    output: Some(bad),
+                },
+                &blob_data,
+            );
+            assert_eq!(open_placed(&blob), output);
         }
     }
 }

@@ -5,10 +5,11 @@
 use crate::activation::apply;
 use crate::cell::{self, Mat};
 use crate::error::Error;
-use crate::format::{Dense, Direction, Layer, Merge, Recurrent};
+use crate::format::{Dense, Direction, Layer, Merge, Recurrent, Residual};
+use crate::integer;
 use crate::kernels::float::add;
 use crate::kernels::{self, matvec};
-use crate::model::Model;
+use crate::model::{Model, Stage};
 
 /// What a streaming step produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,7 @@ pub enum Status {
 #[derive(Clone, Copy)]
 enum Source<'x> {
     Features(&'x [f32]),
+    Fixed(&'x [i16]),
     Tokens(&'x [u32]),
 }
 
@@ -76,17 +78,28 @@ impl<'m, 'b> Runtime<'m, 'b> {
     pub fn reset(&mut self) {
         self.state.iter_mut().for_each(|v| *v = 0.0);
         let model = self.model;
+        let integer = model.is_integer();
         for (layer, plan) in model.compact_layers().iter().zip(model.plans()) {
-            if let Layer::Recurrent(r) = layer {
+            if let Stage::Recurrent(r) = layer {
                 let words = cell::state_words(r.cell, r.hidden as usize);
                 let directions = [Some(&r.forward), r.backward.as_ref()];
                 for (d, weights) in directions.into_iter().flatten().enumerate() {
                     let offset = plan.state_offset + d * words;
-                    let slot = self.state.get_mut(offset..offset + words);
-                    if let Some((h, c)) =
-                        slot.and_then(|s| s.split_at_mut_checked(r.hidden as usize))
-                    {
-                        cell::reset(&model.weights(weights), h, c);
+                    if integer {
+                        let state = integer::halves_mut(self.state);
+                        let slot = state.get_mut(offset..offset + words);
+                        if let Some((h, c)) =
+                            slot.and_then(|s| s.split_at_mut_checked(r.hidden as usize))
+                        {
+                            integer::reset(&model.weights(weights), h, c);
+                        }
+                    } else {
+                        let slot = self.state.get_mut(offset..offset + words);
+                        if let Some((h, c)) =
+                            slot.and_then(|s| s.split_at_mut_checked(r.hidden as usize))
+                        {
+                            cell::reset(&model.weights(weights), h, c);
+                        }
                     }
                 }
             }
@@ -94,7 +107,50 @@ impl<'m, 'b> Runtime<'m, 'b> {
         self.seen = 0;
     }
 
-    /// The state kept between steps, to save across deep sleep.
+    /// Number of `i16` state values of an integer-only model (its state words hold two each).
+    fn state_values(&self) -> usize {
+        let model = self.model;
+        let history = if model.is_streamable() {
+            model.step_output_len()
+        } else {
+            0
+        };
+        model.recurrent_state() + history
+    }
+
+    /// An integer-only model's state as `i16` values (to save across deep sleep); empty for a float
+    /// model.
+    pub fn state_i16(&self) -> &[i16] {
+        if !self.model.is_integer() {
+            return &[];
+        }
+        let values = self.state_values();
+        integer::halves(self.state).get(..values).unwrap_or(&[])
+    }
+
+    /// Restores a state saved by [`Runtime::state_i16`] from a runtime of the same integer-only model.
+    pub fn restore_state_i16(&mut self, state: &[i16]) -> Result<(), Error> {
+        if !self.model.is_integer() {
+            return Err(Error::NotInteger);
+        }
+        let values = self.state_values();
+        if state.len() != values {
+            return Err(Error::StateLength {
+                expected: values,
+                got: state.len(),
+            });
+        }
+        integer::halves_mut(self.state)
+            .iter_mut()
+            .zip(state)
+            .for_each(|(d, s)| *d = *s);
+        self.seen = self.model.step_output_steps();
+        Ok(())
+    }
+
+    /// The state kept between steps, to save across deep sleep. An integer-only model keeps `i16`
+    /// values, two to a word: these words carry their bits (see [`Runtime::state_i16`]), and
+    /// [`Runtime::restore_state`] puts them back unchanged.
     pub fn state(&self) -> &[f32] {
         self.state
     }
@@ -125,19 +181,53 @@ impl<'m, 'b> Runtime<'m, 'b> {
 
     /// Feeds one timestep of features and writes the output for the sequence so far:
     /// [`Model::step_output_len`] values.
+    ///
+    /// On an integer-only (`i8x16`) model the input is quantized to the model's input format (rounded;
+    /// NaN becomes 0, ±∞ and values beyond the `i16` range saturate), the step runs in integers, and
+    /// the output is converted back to f32.
     pub fn step(&mut self, input: &[f32], output: &mut [f32]) -> Result<Status, Error> {
+        if self.model.is_integer() {
+            let (in_scale, out_scale) = self.edge_scales();
+            let source = Source::Features(input);
+            return self.advance_fixed(
+                source,
+                output.len(),
+                |x| quantize_into(x, input, in_scale),
+                |y| dequantize_into(output, y, out_scale),
+            );
+        }
         self.advance(Source::Features(input), output)
     }
 
     /// Feeds one token id (models whose first layer is an embedding) and writes the output for the
     /// sequence so far.
     pub fn step_token(&mut self, token: u32, output: &mut [f32]) -> Result<Status, Error> {
-        self.advance(Source::Tokens(core::slice::from_ref(&token)), output)
+        let tokens = core::slice::from_ref(&token);
+        if self.model.is_integer() {
+            let (_, out_scale) = self.edge_scales();
+            return self.advance_fixed(
+                Source::Tokens(tokens),
+                output.len(),
+                |_| {},
+                |y| dequantize_into(output, y, out_scale),
+            );
+        }
+        self.advance(Source::Tokens(tokens), output)
     }
 
     /// Runs a whole window of features, `steps × features` values, from the initial state, and writes
-    /// [`Model::output_len`]`(steps)` values. Returns the number of output timesteps.
+    /// [`Model::output_len`]`(steps)` values. Returns the number of output timesteps. An integer-only
+    /// model converts at the edges as [`Runtime::step`] does.
     pub fn run_window(&mut self, input: &[f32], output: &mut [f32]) -> Result<usize, Error> {
+        if self.model.is_integer() {
+            let (in_scale, out_scale) = self.edge_scales();
+            return self.window_fixed(
+                Source::Features(input),
+                output.len(),
+                |x| quantize_into(x, input, in_scale),
+                |y| dequantize_into(output, y, out_scale),
+            );
+        }
         self.window(Source::Features(input), output)
     }
 
@@ -147,24 +237,161 @@ impl<'m, 'b> Runtime<'m, 'b> {
         tokens: &[u32],
         output: &mut [f32],
     ) -> Result<usize, Error> {
+        if self.model.is_integer() {
+            let (_, out_scale) = self.edge_scales();
+            return self.window_fixed(
+                Source::Tokens(tokens),
+                output.len(),
+                |_| {},
+                |y| dequantize_into(output, y, out_scale),
+            );
+        }
         self.window(Source::Tokens(tokens), output)
+    }
+
+    /// Integer-only models: feeds one timestep of `i16` features in the model's input format
+    /// ([`crate::format::FixedPoint::input_frac`]) and writes the step's `i16` output in the model's
+    /// output format ([`Model::output_frac`]). No floating point is involved.
+    pub fn step_i16(&mut self, input: &[i16], output: &mut [i16]) -> Result<Status, Error> {
+        if !self.model.is_integer() {
+            return Err(Error::NotInteger);
+        }
+        self.advance_fixed(
+            Source::Fixed(input),
+            output.len(),
+            |x| copy_i16(x, input),
+            |y| copy_i16(output, y),
+        )
+    }
+
+    /// Integer-only models: feeds one token id and writes the step's `i16` output.
+    pub fn step_token_i16(&mut self, token: u32, output: &mut [i16]) -> Result<Status, Error> {
+        if !self.model.is_integer() {
+            return Err(Error::NotInteger);
+        }
+        self.advance_fixed(
+            Source::Tokens(core::slice::from_ref(&token)),
+            output.len(),
+            |_| {},
+            |y| copy_i16(output, y),
+        )
+    }
+
+    /// Integer-only models: runs a whole window of `i16` features from the initial state; see
+    /// [`Runtime::step_i16`] for the formats and [`Runtime::run_window`] for the shapes.
+    pub fn run_window_i16(&mut self, input: &[i16], output: &mut [i16]) -> Result<usize, Error> {
+        if !self.model.is_integer() {
+            return Err(Error::NotInteger);
+        }
+        self.window_fixed(
+            Source::Fixed(input),
+            output.len(),
+            |x| copy_i16(x, input),
+            |y| copy_i16(output, y),
+        )
+    }
+
+    /// Integer-only models: runs a whole window of token ids from the initial state, writing `i16`.
+    pub fn run_window_tokens_i16(
+        &mut self,
+        tokens: &[u32],
+        output: &mut [i16],
+    ) -> Result<usize, Error> {
+        if !self.model.is_integer() {
+            return Err(Error::NotInteger);
+        }
+        self.window_fixed(
+            Source::Tokens(tokens),
+            output.len(),
+            |_| {},
+            |y| copy_i16(output, y),
+        )
+    }
+
+    /// `2^input_frac` and `2^output_frac` of an integer-only model, for the f32 edges.
+    fn edge_scales(&self) -> (f32, f32) {
+        let input = self.model.fixed_point().map_or(0, |f| f.input_frac);
+        let output = self.model.output_frac().unwrap_or(0);
+        let scale = |frac: u8| (1u32 << u32::from(frac).min(31)) as f32;
+        (scale(input), scale(output))
+    }
+
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
+    fn advance_fixed(
+        &mut self,
+        source: Source<'_>,
+        output_len: usize,
+        fill: impl FnOnce(&mut [i16]),
+        emit: impl FnOnce(&[i16]),
+    ) -> Result<Status, Error> {
+        self.check_step(source, output_len)?;
+        let input = match source {
+            Source::Tokens(ids) => integer::Input::Tokens(ids),
+            _ => integer::Input::Features,
+        };
+        Ok(integer::advance(
+            self.model,
+            self.state,
+            self.scratch,
+            &mut self.seen,
+            input,
+            fill,
+            emit,
+        ))
+    }
+
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
+    fn window_fixed(
+        &mut self,
+        source: Source<'_>,
+        output_len: usize,
+        fill: impl FnOnce(&mut [i16]),
+        emit: impl FnOnce(&[i16]),
+    ) -> Result<usize, Error> {
+        let (steps, out_steps) = self.check_window(source, output_len)?;
+        self.reset();
+        let input = match source {
+            Source::Tokens(ids) => integer::Input::Tokens(ids),
+            _ => integer::Input::Features,
+        };
+        integer::window(
+            self.model,
+            self.state,
+            self.scratch,
+            steps,
+            input,
+            fill,
+            emit,
+        );
+        Ok(out_steps)
     }
 
     fn check_source(&self, source: Source<'_>) -> Result<usize, Error> {
         let model = self.model;
         match (source, model.input().kind) {
-            (Source::Features(x), crate::format::InputKind::Features(n)) => {
+            (Source::Features(_) | Source::Fixed(_), crate::format::InputKind::Features(n)) => {
                 let n = n as usize;
-                if x.is_empty() || x.len().checked_rem(n) != Some(0) {
+                let len = source.len();
+                if len == 0 || len.checked_rem(n) != Some(0) {
                     return Err(Error::InputLength {
                         expected: n,
-                        got: x.len(),
+                        got: len,
                     });
                 }
-                if let Some(index) = x.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::NonFiniteInput { index });
+                // A float model refuses NaN and infinities; an integer-only model reads them by its own
+                // policy (NaN as 0, infinities saturated: see `quantize_into`).
+                if let Source::Features(x) = source {
+                    if !model.is_integer() {
+                        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+                            return Err(Error::NonFiniteInput { index });
+                        }
+                    }
                 }
-                Ok(x.len().checked_div(n).unwrap_or(0))
+                Ok(len.checked_div(n).unwrap_or(0))
             }
             (Source::Tokens(ids), crate::format::InputKind::Tokens) => {
                 if ids.is_empty() {
@@ -188,7 +415,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
         }
     }
 
-    fn advance(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<Status, Error> {
+    /// Checks one streaming step's input, output length and memory.
+    fn check_step(&self, source: Source<'_>, output_len: usize) -> Result<(), Error> {
         let model = self.model;
         if !model.is_streamable() {
             return Err(Error::NotStreamable);
@@ -196,17 +424,14 @@ impl<'m, 'b> Runtime<'m, 'b> {
         if self.check_source(source)? != 1 {
             return Err(Error::InputLength {
                 expected: model.input_width(),
-                got: match source {
-                    Source::Features(x) => x.len(),
-                    Source::Tokens(t) => t.len(),
-                },
+                got: source.len(),
             });
         }
         let expected = model.step_output_len();
-        if output.len() != expected {
+        if output_len != expected {
             return Err(Error::OutputLength {
                 expected,
-                got: output.len(),
+                got: output_len,
             });
         }
         let needed = model.memory().scratch;
@@ -216,9 +441,40 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: self.scratch.len() + self.state.len(),
             });
         }
+        Ok(())
+    }
+
+    /// Checks a window's input, output length and memory; returns its input and output timesteps.
+    fn check_window(&self, source: Source<'_>, output_len: usize) -> Result<(usize, usize), Error> {
+        let model = self.model;
+        let steps = self.check_source(source)?;
+        let out_steps = model.output_steps(steps)?;
+        let expected = out_steps * model.output_width();
+        if output_len != expected {
+            return Err(Error::OutputLength {
+                expected,
+                got: output_len,
+            });
+        }
+        let needed = model.window_memory(steps)?;
+        if self.scratch.len() < needed.scratch {
+            return Err(Error::BufferTooSmall {
+                needed: needed.total(),
+                got: self.scratch.len() + self.state.len(),
+            });
+        }
+        Ok((steps, out_steps))
+    }
+
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
+    fn advance(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<Status, Error> {
+        let model = self.model;
+        self.check_step(source, output.len())?;
         let width = model.max_width();
         let too_small = Error::BufferTooSmall {
-            needed: needed + self.state.len(),
+            needed: model.memory().scratch + self.state.len(),
             got: self.scratch.len() + self.state.len(),
         };
         let (mut cur, rest) = self.scratch.split_at_mut_checked(width).ok_or(too_small)?;
@@ -252,6 +508,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Layer::Dense(d) => dense(d, x, y),
                 // Per step, every timestep is the last one so far.
                 Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
+                // Validation marks models with these layers not streamable.
+                Layer::SubtractLast | Layer::Residual(_) => copy(y, x),
             }
             core::mem::swap(&mut cur, &mut next);
         }
@@ -291,28 +549,16 @@ impl<'m, 'b> Runtime<'m, 'b> {
         }
     }
 
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
     fn window(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<usize, Error> {
         let model = self.model;
-        let steps = self.check_source(source)?;
-        let out_steps = model.output_steps(steps)?;
-        let expected = out_steps * model.output_width();
-        if output.len() != expected {
-            return Err(Error::OutputLength {
-                expected,
-                got: output.len(),
-            });
-        }
-        let needed = model.window_memory(steps)?;
-        if self.scratch.len() < needed.scratch {
-            return Err(Error::BufferTooSmall {
-                needed: needed.total(),
-                got: self.scratch.len() + self.state.len(),
-            });
-        }
+        let (steps, out_steps) = self.check_window(source, output.len())?;
         self.reset();
         let sequence = steps * model.max_width();
         let too_small = Error::BufferTooSmall {
-            needed: needed.total(),
+            needed: model.window_memory(steps).map_or(0, |m| m.total()),
             got: self.scratch.len() + self.state.len(),
         };
         let (mut cur, rest) = self
@@ -368,6 +614,33 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Layer::LastStep => {
                     copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
                     t = 1;
+                }
+                Layer::SubtractLast => {
+                    let last = x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]);
+                    // Row by row through `get`, as for the embedding above.
+                    for k in 0..t {
+                        let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
+                        if let Some(y_row) = next.get_mut(k * w_in..(k + 1) * w_in) {
+                            y_row
+                                .iter_mut()
+                                .zip(x_row.iter().zip(last))
+                                .for_each(|(y, (x, l))| *y = x - l);
+                        }
+                    }
+                }
+                Layer::Residual(r) => {
+                    copy(next, x);
+                    if let Source::Features(raw) = source {
+                        let width = model.input_width();
+                        residual(
+                            r,
+                            raw,
+                            steps,
+                            width,
+                            next.get_mut(..t * w_in).unwrap_or(&mut []),
+                            cells,
+                        );
+                    }
                 }
             }
             core::mem::swap(&mut cur, &mut next);
@@ -445,6 +718,55 @@ fn merge(direction: Direction, pass: usize, row: &mut [f32], h: &[f32]) {
     }
 }
 
+/// forecast[s, j] += l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s], where `x_j` is input feature
+/// `inputs[j]` over the raw window and `l_j` its last value when `add_last` (else 0). With per-target
+/// maps, `skip` and `skip_bias` are target j's block of `horizon` rows.
+fn residual(
+    r: &Residual<Mat<'_>>,
+    raw: &[f32],
+    steps: usize,
+    width: usize,
+    forecast: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let targets = r.inputs.len();
+    let values = forecast.len();
+    let horizon = values / targets.max(1);
+    let (series, projected) = scratch.split_at_mut(steps.min(scratch.len()));
+    for (j, &feature) in r.inputs.iter().enumerate() {
+        let feature = feature as usize;
+        let column = raw.iter().skip(feature).step_by(width.max(1));
+        let last = if r.add_last {
+            raw.get((steps.saturating_sub(1)) * width + feature)
+                .copied()
+                .unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let outputs = forecast.iter_mut().skip(j).step_by(targets.max(1));
+        match &r.skip {
+            Some(skip) => {
+                series
+                    .iter_mut()
+                    .zip(column)
+                    .for_each(|(s, x)| *s = x - last);
+                // Validation allows `horizon` rows (shared) or `horizon·targets` (target j's block).
+                let block = if skip.rows == values { j } else { 0 };
+                let projected = projected.get_mut(..horizon).unwrap_or(&mut []);
+                matvec(&skip.rows(block * horizon, horizon), series, projected);
+                if let Some(b) = &r.skip_bias {
+                    let b = b.f32();
+                    add(projected, b.get(block * horizon..).unwrap_or(&[]));
+                }
+                for (y, p) in outputs.zip(projected.iter()) {
+                    *y += last + p;
+                }
+            }
+            None => outputs.for_each(|y| *y += last),
+        }
+    }
+}
+
 /// y = act(W x + b)
 fn dense(d: &Dense<Mat<'_>>, x: &[f32], y: &mut [f32]) {
     matvec(&d.weight, x, y);
@@ -452,6 +774,38 @@ fn dense(d: &Dense<Mat<'_>>, x: &[f32], y: &mut [f32]) {
         add(y, b.f32());
     }
     apply(d.activation, y);
+}
+
+impl Source<'_> {
+    /// Number of values (features or token ids).
+    fn len(&self) -> usize {
+        match self {
+            Source::Features(x) => x.len(),
+            Source::Fixed(x) => x.len(),
+            Source::Tokens(t) => t.len(),
+        }
+    }
+}
+
+/// Quantizes f32 features into an integer model's input format: `round(x × scale)`, NaN → 0, ±∞ and
+/// values beyond the `i16` range saturate (Rust's float-to-int `as` saturates and maps NaN to 0).
+fn quantize_into(dst: &mut [i16], src: &[f32], scale: f32) {
+    dst.iter_mut()
+        .zip(src)
+        .for_each(|(d, s)| *d = libm::roundf(s * scale) as i16);
+}
+
+/// Converts an integer model's `i16` output to f32: `y / scale` (exact).
+fn dequantize_into(dst: &mut [f32], src: &[i16], scale: f32) {
+    dst.iter_mut()
+        .zip(src)
+        .for_each(|(d, s)| *d = f32::from(*s) / scale);
+}
+
+/// Copies the common prefix of two `i16` slices.
+#[inline]
+fn copy_i16(dst: &mut [i16], src: &[i16]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
 }
 
 /// Copies the common prefix of two slices.

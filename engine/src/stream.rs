@@ -5,9 +5,10 @@
 //! that run on whole windows), a [`Runtime`] and an output de-scaler. Several forecasters can share one [`Model`], each with
 //! its own memory: three cells' KPIs, say, forecast by one model.
 //!
-//! **Units.** Blobs do not carry scalers yet, so today [`Identity`] is the only scaler the engine ships and
-//! samples and forecasts are in *model units* (whatever scaling the model was trained on). A blob-borne
-//! scaler will implement [`Scaler`] and slot in without changing [`Forecaster::push`].
+//! **Units.** [`Forecaster::new`] uses the blob's own scalers ([`ModelScaler`], see
+//! [`crate::format::Scaling`]): raw samples in, raw forecasts out. A blob without scalers (an imported
+//! model) works in *model units*, whatever scaling it was trained on; [`Forecaster::with_scaler`] takes
+//! any other [`Scaler`], e.g. [`Identity`] to feed model units to a model that has scalers.
 //!
 //! **State.** [`Forecaster::save_state`] writes the stream's state (the recurrent state, or the window
 //! so far) as bytes that survive deep sleep; [`Forecaster::restore_state`] refuses bytes that are damaged
@@ -46,6 +47,63 @@ impl Scaler for Identity {
     #[inline]
     fn unscale_output(&self, _feature: usize, value: f32) -> f32 {
         value
+    }
+}
+
+/// The scalers a blob carries ([`Model::scaling`]): `model = (raw − offset) / scale` for input feature
+/// `i` with row `i` of the input map, `raw = model × scale + offset` for output value `k` with row
+/// `k % n` of the `n`-row output map. An absent map passes values through unchanged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelScaler<'a> {
+    input: Option<&'a [f32]>,
+    output: Option<&'a [f32]>,
+}
+
+impl<'a> ModelScaler<'a> {
+    /// The scalers of `model` (checked when the blob was opened).
+    pub fn of(model: &Model<'a>) -> Self {
+        let scaling = model.scaling();
+        Self {
+            input: scaling.input,
+            output: scaling.output,
+        }
+    }
+
+    /// Whether the model has neither scaler, so raw units are model units.
+    pub fn is_identity(&self) -> bool {
+        self.input.is_none() && self.output.is_none()
+    }
+}
+
+/// `[offset, scale]` of row `index % rows` of an `rows × 2` map.
+#[inline]
+fn pair(map: &[f32], index: usize) -> Option<(f32, f32)> {
+    let rows = map.len() / 2;
+    if rows == 0 {
+        return None;
+    }
+    let row = index % rows;
+    match map.get(2 * row..2 * row + 2) {
+        Some(&[offset, scale]) => Some((offset, scale)),
+        _ => None,
+    }
+}
+
+impl Scaler for ModelScaler<'_> {
+    #[inline]
+    fn scale_input(&self, feature: usize, value: f32) -> f32 {
+        match self.input.and_then(|map| pair(map, feature)) {
+            Some((offset, scale)) => (value - offset) / scale,
+            None => value,
+        }
+    }
+
+    #[inline]
+    fn unscale_output(&self, feature: usize, value: f32) -> f32 {
+        match self.output.and_then(|map| pair(map, feature)) {
+            Some((offset, scale)) => value * scale + offset,
+            None => value,
+        }
     }
 }
 
@@ -96,7 +154,7 @@ const STATE_HEADER: usize = 20;
 /// values: at least `steps × features` for [`Mode::Window`]; unused by [`Mode::Stream`], where 1 will do
 /// (heapless needs a non-zero capacity).
 #[derive(Debug)]
-pub struct Forecaster<'m, 'b, const W: usize, S: Scaler = Identity> {
+pub struct Forecaster<'m, 'b, const W: usize, S: Scaler = ModelScaler<'m>> {
     runtime: Runtime<'m, 'b>,
     mode: Mode,
     scaler: S,
@@ -108,11 +166,12 @@ pub struct Forecaster<'m, 'b, const W: usize, S: Scaler = Identity> {
     output: &'b mut [f32],
 }
 
-impl<'m, 'b, const W: usize> Forecaster<'m, 'b, W, Identity> {
-    /// A forecaster in the model's natural [`Mode`] ([`Mode::of`]), in model units, in `memory` of at
-    /// least [`Forecaster::memory_words`] words.
+impl<'m, 'b, const W: usize> Forecaster<'m, 'b, W, ModelScaler<'m>> {
+    /// A forecaster in the model's natural [`Mode`] ([`Mode::of`]) with the blob's own scalers
+    /// ([`ModelScaler`]: raw units in and out; model units for a blob without scalers), in `memory` of
+    /// at least [`Forecaster::memory_words`] words.
     pub fn new(model: &'m Model<'m>, memory: &'b mut [f32]) -> Result<Self, Error> {
-        Self::with_scaler(model, Mode::of(model)?, Identity, memory)
+        Self::with_scaler(model, Mode::of(model)?, ModelScaler::of(model), memory)
     }
 }
 
@@ -231,7 +290,15 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                     // Slide by one sample: drop the oldest, keep the rest oldest first.
                     let len = self.window.len();
                     let drop = (len + features - values).min(len);
-                    self.window.rotate_left(drop);
+                    // Moved by hand: `rotate_left` keeps an assertion the optimiser cannot drop
+                    // (a panic path, see `firmware/check-no-panic.sh`).
+                    for to in 0..len - drop {
+                        if let Some(value) = self.window.get(to + drop).copied() {
+                            if let Some(slot) = self.window.get_mut(to) {
+                                *slot = value;
+                            }
+                        }
+                    }
                     self.window.truncate(len - drop);
                 }
                 for (feature, s) in sample.iter().enumerate() {

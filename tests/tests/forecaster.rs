@@ -103,12 +103,21 @@ fn windowed_only_models_run_as_sliding_windows() {
     let model = blob.open().unwrap();
     assert_eq!(Mode::of(&model), Err(Error::NotStreamable));
     let mut memory = vec![0.0; 4096];
-    let refused =
-        Forecaster::<W>::with_scaler(&model, Mode::Stream, tinyrnn::Identity, &mut memory);
+    let refused = Forecaster::<W, tinyrnn::Identity>::with_scaler(
+        &model,
+        Mode::Stream,
+        tinyrnn::Identity,
+        &mut memory,
+    );
     assert_eq!(refused.err(), Some(Error::NotStreamable));
     let mode = Mode::Window { steps: 4 };
-    let mut stream =
-        Forecaster::<W>::with_scaler(&model, mode, tinyrnn::Identity, &mut memory).unwrap();
+    let mut stream = Forecaster::<W, tinyrnn::Identity>::with_scaler(
+        &model,
+        mode,
+        tinyrnn::Identity,
+        &mut memory,
+    )
+    .unwrap();
     let input = Rng::new(5).values(9 * FEATURES, 1.0);
     for t in 0..9 {
         let got = stream
@@ -318,9 +327,13 @@ fn foreign_damaged_or_mis_sized_state_is_refused() {
     }
     // A stream of the same model in window mode does not take a streaming state.
     let mut mw = vec![0.0; Forecaster::<W>::memory_words(&a, Mode::Window { steps: 4 }).unwrap()];
-    let sw =
-        Forecaster::<W>::with_scaler(&a, Mode::Window { steps: 4 }, tinyrnn::Identity, &mut mw)
-            .unwrap();
+    let sw = Forecaster::<W, tinyrnn::Identity>::with_scaler(
+        &a,
+        Mode::Window { steps: 4 },
+        tinyrnn::Identity,
+        &mut mw,
+    )
+    .unwrap();
     let mut window_state = vec![0u8; sw.state_len()];
     sw.save_state(&mut window_state).unwrap();
     assert!(sa.restore_state(&window_state).is_err());

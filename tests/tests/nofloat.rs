@@ -1,6 +1,8 @@
-//! The integer-only primitives link no floating point on a core without an FPU: `tests/nofloat` is built
-//! as a `thumbv6m-none-eabi` ELF (Cortex-M0+) that runs one integer gate, and its symbol table must hold
-//! no soft-float routine. A second build with one f32 multiply added shows that the scan finds them.
+//! The integer-only step links no floating point on a core without an FPU: `tests/nofloat` is built as a
+//! `thumbv6m-none-eabi` ELF (Cortex-M0+) that opens the `i8x16` reference model
+//! (`tests/data/integer/model.trnn`: LSTM → GRU → Dense) and streams it through `Runtime::step_i16`, and
+//! its symbol table must hold no soft-float routine. A second build with one f32 multiply added shows
+//! that the scan finds them.
 //!
 //! Needs the `thumbv6m-none-eabi` target (`rustup target add thumbv6m-none-eabi`, as `.ci/run` does) and
 //! an `nm` (`llvm-nm`, `arm-none-eabi-nm` or binutils').

@@ -32,10 +32,10 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use tinyrnn::format::{
     Activation, Cell, CellWeights, Dense, Direction, Embedding, Input, InputKind, InputLayout,
-    IoLayout, Layer, Merge, OutputLayout, Recurrent, MAX_VOCAB, MAX_WIDTH,
+    IoLayout, Layer, Merge, OutputLayout, Recurrent, Splitting, MAX_VOCAB, MAX_WIDTH,
 };
 
-use crate::spec::{ModelSpec, Tensor};
+use crate::spec::{ModelSpec, Tensor, TokenVocabulary};
 
 mod config;
 mod weights;
@@ -100,7 +100,109 @@ fn import_zip_inner(file: &str, bytes: &[u8]) -> Result<ModelSpec> {
         "Keras {} (.keras): {file}",
         version.as_deref().unwrap_or("3")
     );
-    translate(&root, &store, source)
+    let mut assets = Assets::new();
+    let asset_names: Vec<String> = archive
+        .file_names()
+        .filter(|n| n.starts_with("assets/") && n.ends_with("/vocabulary.txt"))
+        .map(str::to_string)
+        .collect();
+    for name in asset_names {
+        if let Some(bytes) = zip_member(&mut archive, &name)? {
+            assets.insert(name, bytes);
+        }
+    }
+    translate(&root, &store, &assets, source)
+}
+
+/// Files of a `.keras` archive's `assets/` folder, by their path in the archive.
+type Assets = std::collections::HashMap<String, Vec<u8>>;
+
+/// A leading `TextVectorization` layer: the vocabulary it maps words to, and the fixed length it pads
+/// or cuts to.
+fn text_vectorization(
+    layer: &ConfigLayer<'_>,
+    assets: &Assets,
+) -> Result<(TokenVocabulary, Option<u32>)> {
+    let cfg = layer.config;
+    let text = |key: &str| cfg.get(key).and_then(Value::as_str);
+    let (lowercase, strip_punctuation) = match cfg.get("standardize") {
+        Some(Value::Null) => (false, false),
+        _ => match text("standardize") {
+            Some("lower_and_strip_punctuation") => (true, true),
+            Some("lower") => (true, false),
+            Some("strip_punctuation") => (false, true),
+            other => bail!(
+                "standardize={other:?} is not supported; use 'lower_and_strip_punctuation', 'lower', \
+                 'strip_punctuation' or None (a custom function is Python code)"
+            ),
+        },
+    };
+    ensure!(
+        text("split") == Some("whitespace"),
+        "split={:?} is not supported; only 'whitespace'",
+        cfg.get("split")
+    );
+    ensure!(
+        text("output_mode") == Some("int"),
+        "output_mode={:?} is not supported; only 'int' (token ids into an Embedding)",
+        cfg.get("output_mode")
+    );
+    ensure!(
+        cfg.get("ngrams").is_none_or(Value::is_null),
+        "ngrams are not supported"
+    );
+    let steps = match cfg.get("output_sequence_length") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .with_context(|| format!("output_sequence_length {v} is not a length"))?,
+        ),
+    };
+    let words: Vec<String> = match cfg.get("vocabulary") {
+        Some(Value::Array(list)) => {
+            // An inline vocabulary lists the words only; Keras puts padding and OOV first.
+            let mut words = vec![String::new(), "[UNK]".to_string()];
+            for (i, w) in list.iter().enumerate() {
+                words.push(
+                    w.as_str()
+                        .with_context(|| format!("vocabulary entry {i} is not a string"))?
+                        .to_string(),
+                );
+            }
+            words
+        }
+        _ => {
+            let path = format!("assets/{}/vocabulary.txt", layer.store_path);
+            let bytes = assets.get(&path).with_context(|| {
+                format!(
+                    "its vocabulary is not in the archive ({path}); it is saved only in .keras archives, \
+                     or pass it with --vocab"
+                )
+            })?;
+            let text =
+                std::str::from_utf8(bytes).with_context(|| format!("{path} is not UTF-8"))?;
+            text.split('\n').map(str::to_string).collect()
+        }
+    };
+    ensure!(
+        words.len() >= 2,
+        "the vocabulary has {} entries",
+        words.len()
+    );
+    let unknown = words.iter().position(|w| w == "[UNK]").map(|p| p as u32);
+    Ok((
+        TokenVocabulary {
+            splitting: Splitting::Words {
+                lowercase,
+                strip_punctuation,
+            },
+            tokens: words,
+            unknown,
+        },
+        steps,
+    ))
 }
 
 /// Imports a legacy Keras `.h5` file: the model config in the root's `model_config` attribute, the
@@ -124,7 +226,7 @@ fn import_h5_inner(file: &str, bytes: &[u8]) -> Result<ModelSpec> {
         "Keras {} (.h5): {file}",
         version.as_deref().unwrap_or("(unknown version)")
     );
-    translate(&root, &Store::Legacy(h5), source)
+    translate(&root, &Store::Legacy(h5), &Assets::new(), source)
 }
 
 fn file_name(path: &Path) -> String {
@@ -166,13 +268,29 @@ struct Flow {
     steps: Option<u32>,
 }
 
-fn translate(root: &Value, store: &Store, source: String) -> Result<ModelSpec> {
+fn translate(root: &Value, store: &Store, assets: &Assets, source: String) -> Result<ModelSpec> {
     let chain = config::chain(root)?;
     let Chain {
         name,
-        input,
-        layers: config_layers,
+        mut input,
+        layers: mut config_layers,
     } = chain;
+    // A model that starts from strings: its TextVectorization becomes the blob's vocabulary, and the
+    // model reads the token ids it produces.
+    let mut vocabulary = None;
+    if config_layers
+        .first()
+        .is_some_and(|l| l.class == "TextVectorization")
+    {
+        let layer = config_layers.remove(0);
+        let (words, steps) = text_vectorization(&layer, assets)
+            .with_context(|| format!("layer {}", layer.describe()))?;
+        vocabulary = Some(words);
+        input = config::InputShape {
+            steps,
+            features: None,
+        };
+    }
     let kind = match input.features {
         Some(f) => {
             ensure!(
@@ -206,6 +324,10 @@ fn translate(root: &Value, store: &Store, source: String) -> Result<ModelSpec> {
         },
         name,
         source,
+        vocabulary,
+        scaling: Default::default(),
+        annotations: Default::default(),
+        fixed: None,
     })
 }
 

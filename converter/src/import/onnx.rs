@@ -144,6 +144,10 @@ fn import_model(path: &Path, file: &str, bytes: &[u8]) -> Result<ModelSpec> {
             graph.name.clone()
         },
         source: format!("ONNX {file} (opset {opset}{producer})"),
+        vocabulary: None,
+        scaling: Default::default(),
+        annotations: Default::default(),
+        fixed: None,
     })
 }
 

@@ -6,7 +6,7 @@
 //! Formats: a pre-activation is an `i32` with [`ACT_FRAC`] fraction bits (Q·.12, any integer range); a
 //! gate or cell output is an `i16` in Q0.15 (`q / 32768`, kept within `±32767`).
 //!
-//! These are building blocks: the layers do not run in `i8x16` yet.
+//! The integer-only cells (`engine/src/integer.rs`) are built from these and nothing else.
 
 /// Fraction bits of an activation function's input.
 pub const ACT_FRAC: u32 = 12;
@@ -45,6 +45,111 @@ pub fn saturate_i16(x: i32) -> i16 {
     x.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
 }
 
+/// `y_r = rescale(Σ_j q_rj x_j, m_r, s_r)`: an int8 matrix with one requantization pair per row
+/// (`requant = [m_0, s_0, m_1, s_1, …]`) times an `i16` vector, each row landing in its target format.
+#[inline]
+pub fn matvec_requant(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
+    if x.is_empty() {
+        y.iter_mut().for_each(|v| *v = 0);
+        return;
+    }
+    for ((out, row), pair) in y
+        .iter_mut()
+        .zip(q.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+    {
+        *out = rescale(dot_i8_i16(row, x), pair[0], pair[1] as u32);
+    }
+}
+
+/// `y_r += rescale(Σ_j q_rj x_j, m_r, s_r)`, saturating.
+#[inline]
+pub fn matvec_requant_add(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
+    if x.is_empty() {
+        return;
+    }
+    for ((out, row), pair) in y
+        .iter_mut()
+        .zip(q.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+    {
+        *out = out.saturating_add(rescale(dot_i8_i16(row, x), pair[0], pair[1] as u32));
+    }
+}
+
+/// `y_r += rescale(Σ_j w_rj x_j, m_r, s_r)` for an int16 matrix, saturating: the products (at most
+/// 2^30) are summed in `i64` and requantized in `i128`, so nothing wraps for any row length.
+#[inline]
+pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i32]) {
+    if x.is_empty() {
+        return;
+    }
+    for ((out, row), pair) in y
+        .iter_mut()
+        .zip(w.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+    {
+        let acc = row
+            .iter()
+            .zip(x)
+            // Each product fits i32 (|w x| ≤ 2^30), so only the sum needs 64 bits.
+            .fold(0i64, |acc, (&w, &x)| {
+                acc + i64::from(i32::from(w) * i32::from(x))
+            });
+        // The same rounding as `rescale`; the 128-bit product (slow without hardware support) only
+        // for sums beyond i32.
+        let value = match i32::try_from(acc) {
+            Ok(acc) => rescale(acc, pair[0], pair[1] as u32),
+            Err(_) => {
+                let shift = (pair[1] as u32).clamp(1, 62);
+                let product = i128::from(acc) * i128::from(pair[0]);
+                let rounded = ((product >> (shift - 1)) + 1) >> 1;
+                rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+            }
+        };
+        *out = out.saturating_add(value);
+    }
+}
+
+/// `x / 2^shift` rounded to nearest (ties up) for `shift > 0`, `x × 2^−shift` saturating for
+/// `shift ≤ 0`. Shifts are taken in `−62..=62`.
+#[inline]
+pub fn shift_round(x: i64, shift: i32) -> i64 {
+    let shift = shift.clamp(-62, 62);
+    if shift > 0 {
+        (x >> (shift - 1)).saturating_add(1) >> 1
+    } else {
+        x.saturating_mul(1i64 << (-shift))
+    }
+}
+
+/// A value with `from` fraction bits moved to `to` fraction bits, rounded to nearest and saturated to
+/// `i32`.
+#[inline]
+pub fn requantize(x: i64, from: u32, to: u32) -> i32 {
+    saturate_i32(shift_round(x, from as i32 - to as i32))
+}
+
+/// A value with `from` fraction bits moved to `to` fraction bits, rounded and saturated to `i16`.
+#[inline]
+pub fn requantize_i16(x: i64, from: u32, to: u32) -> i16 {
+    saturate_i16(requantize(x, from, to))
+}
+
+/// An element-wise activation of a Q·.12 pre-activation, as Q·.15 in an `i32`: sigmoid and tanh through
+/// their tables (within `±32767`), ReLU and linear exactly (`× 8`, saturating). Softmax is not
+/// element-wise: Dense layers run it over the whole row ([`softmax`]); here it is linear.
+#[inline]
+pub fn activate(activation: crate::format::Activation, pre: i32) -> i32 {
+    use crate::format::Activation;
+    match activation {
+        Activation::Sigmoid => i32::from(sigmoid(pre)),
+        Activation::Tanh => i32::from(tanh(pre)),
+        Activation::Relu => pre.max(0).saturating_mul(8),
+        Activation::Linear | Activation::Softmax => pre.saturating_mul(8),
+    }
+}
+
 #[inline]
 fn saturate_i32(x: i64) -> i32 {
     x.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
@@ -69,6 +174,36 @@ pub fn tanh(x: i32) -> i16 {
         y
     }
 }
+
+/// `e^x` of a Q·.12 input `x ≤ 0`, in Q0.15: a table with spacing 1/32 on `[−16, 0]` and linear
+/// interpolation; inputs below −16 give the table's first entry (0), positive inputs are taken as 0.
+#[inline]
+pub fn exp_nonpositive(x: i32) -> i16 {
+    // 16 in Q.12 is 65536; one entry per 128 input steps.
+    interpolate(&EXP, x.clamp(-65536, 0) + 65536, 7)
+}
+
+/// Softmax of Q·.12 values, in place, as Q0.15: `e^(x_i − max) / Σ e^(x_j − max)`, the exponentials from
+/// [`exp_nonpositive`] and the quotient rounded to nearest by integer division. Within
+/// [`SOFTMAX_MAX_ERROR`] of the exact softmax.
+pub fn softmax(values: &mut [i32]) {
+    let max = values.iter().copied().max().unwrap_or(0);
+    let mut sum = 0i32;
+    for v in values.iter_mut() {
+        *v = i32::from(exp_nonpositive(v.saturating_sub(max)));
+        sum = sum.saturating_add(*v);
+    }
+    // The largest term is e^0 = 32767, so the sum is positive; each quotient fits Q0.15.
+    if sum > 0 {
+        for v in values.iter_mut() {
+            *v = ((i64::from(*v) * 32768 + i64::from(sum / 2)) / i64::from(sum)).min(32767) as i32;
+        }
+    }
+}
+
+/// Largest error of [`softmax`] against the exact softmax, per output, in real units. Checked by a test
+/// on random and extreme inputs.
+pub const SOFTMAX_MAX_ERROR: f32 = 1e-4;
 
 /// Linear interpolation in `table` at `u / 2^bits` (`u ≥ 0`), rounding to nearest.
 #[inline]
@@ -161,6 +296,33 @@ const TANH: [i16; 513] = [
     32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
 ];
 
+/// `e^(−16 + i/32)` in Q0.15, rounded to nearest and kept within 32767, for `i` in `0..=512`.
+const EXP: [i16; 513] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4,
+    4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10,
+    11, 11, 11, 12, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18, 18, 19, 19, 20, 21, 21, 22,
+    23, 23, 24, 25, 26, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 45, 46,
+    48, 49, 51, 52, 54, 56, 58, 59, 61, 63, 65, 67, 69, 72, 74, 76, 79, 81, 84, 86, 89, 92, 95, 98,
+    101, 104, 108, 111, 115, 118, 122, 126, 130, 134, 138, 143, 147, 152, 157, 162, 167, 172, 177,
+    183, 189, 195, 201, 207, 214, 221, 228, 235, 242, 250, 258, 266, 275, 283, 292, 302, 311, 321,
+    331, 342, 353, 364, 376, 387, 400, 412, 426, 439, 453, 467, 482, 498, 513, 530, 546, 564, 582,
+    600, 619, 639, 659, 680, 702, 724, 747, 771, 795, 820, 846, 873, 901, 930, 959, 990, 1021,
+    1053, 1087, 1121, 1157, 1194, 1231, 1271, 1311, 1352, 1395, 1440, 1485, 1533, 1581, 1631, 1683,
+    1737, 1792, 1849, 1907, 1968, 2030, 2095, 2161, 2230, 2301, 2374, 2449, 2527, 2607, 2690, 2775,
+    2863, 2954, 3048, 3145, 3244, 3347, 3454, 3563, 3676, 3793, 3914, 4038, 4166, 4298, 4435, 4575,
+    4721, 4871, 5025, 5185, 5349, 5519, 5694, 5875, 6061, 6254, 6452, 6657, 6869, 7087, 7312, 7544,
+    7783, 8030, 8285, 8548, 8819, 9099, 9388, 9686, 9994, 10311, 10638, 10976, 11324, 11684, 12055,
+    12437, 12832, 13239, 13660, 14093, 14541, 15002, 15479, 15970, 16477, 17000, 17539, 18096,
+    18671, 19263, 19875, 20506, 21157, 21828, 22521, 23236, 23974, 24735, 25520, 26330, 27166,
+    28028, 28918, 29836, 30783, 31760, 32767,
+];
+
 /// Documented maximum errors; the tests below measure them.
 const SIGMOID_BOUND: f32 = 7e-5;
 const TANH_BOUND: f32 = 1.2e-4;
@@ -198,6 +360,41 @@ mod tests {
     }
 
     #[test]
+    fn softmax_stays_within_its_documented_error() {
+        let mut worst = 0.0f64;
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for case in 0..if cfg!(miri) { 20 } else { 2000 } {
+            let n = 2 + (next() % 7) as usize;
+            let spread = [4096i64, 20_000, 80_000, 1 << 20][case % 4];
+            let x: std::vec::Vec<i32> = (0..n)
+                .map(|_| (i64::from(next() % 1_000_000) * spread / 1_000_000 - spread / 2) as i32)
+                .collect();
+            let mut y = x.clone();
+            softmax(&mut y);
+            let max = x.iter().copied().max().unwrap();
+            let exps: std::vec::Vec<f64> = x
+                .iter()
+                .map(|&v| (f64::from(v - max) / 4096.0).exp())
+                .collect();
+            let total: f64 = exps.iter().sum();
+            for (got, e) in y.iter().zip(&exps) {
+                worst = worst.max((f64::from(*got) / 32768.0 - e / total).abs());
+            }
+        }
+        std::println!("softmax max error {worst:.3e}");
+        assert!(worst <= f64::from(SOFTMAX_MAX_ERROR), "{worst}");
+        let mut extreme = [i32::MIN, i32::MAX, 0];
+        softmax(&mut extreme);
+        assert_eq!(extreme, [0, 32767, 0]);
+    }
+
+    #[test]
     fn tables_are_the_rounded_functions() {
         let q15 = |v: f64| (v * 32768.0 + 0.5).floor().clamp(-32767.0, 32767.0) as i16;
         for i in 0..=512 {
@@ -207,6 +404,7 @@ mod tests {
                 q15(1.0 / (1.0 + (16.0 - x / 16.0).exp()))
             );
             assert_eq!(TANH[i as usize], q15((-8.0 + x / 32.0).tanh()));
+            assert_eq!(EXP[i as usize], q15((-16.0 + x / 32.0).exp()));
         }
     }
 
@@ -229,6 +427,53 @@ mod tests {
         let x = [i16::MAX; 4096];
         assert_eq!(dot_i8_i16(&w, &x), i32::MIN);
         assert_eq!(dot_i8_i16(&[1, 0xff], &[100, 7]), 93);
+    }
+
+    #[test]
+    fn requantization_rounds_to_nearest_and_saturates() {
+        assert_eq!(shift_round(5, 1), 3);
+        assert_eq!(shift_round(-5, 1), -2);
+        assert_eq!(shift_round(-6, 1), -3);
+        assert_eq!(shift_round(3, -2), 12);
+        assert_eq!(shift_round(i64::MAX, -3), i64::MAX);
+        assert_eq!(requantize(1 << 40, 0, 0), i32::MAX);
+        assert_eq!(requantize(-(1 << 40), 0, 0), i32::MIN);
+        assert_eq!(requantize_i16(1 << 20, 4, 0), i16::MAX);
+        assert_eq!(requantize_i16(-(1 << 20), 4, 0), i16::MIN);
+        assert_eq!(requantize_i16(4096, 12, 15), 32767);
+        assert_eq!(requantize_i16(-4096, 12, 15), -32768);
+        let (w, pairs) = ([1u8, 2, 0xff, 0x80], [1 << 30, 31, 1 << 30, 30]);
+        let mut y = [0; 2];
+        matvec_requant(&w, &pairs, &[10, 20], &mut y);
+        assert_eq!(y, [25, -2 * (128 * 20 + 10) / 2]);
+        matvec_requant_add(&w, &pairs, &[i16::MAX, i16::MAX], &mut y);
+        assert_eq!(y[0], 25 + (3 * 32767 + 1) / 2);
+    }
+
+    #[test]
+    fn int16_rows_requantize_without_wrapping() {
+        // Rows [2, -3] × 1/2 and [32767, 32767] × 1 (pair (2^30, 30)).
+        let (w, pairs) = ([2i16, -3, 32767, 32767], [1 << 30, 31, 1 << 30, 30]);
+        let mut y = [1, 0];
+        matvec_requant_i16_add(&w, &pairs, &[100, 10], &mut y);
+        assert_eq!(y, [1 + 85, 32767 * 110]);
+        // 3 × 32767 × 32767 is beyond i32: the i64 sum holds it and the result saturates.
+        let mut y = [0];
+        matvec_requant_i16_add(&[32767; 3], &[1 << 30, 30], &[i16::MAX; 3], &mut y);
+        assert_eq!(y, [i32::MAX]);
+        let mut y = [0];
+        matvec_requant_i16_add(&[32767; 3], &[1 << 30, 31], &[i16::MIN; 3], &mut y);
+        assert_eq!(y, [-3 * 32767 * 16384]);
+    }
+
+    #[test]
+    fn activations_map_q12_to_q15() {
+        use crate::format::Activation;
+        assert_eq!(activate(Activation::Linear, 4096), 32768);
+        assert_eq!(activate(Activation::Relu, -4096), 0);
+        assert_eq!(activate(Activation::Relu, i32::MAX), i32::MAX);
+        assert_eq!(activate(Activation::Sigmoid, 0), 16384);
+        assert_eq!(activate(Activation::Tanh, 1 << 30), 32767);
     }
 
     #[test]

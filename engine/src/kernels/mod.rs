@@ -16,6 +16,8 @@ pub(crate) fn matvec(w: &Mat<'_>, x: &[f32], y: &mut [f32]) {
     match w.values {
         Values::F32(values) => float::matvec(values, x, y),
         Values::I8 { values, scales } => int8::matvec(values, scales, x, y),
+        // Validation keeps integer-only tensors out of float models.
+        _ => y.iter_mut().for_each(|v| *v = 0.0),
     }
 }
 
@@ -25,6 +27,7 @@ pub(crate) fn matvec_add(w: &Mat<'_>, x: &[f32], y: &mut [f32]) {
     match w.values {
         Values::F32(values) => float::matvec_add(values, x, y),
         Values::I8 { values, scales } => int8::matvec_add(values, scales, x, y),
+        _ => {}
     }
 }
 
@@ -35,5 +38,79 @@ pub(crate) fn row(w: &Mat<'_>, row: usize, y: &mut [f32]) {
     match one.values {
         Values::F32(values) => y.iter_mut().zip(values).for_each(|(d, s)| *d = *s),
         Values::I8 { values, scales } => int8::dequantize_row(values, scales, y),
+        _ => y.iter_mut().for_each(|v| *v = 0.0),
+    }
+}
+
+/// `y = W x` of an integer-only model: each row's sum requantized by its pair. Validation makes every
+/// matrix of such a model [`Values::I8Requant`].
+#[inline]
+pub(crate) fn matvec_q(w: &Mat<'_>, x: &[i16], y: &mut [i32]) {
+    match w.values {
+        Values::I8Requant { values, requant } => fixed::matvec_requant(values, requant, x, y),
+        Values::I16Requant { values, requant } => {
+            y.iter_mut().for_each(|v| *v = 0);
+            fixed::matvec_requant_i16_add(values, requant, x, y);
+        }
+        _ => y.iter_mut().for_each(|v| *v = 0),
+    }
+}
+
+/// `y += W x` of an integer-only model, saturating.
+#[inline]
+pub(crate) fn matvec_q_add(w: &Mat<'_>, x: &[i16], y: &mut [i32]) {
+    match w.values {
+        Values::I8Requant { values, requant } => fixed::matvec_requant_add(values, requant, x, y),
+        Values::I16Requant { values, requant } => {
+            fixed::matvec_requant_i16_add(values, requant, x, y)
+        }
+        _ => {}
+    }
+}
+
+/// Row `row` of an integer-only embedding table, requantized to the layer's output format.
+#[inline]
+pub(crate) fn row_q(w: &Mat<'_>, row: usize, y: &mut [i16]) {
+    match w.rows(row, 1).values {
+        Values::I8Requant { values, requant } => {
+            let (m, s) = (
+                requant.first().copied().unwrap_or(0),
+                requant.get(1).copied().unwrap_or(1),
+            );
+            y.iter_mut().zip(values).for_each(|(d, &q)| {
+                *d = fixed::saturate_i16(fixed::rescale(i32::from(q as i8), m, s as u32))
+            });
+        }
+        _ => y.iter_mut().for_each(|v| *v = 0),
+    }
+}
+
+/// `y_r = f(r, rescale(Σ_j q_rj x_j, m_r, s_r))` of an integer-only model: a row's requantized sum,
+/// finished by `f` (bias, activation, narrowing) without a buffer of sums.
+#[inline]
+pub(crate) fn matvec_q_map(
+    w: &Mat<'_>,
+    x: &[i16],
+    y: &mut [i16],
+    mut f: impl FnMut(usize, i32) -> i16,
+) {
+    let Values::I8Requant { values, requant } = w.values else {
+        y.iter_mut().for_each(|v| *v = 0);
+        return;
+    };
+    if x.is_empty() {
+        y.iter_mut().enumerate().for_each(|(r, v)| *v = f(r, 0));
+        return;
+    }
+    for (r, ((out, row), pair)) in y
+        .iter_mut()
+        .zip(values.chunks_exact(x.len()))
+        .zip(requant.chunks_exact(2))
+        .enumerate()
+    {
+        *out = f(
+            r,
+            fixed::rescale(fixed::dot_i8_i16(row, x), pair[0], pair[1] as u32),
+        );
     }
 }

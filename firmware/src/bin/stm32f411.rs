@@ -3,6 +3,8 @@
 //! virtual COM port), one sample per line in model units, values separated by commas or spaces. Each
 //! forecast goes back on the same port as `forecast <index> <values…>`; logs go through defmt over RTT.
 //!
+//! At boot it runs the blob's self-test and stops (with a defmt panic) if it fails.
+//!
 //! Build with `cargo build --release --bin stm32f411 --features stm32f411` in `firmware/`, then flash,
 //! run and read the defmt logs with
 //! `probe-rs run --chip STM32F411RETx target/thumbv7em-none-eabihf/release/stm32f411`.
@@ -56,6 +58,12 @@ fn main() -> ! {
         Forecaster::<W>::memory_words(model, mode).unwrap_or(0)
     );
     let mut memory = [0.0f32; WORDS];
+    // The boot self-test: the blob's known input must give, here, the output the host computed.
+    match model.self_test(&mut memory) {
+        Ok(outcome) if outcome.is_ok() => defmt::info!("self-test: {}", outcome),
+        Ok(outcome) => defmt::panic!("self-test failed: {}", outcome),
+        Err(error) => defmt::panic!("self-test could not run: {}", error),
+    }
     let mut stream = match Forecaster::<W>::new(model, &mut memory) {
         Ok(stream) => stream,
         Err(error) => defmt::panic!("stream: {}", error),

@@ -28,7 +28,7 @@ impl ConfigLayer<'_> {
 
 /// The model's declared input, without the batch dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct InputShape {
+pub(crate) struct InputShape {
     /// Timesteps, `None` when the time axis is unbounded.
     pub steps: Option<u32>,
     /// Features per timestep; `None` for a `(steps,)` input of token ids.

@@ -8,6 +8,8 @@
 //! host through semihosting (or taken from flash if the host has no file), a corrupted copy is refused
 //! and the old model keeps running, and the good copy replaces it. Exits 0 if all of it went as expected.
 //!
+//! Before all of that it runs the blob's boot self-test ([`tinyrnn::Model::self_test`]).
+//!
 //! With the `qemu-defmt` feature the library's log messages go out as defmt frames on the host's stdout
 //! (defmt-semihosting) and this text moves to stderr:
 //! `cargo run --release --features qemu-defmt | defmt-print -e target/thumbv7em-none-eabihf/release/qemu`.
@@ -24,7 +26,7 @@ use cortex_m_semihosting::{heprint as say, heprintln as sayln};
 /// Text output: the host's stdout, or its stderr when stdout carries defmt frames (`qemu-defmt`).
 #[cfg(not(feature = "qemu-defmt"))]
 use cortex_m_semihosting::{hprint as say, hprintln as sayln};
-use tinyrnn::{Error, Forecaster, Mode, ModelSlot};
+use tinyrnn::{Error, Forecaster, Mode, ModelSlot, SelfTestOutcome};
 use tinyrnn_firmware::{forecast_stream, include_blob, Aligned, LineSource, SpinDelay};
 
 mod measure;
@@ -87,6 +89,27 @@ fn run() -> Result<(), &'static str> {
     let old_id = slot.model().id();
     {
         let model = slot.model();
+        // The boot self-test: the blob's known input must give, here, the output the host computed.
+        let mut memory = [0.0f32; WORDS];
+        match model.self_test(&mut memory).map_err(report)? {
+            SelfTestOutcome::Passed { max_error } => {
+                sayln!("self-test: passed (max error {:e})", max_error)
+            }
+            SelfTestOutcome::Absent => sayln!("self-test: the blob carries none"),
+            SelfTestOutcome::Failed {
+                index,
+                expected,
+                actual,
+            } => {
+                sayln!(
+                    "self-test: FAILED at output {}: expected {:e}, computed {:e}",
+                    index,
+                    expected,
+                    actual
+                );
+                return Err("the boot self-test failed");
+            }
+        }
         let mode = Mode::of(model).map_err(report)?;
         let needed = Forecaster::<W>::memory_words(model, mode).map_err(report)?;
         sayln!(

@@ -1,0 +1,431 @@
+//! Calibration for the integer-only mode (`i8x16`): reading calibration data (`.npy` or CSV), splitting
+//! it into calibration and held-out windows, and measuring the range of every layer's values by running
+//! the f32 model over it.
+
+use std::path::Path;
+
+use anyhow::{bail, ensure, Context, Result};
+use tinyrnn::format::{Cell, InputKind, InputLayout, Layer, OutputLayout};
+use tinyrnn::Runtime;
+
+use crate::npy::{self, Array, Data};
+use crate::run::{self, AlignedBlob};
+use crate::spec::ModelSpec;
+use crate::write::to_blob;
+
+/// Window length used to cut a CSV into windows when the model does not fix one.
+pub const CSV_WINDOW: usize = 32;
+
+/// Fraction of the windows used for calibration; the rest are held out to measure the error.
+pub const CALIBRATION_SHARE: f64 = 0.8;
+
+/// Reads calibration data for `spec`: an `.npy` array laid out as `tinyrnn run` reads it, or a CSV
+/// with a header row and one numeric column per input feature (one row per timestep), cut into
+/// consecutive windows of the model's fixed length (or [`CSV_WINDOW`]).
+pub fn load(path: &Path, spec: &ModelSpec) -> Result<Array> {
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        csv_windows(&text, spec).with_context(|| format!("reading {} as CSV", path.display()))
+    } else {
+        npy::read(path)
+    }
+}
+
+/// A CSV (header row, then one row per timestep, every column numeric) as a batch of windows in the
+/// model's input layout.
+pub fn csv_windows(text: &str, spec: &ModelSpec) -> Result<Array> {
+    let width = match spec.input.kind {
+        InputKind::Features(n) => n as usize,
+        InputKind::Tokens => 1,
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().context("the file is empty")?;
+    let columns = header.split(',').count();
+    ensure!(
+        columns == width,
+        "the header has {columns} columns; the model takes {width} input feature{} per timestep \
+         (one column each, in input order)",
+        if width == 1 { "" } else { "s" }
+    );
+    let mut values = Vec::new();
+    for (row, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        ensure!(
+            fields.len() == width,
+            "row {} has {} columns, the header {width}",
+            row + 2,
+            fields.len()
+        );
+        for (column, field) in fields.iter().enumerate() {
+            let v: f32 = field.trim().parse().with_context(|| {
+                format!(
+                    "row {}, column {} ('{}'): not a number",
+                    row + 2,
+                    column + 1,
+                    field.trim()
+                )
+            })?;
+            values.push(v);
+        }
+    }
+    let rows = values.len() / width;
+    let steps = spec
+        .input
+        .steps
+        .map_or(CSV_WINDOW.min(rows), |s| s as usize);
+    ensure!(
+        steps > 0 && rows >= steps,
+        "{rows} data rows are fewer than one window of {steps} timesteps"
+    );
+    let batch = rows / steps;
+    let mut windows = values;
+    windows.truncate(batch * steps * width);
+    let shape_features = |b, t| match spec.input.kind {
+        InputKind::Features(_) => vec![b, t, width],
+        InputKind::Tokens => vec![b, t],
+    };
+    match spec.io.input {
+        InputLayout::BatchFirst => Array::float(shape_features(batch, steps), windows),
+        InputLayout::TimeFirst => {
+            let mut out = vec![0.0; windows.len()];
+            for b in 0..batch {
+                for t in 0..steps {
+                    let from = (b * steps + t) * width;
+                    let to = (t * batch + b) * width;
+                    out[to..to + width].copy_from_slice(&windows[from..from + width]);
+                }
+            }
+            Array::float(shape_features(steps, batch), out)
+        }
+    }
+}
+
+/// Splits a batch into calibration windows (the first [`CALIBRATION_SHARE`]) and held-out windows (the
+/// rest). A batch of one window is used for both, and `held_out_is_separate` says so.
+pub struct Split {
+    /// Windows to choose the formats from.
+    pub calibration: Array,
+    /// Windows to measure the error on.
+    pub held_out: Array,
+    /// Whether the held-out windows are distinct from the calibration windows.
+    pub held_out_is_separate: bool,
+}
+
+/// Splits `data` (laid out as the model's input) along its batch axis.
+pub fn split(data: &Array, layout: InputLayout) -> Result<Split> {
+    let axis = match layout {
+        InputLayout::BatchFirst => 0,
+        InputLayout::TimeFirst => 1,
+    };
+    let batch = *data.shape.get(axis).with_context(|| {
+        format!(
+            "calibration data of shape {:?} has no batch axis",
+            data.shape
+        )
+    })?;
+    if batch < 2 {
+        return Ok(Split {
+            calibration: data.clone(),
+            held_out: data.clone(),
+            held_out_is_separate: false,
+        });
+    }
+    let first = ((batch as f64 * CALIBRATION_SHARE).ceil() as usize).clamp(1, batch - 1);
+    Ok(Split {
+        calibration: take(data, axis, 0..first)?,
+        held_out: take(data, axis, first..batch)?,
+        held_out_is_separate: true,
+    })
+}
+
+/// The slice `range` of `data` along `axis` (0 or 1).
+fn take(data: &Array, axis: usize, range: std::ops::Range<usize>) -> Result<Array> {
+    let outer: usize = data.shape[..axis].iter().product();
+    let inner: usize = data.shape[axis + 1..].iter().product();
+    let n = data.shape[axis];
+    let mut shape = data.shape.clone();
+    shape[axis] = range.len();
+    let pick = |len: usize| {
+        (0..outer).flat_map(move |o| {
+            let r = range.clone();
+            r.flat_map(move |i| {
+                let start = (o * n + i) * inner;
+                start..start + inner
+            })
+            .take_while(move |&at| at < len)
+        })
+    };
+    let data = match &data.data {
+        Data::Float(v) => Data::Float(pick(v.len()).map(|i| v[i]).collect()),
+        Data::Int(v) => Data::Int(pick(v.len()).map(|i| v[i]).collect()),
+    };
+    Ok(Array { shape, data })
+}
+
+/// The largest magnitudes one layer's values reach on the calibration data.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LayerRange {
+    /// The layer's output (for a recurrent layer, every timestep's, whether or not it returns them).
+    pub output: f32,
+    /// LSTM: the cell state `c`, in either direction.
+    pub cell: f32,
+}
+
+/// The largest magnitudes of the model's input and of every layer's values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranges {
+    /// The input features (0 for token input).
+    pub input: f32,
+    /// One entry per layer.
+    pub layers: Vec<LayerRange>,
+}
+
+/// Runs the f32 model `spec` over `data` and records the ranges the integer formats must hold: each
+/// layer's output through the model cut after that layer, and each LSTM's cell state through the
+/// engine's state between steps (exact when everything before the layer runs forwards; a model with a
+/// bidirectional or reverse layer before it sees prefixes of each window instead, which samples the
+/// same distribution).
+pub fn ranges(spec: &ModelSpec, data: &Array) -> Result<Ranges> {
+    let input = match (&data.data, spec.input.kind) {
+        (Data::Float(v), InputKind::Features(_)) => max_abs(v),
+        (_, InputKind::Tokens) => 0.0,
+        (Data::Int(_), InputKind::Features(_)) => {
+            bail!("calibration data holds integers; this model takes float features")
+        }
+    };
+    ensure!(
+        input.is_finite(),
+        "calibration data holds a value that is not finite"
+    );
+    let mut layers = Vec::with_capacity(spec.layers.len());
+    for (k, layer) in spec.layers.iter().enumerate() {
+        let needs_run = match layer {
+            Layer::Recurrent(_) => true,
+            Layer::Dense(d) => !matches!(
+                d.activation,
+                tinyrnn::format::Activation::Sigmoid | tinyrnn::format::Activation::Tanh
+            ),
+            _ => false,
+        };
+        let mut range = LayerRange::default();
+        if needs_run {
+            let prefix = prefix(spec, k);
+            let blob = to_blob(&prefix).with_context(|| format!("layer {k}: cutting the model"))?;
+            let y = run::run_batch(&blob, data)
+                .with_context(|| format!("layer {k}: running the f32 model on calibration data"))?;
+            if let Data::Float(v) = &y.data {
+                range.output = max_abs(v);
+            }
+            if let Layer::Recurrent(r) = layer {
+                if matches!(r.cell, Cell::Lstm { .. }) {
+                    range.cell = cell_range(&prefix, &blob, data)
+                        .with_context(|| format!("layer {k}: measuring the LSTM cell state"))?;
+                }
+            }
+        }
+        layers.push(range);
+    }
+    Ok(Ranges { input, layers })
+}
+
+/// The model cut after layer `k`, a recurrent layer `k` returning every timestep, in a batch-first
+/// output layout.
+fn prefix(spec: &ModelSpec, k: usize) -> ModelSpec {
+    let mut layers = spec.layers[..=k].to_vec();
+    if let Some(Layer::Recurrent(r)) = layers.last_mut() {
+        r.return_sequences = true;
+    }
+    let mut cut = ModelSpec {
+        layers,
+        fixed: None,
+        ..spec.clone()
+    };
+    cut.io.output = OutputLayout::BatchFirst;
+    cut
+}
+
+/// The largest `|c|` of the last layer of `prefix` (an LSTM) over every timestep of every window.
+fn cell_range(prefix: &ModelSpec, blob: &[u8], data: &Array) -> Result<f32> {
+    let Some(Layer::Recurrent(r)) = prefix.layers.last() else {
+        return Ok(0.0);
+    };
+    let hidden = r.hidden as usize;
+    let directions = if r.backward.is_some() { 2 } else { 1 };
+    let aligned = AlignedBlob::new(blob);
+    let model = aligned.open()?;
+    // The last layer's state is the last `directions × 2H` words of the recurrent state: [h, c] each.
+    let earlier: usize = prefix.layers[..prefix.layers.len() - 1]
+        .iter()
+        .map(|l| match l {
+            Layer::Recurrent(r) => {
+                let d = if r.backward.is_some() { 2 } else { 1 };
+                let words = match r.cell {
+                    Cell::Lstm { .. } => 2,
+                    _ => 1,
+                };
+                d * words * r.hidden as usize
+            }
+            _ => 0,
+        })
+        .sum();
+    let cells = |state: &[f32]| -> f32 {
+        (0..directions)
+            .flat_map(|d| {
+                let from = earlier + d * 2 * hidden + hidden;
+                state.get(from..from + hidden).unwrap_or(&[]).to_vec()
+            })
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+    };
+    let windows = run::windows(&model, data)?;
+    let mut largest = 0.0f32;
+    if model.is_streamable() {
+        let mut memory = vec![0.0f32; model.memory().total()];
+        let mut runtime = Runtime::new(&model, &mut memory)?;
+        let mut out = vec![0.0f32; model.step_output_len()];
+        for window in &windows {
+            runtime.reset();
+            for t in 0..window.steps() {
+                window.step(&mut runtime, t, &mut out)?;
+                largest = largest.max(cells(runtime.state()));
+            }
+        }
+    } else {
+        // Windowed only: every prefix of each window, from a fresh state; its final state is one sample.
+        let free = ModelSpec {
+            input: tinyrnn::format::Input {
+                steps: None,
+                ..prefix.input
+            },
+            ..prefix.clone()
+        };
+        let free_blob = AlignedBlob::new(&to_blob(&free)?);
+        let model = free_blob.open()?;
+        for window in &windows {
+            for t in 1..=window.steps() {
+                let Ok(memory) = model.window_memory(t) else {
+                    continue;
+                };
+                let mut memory = vec![0.0f32; memory.total()];
+                let mut runtime = Runtime::new(&model, &mut memory)?;
+                if window.run_prefix(&mut runtime, t).is_ok() {
+                    largest = largest.max(cells(runtime.state()));
+                }
+            }
+        }
+    }
+    Ok(largest)
+}
+
+fn max_abs(values: &[f32]) -> f32 {
+    values.iter().fold(0.0f32, |m, v| {
+        if v.is_nan() {
+            f32::INFINITY
+        } else {
+            m.max(v.abs())
+        }
+    })
+}
+
+/// Second moments `Σ x xᵀ` (row-major, `width × width`) of what a weight matrix multiplies, gathered
+/// from the f32 model on calibration data: they weigh each weight's rounding error by how much it moves
+/// the layer's output ([`crate::quantize`] rounds with them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Moments {
+    /// Of the layer's input (the kernel's and a Dense weight's columns); `None` for an embedding.
+    pub input: Option<Vec<f64>>,
+    /// Of each direction's hidden state (the recurrent kernel's columns); `None` where the layer's
+    /// output does not show one direction's `h` alone (a bidirectional sum, product or average).
+    pub state: [Option<Vec<f64>>; 2],
+}
+
+/// The [`Moments`] of every layer, from running each prefix of `spec` over `data`.
+pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
+    let mut out = Vec::with_capacity(spec.layers.len());
+    // What enters layer 0: the feature input itself.
+    let mut previous: Option<(Vec<f32>, usize)> = match (&data.data, spec.input.kind) {
+        (Data::Float(_), InputKind::Features(n)) => {
+            let blob = to_blob(spec)?;
+            let model = AlignedBlob::new(&blob);
+            let model = model.open()?;
+            let rows: Vec<f32> = run::windows(&model, data)?
+                .into_iter()
+                .flat_map(|w| match w {
+                    run::Window::Features { values, .. } => values,
+                    run::Window::Tokens(_) => Vec::new(),
+                })
+                .collect();
+            Some((rows, n as usize))
+        }
+        _ => None,
+    };
+    for (k, layer) in spec.layers.iter().enumerate() {
+        let prefix = prefix(spec, k);
+        let blob = to_blob(&prefix).with_context(|| format!("layer {k}: cutting the model"))?;
+        let y = run::run_batch(&blob, data)
+            .with_context(|| format!("layer {k}: running the f32 model on calibration data"))?;
+        let width = *y.shape.last().unwrap_or(&1);
+        let Data::Float(values) = y.data else {
+            bail!("layer {k}: the engine returned integers");
+        };
+        let mut m = Moments {
+            input: previous
+                .as_ref()
+                .map(|(rows, width)| second_moment(rows, *width, 0, *width)),
+            state: [None, None],
+        };
+        if let Layer::Recurrent(r) = layer {
+            let hidden = r.hidden as usize;
+            match r.direction {
+                tinyrnn::format::Direction::Bidirectional(tinyrnn::format::Merge::Concat) => {
+                    m.state = [
+                        Some(second_moment(&values, width, 0, hidden)),
+                        Some(second_moment(&values, width, hidden, hidden)),
+                    ];
+                }
+                tinyrnn::format::Direction::Bidirectional(_) => {}
+                _ => m.state[0] = Some(second_moment(&values, width, 0, hidden)),
+            }
+        }
+        out.push(m);
+        // A recurrent prefix returned every timestep; what the next layer sees is the real output.
+        previous = match layer {
+            Layer::Recurrent(r) if !r.return_sequences => {
+                let blob = to_blob(&ModelSpec {
+                    layers: spec.layers[..=k].to_vec(),
+                    fixed: None,
+                    io: tinyrnn::format::IoLayout {
+                        output: OutputLayout::BatchFirst,
+                        ..spec.io
+                    },
+                    ..spec.clone()
+                })?;
+                let y = run::run_batch(&blob, data)?;
+                let width = *y.shape.last().unwrap_or(&1);
+                match y.data {
+                    Data::Float(v) => Some((v, width)),
+                    Data::Int(_) => None,
+                }
+            }
+            _ => Some((values, width)),
+        };
+    }
+    Ok(out)
+}
+
+/// `Σ x xᵀ` over the rows of `values` (each `width` wide), of columns `from..from + n`.
+fn second_moment(values: &[f32], width: usize, from: usize, n: usize) -> Vec<f64> {
+    let mut h = vec![0.0f64; n * n];
+    for row in values.chunks_exact(width.max(1)) {
+        let x = &row[from.min(row.len())..(from + n).min(row.len())];
+        for (i, &a) in x.iter().enumerate() {
+            for (j, &b) in x.iter().enumerate() {
+                h[i * n + j] += f64::from(a) * f64::from(b);
+            }
+        }
+    }
+    h
+}

@@ -1,0 +1,554 @@
+//! Integer-only inference (`i8x16`): the same layers and drivers as the f32 path, in fixed point.
+//!
+//! Formats (fraction bits `f`: a value `q` stands for `q / 2^f`):
+//! - activations, states and outputs are `i16`, in the formats the blob's [`FixedLayer`] names;
+//! - a weight row's `i32` dot product is requantized by its row's `(multiplier, shift)` pair straight
+//!   into the format it feeds: Q·.12 for a gate's pre-activation ([`PRE_FRAC`]), the output format for
+//!   a Dense layer without sigmoid or tanh;
+//! - biases are `i32` in that same format, peepholes `i32` in Q·.16 ([`PEEPHOLE_FRAC`]);
+//! - sigmoid and tanh read Q·.12 and give Q·.15 ([`fixed::activate`]); gate values are Q·.15 in `i32`.
+//!
+//! Every product is formed in `i64` and every narrowing saturates ([`fixed::requantize_i16`]), so no
+//! value wraps around. Rounding is to nearest everywhere, so a state held constant by the f32 model is
+//! not pulled towards zero by truncation. Nothing here touches a float: built for a core without an FPU,
+//! it links no soft-float routine (`tests/nofloat`).
+
+use crate::cell::{self, Mat};
+use crate::format::{
+    Activation, Cell, CellWeights, Dense, Direction, FixedLayer, Layer, Merge, Recurrent,
+    PEEPHOLE_FRAC, PRE_FRAC,
+};
+use crate::kernels::{self, fixed};
+use crate::model::Model;
+use crate::runtime::Status;
+
+/// Q·.15, the format of a gate's value.
+const GATE_FRAC: u32 = 15;
+/// 1.0 in Q·.15.
+const ONE: i32 = 1 << GATE_FRAC;
+
+/// Views `f32` words as `i16` halves: integer models keep two `i16` values in each word of the
+/// caller's memory.
+pub(crate) fn halves_mut(words: &mut [f32]) -> &mut [i16] {
+    // SAFETY: i16 has no invalid bit patterns and an alignment (2) that divides f32's (4), so the prefix
+    // is empty and the view covers exactly the words' bytes for the borrow's lifetime.
+    let (prefix, halves, _) = unsafe { words.align_to_mut::<i16>() };
+    debug_assert!(prefix.is_empty());
+    halves
+}
+
+/// Views `f32` words as `i16` halves, read-only.
+pub(crate) fn halves(words: &[f32]) -> &[i16] {
+    // SAFETY: as in `halves_mut`, read-only.
+    let (prefix, halves, _) = unsafe { words.align_to::<i16>() };
+    debug_assert!(prefix.is_empty());
+    halves
+}
+
+/// Views `f32` words as `i32`s: gate sums take one word each.
+pub(crate) fn ints_mut(words: &mut [f32]) -> &mut [i32] {
+    // SAFETY: i32 has no invalid bit patterns and the size and alignment of f32, so the view covers
+    // exactly the same words.
+    let (prefix, ints, _) = unsafe { words.align_to_mut::<i32>() };
+    debug_assert!(prefix.is_empty());
+    ints
+}
+
+/// Sets one direction's state to its initial value (constant, or zeros).
+pub(crate) fn reset(weights: &CellWeights<Mat<'_>>, h: &mut [i16], c: &mut [i16]) {
+    let fill = |dst: &mut [i16], init: &Option<Mat<'_>>| match init {
+        Some(init) => dst.iter_mut().zip(init.i16()).for_each(|(d, v)| *d = *v),
+        None => dst.iter_mut().for_each(|d| *d = 0),
+    };
+    fill(h, &weights.initial_h);
+    fill(c, &weights.initial_c);
+}
+
+/// Where the integer drivers read one step's or window's input from.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'x> {
+    /// Features already written into the first activation buffer by the caller's `fill`.
+    Features,
+    /// Token ids, looked up in the first layer's embedding.
+    Tokens(&'x [u32]),
+}
+
+/// One streaming step of an integer model: `fill` writes the input features (`i16`, in the model's
+/// input format) into the first activation buffer, `emit` receives the step's output. The caller has
+/// checked every length against the model.
+pub(crate) fn advance(
+    model: &Model<'_>,
+    state: &mut [f32],
+    scratch: &mut [f32],
+    seen: &mut usize,
+    input: Input<'_>,
+    fill: impl FnOnce(&mut [i16]),
+    emit: impl FnOnce(&[i16]),
+) -> Status {
+    let width_words = model.max_width().div_ceil(2);
+    let (cur, rest) = scratch.split_at_mut(width_words.min(scratch.len()));
+    let (next, cells) = rest.split_at_mut(width_words.min(rest.len()));
+    let (mut cur, mut next, cells) = (halves_mut(cur), halves_mut(next), ints_mut(cells));
+    if let Input::Features = input {
+        fill(cur);
+    }
+    let state = halves_mut(state);
+    let (recurrent_state, rest) = state.split_at_mut(model.recurrent_state().min(state.len()));
+    let history = rest.get_mut(..model.step_output_len()).unwrap_or(&mut []);
+    let formats = model.fixed_point().map_or(&[][..], |f| &f.layers[..]);
+    for ((layer, plan), format) in model.layers().zip(model.plans()).zip(formats) {
+        let x = cur.get(..plan.input_width).unwrap_or(&[]);
+        let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
+        match &layer {
+            Layer::Embedding(e) => {
+                if let Input::Tokens(ids) = input {
+                    let token = ids.first().copied().unwrap_or(0) as usize;
+                    kernels::row_q(&e.table, token, y);
+                }
+            }
+            Layer::Recurrent(r) => {
+                let words = cell::state_words(r.cell, r.hidden as usize);
+                let slot = recurrent_state
+                    .get_mut(plan.state_offset..plan.state_offset + words)
+                    .unwrap_or(&mut []);
+                let (h, c) = slot.split_at_mut((r.hidden as usize).min(slot.len()));
+                step(r, &r.forward, format, x, h, c, cells);
+                merge(r.direction, format, 0, y, h);
+            }
+            Layer::Dense(d) => dense(d, format, x, y),
+            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
+            // Refused at open in integer-only models.
+            Layer::SubtractLast | Layer::Residual(_) => {}
+        }
+        core::mem::swap(&mut cur, &mut next);
+    }
+    let out_width = model.output_width();
+    let last = cur.get(..out_width).unwrap_or(&[]);
+    match model.stream_keep() {
+        None => {
+            emit(last);
+            Status::Ready
+        }
+        Some(keep) => {
+            // The history is a shift register of the last `keep` outputs, oldest first.
+            history.copy_within(out_width.min(history.len()).., 0);
+            let newest = history.len().saturating_sub(out_width);
+            copy(history.get_mut(newest..).unwrap_or(&mut []), last);
+            emit(history);
+            *seen = (*seen + 1).min(keep);
+            if *seen == keep {
+                Status::Ready
+            } else {
+                Status::Warming {
+                    remaining: keep - *seen,
+                }
+            }
+        }
+    }
+}
+
+/// A whole window of an integer model from the state the caller has reset: `fill` writes the
+/// `steps × features` input into the first sequence buffer, `emit` receives the output.
+pub(crate) fn window(
+    model: &Model<'_>,
+    state: &mut [f32],
+    scratch: &mut [f32],
+    steps: usize,
+    input: Input<'_>,
+    fill: impl FnOnce(&mut [i16]),
+    emit: impl FnOnce(&[i16]),
+) {
+    let sequence = model.activation_words(steps * model.max_width());
+    let (cur, rest) = scratch.split_at_mut(sequence.min(scratch.len()));
+    let (next, cells) = rest.split_at_mut(sequence.min(rest.len()));
+    let (mut cur, mut next, cells) = (halves_mut(cur), halves_mut(next), ints_mut(cells));
+    if let Input::Features = input {
+        fill(cur);
+    }
+    let state = halves_mut(state);
+    let formats = model.fixed_point().map_or(&[][..], |f| &f.layers[..]);
+    let mut t = steps;
+    for ((layer, plan), format) in model.layers().zip(model.plans()).zip(formats) {
+        let (w_in, w_out) = (plan.input_width, plan.output_width);
+        let x = cur.get(..t * w_in).unwrap_or(&[]);
+        match &layer {
+            Layer::Embedding(e) => {
+                if let Input::Tokens(ids) = input {
+                    // Row by row through `get`: a zip of `chunks_exact` keeps a division by the chunk
+                    // size that the compiler cannot prove non-zero (a panic path).
+                    for (k, &token) in ids.iter().enumerate() {
+                        if let Some(row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                            kernels::row_q(&e.table, token as usize, row);
+                        }
+                    }
+                }
+            }
+            Layer::Recurrent(r) => {
+                let slot = state.get_mut(plan.state_offset..).unwrap_or(&mut []);
+                recurrent_window(r, format, x, t, w_in, next, cells, slot);
+                if !r.return_sequences {
+                    t = 1;
+                }
+            }
+            Layer::Dense(d) => {
+                for k in 0..t {
+                    let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
+                    if let Some(y_row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                        dense(d, format, x_row, y_row);
+                    }
+                }
+            }
+            Layer::Crop { start, end } => {
+                let keep = t.saturating_sub(*start as usize + *end as usize);
+                copy(next, x.get(*start as usize * w_in..).unwrap_or(&[]));
+                t = keep;
+            }
+            Layer::KeepLast { steps: keep } => {
+                let keep = *keep as usize;
+                copy(next, x.get(t.saturating_sub(keep) * w_in..).unwrap_or(&[]));
+                t = keep;
+            }
+            // Refused at open in integer-only models.
+            Layer::SubtractLast | Layer::Residual(_) => {}
+            Layer::LastStep => {
+                copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
+                t = 1;
+            }
+        }
+        core::mem::swap(&mut cur, &mut next);
+    }
+    emit(cur.get(..t * model.output_width()).unwrap_or(&[]));
+}
+
+/// Runs a recurrent layer over a packed `steps × input` window (see the f32 driver in
+/// [`crate::runtime`]).
+#[allow(clippy::too_many_arguments)]
+fn recurrent_window(
+    r: &Recurrent<Mat<'_>>,
+    format: &FixedLayer,
+    input: &[i16],
+    steps: usize,
+    width: usize,
+    out: &mut [i16],
+    scratch: &mut [i32],
+    state: &mut [i16],
+) {
+    let hidden = r.hidden as usize;
+    let words = cell::state_words(r.cell, hidden);
+    let out_width = match r.direction {
+        Direction::Bidirectional(Merge::Concat) => 2 * hidden,
+        _ => hidden,
+    };
+    let passes = [
+        (Some(&r.forward), matches!(r.direction, Direction::Reverse)),
+        (r.backward.as_ref(), true),
+    ];
+    for (pass, (weights, reversed)) in passes.into_iter().enumerate() {
+        let Some(weights) = weights else { continue };
+        let slot = state
+            .get_mut(pass * words..(pass + 1) * words)
+            .unwrap_or(&mut []);
+        let (h, c) = slot.split_at_mut(hidden.min(slot.len()));
+        for k in 0..steps {
+            let t = if reversed { steps - 1 - k } else { k };
+            let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
+            step(r, weights, format, x, h, c, scratch);
+            if r.return_sequences {
+                let row = out
+                    .get_mut(t * out_width..(t + 1) * out_width)
+                    .unwrap_or(&mut []);
+                merge(r.direction, format, pass, row, h);
+            }
+        }
+        if !r.return_sequences {
+            let row = out.get_mut(..out_width).unwrap_or(&mut []);
+            merge(r.direction, format, pass, row, h);
+        }
+    }
+}
+
+/// Writes one direction's state `h` (state format) into an output row (output format). A bidirectional
+/// layer that sums, multiplies or averages keeps the first pass in the state format, and the second
+/// pass merges both into the output format.
+fn merge(direction: Direction, format: &FixedLayer, pass: usize, row: &mut [i16], h: &[i16]) {
+    let (sf, of) = (u32::from(format.state_frac), u32::from(format.output_frac));
+    let hidden = h.len();
+    let combine = |row: &mut [i16], f: &dyn Fn(i64, i64) -> i16| {
+        row.iter_mut()
+            .zip(h)
+            .for_each(|(v, h)| *v = f(i64::from(*v), i64::from(*h)));
+    };
+    match (direction, pass) {
+        (Direction::Bidirectional(Merge::Concat), _) => {
+            let row = row.get_mut(pass * hidden..).unwrap_or(&mut []);
+            row.iter_mut()
+                .zip(h)
+                .for_each(|(v, h)| *v = fixed::requantize_i16(i64::from(*h), sf, of));
+        }
+        (Direction::Bidirectional(_), 0) => copy(row, h),
+        (_, 0) => row
+            .iter_mut()
+            .zip(h)
+            .for_each(|(v, h)| *v = fixed::requantize_i16(i64::from(*h), sf, of)),
+        (Direction::Bidirectional(Merge::Sum), _) => {
+            combine(row, &|a, b| fixed::requantize_i16(a + b, sf, of))
+        }
+        (Direction::Bidirectional(Merge::Mul), _) => {
+            combine(row, &|a, b| fixed::requantize_i16(a * b, 2 * sf, of))
+        }
+        (Direction::Bidirectional(Merge::Ave), _) => {
+            combine(row, &|a, b| fixed::requantize_i16(a + b, sf + 1, of))
+        }
+        _ => {}
+    }
+}
+
+/// y = act(W x + b), each row requantized into the pre-activation format (Q·.12 before sigmoid, tanh
+/// or softmax, else the output format) and narrowed to the output format with saturation.
+fn dense(d: &Dense<Mat<'_>>, format: &FixedLayer, x: &[i16], y: &mut [i16]) {
+    let of = u32::from(format.output_frac);
+    let bias = d.bias.as_ref().map_or(&[][..], |b| b.i32());
+    if d.activation == Activation::Softmax {
+        softmax(d, of, bias, x, y);
+        return;
+    }
+    let table = matches!(d.activation, Activation::Sigmoid | Activation::Tanh);
+    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+        let pre = sum.saturating_add(bias.get(row).copied().unwrap_or(0));
+        let value = match d.activation {
+            _ if table => {
+                return fixed::requantize_i16(
+                    i64::from(fixed::activate(d.activation, pre)),
+                    GATE_FRAC,
+                    of,
+                )
+            }
+            Activation::Relu => pre.max(0),
+            _ => pre,
+        };
+        fixed::saturate_i16(value)
+    });
+}
+
+/// y = softmax(W x + b) without a buffer of sums: one pass finds the largest pre-activation, a second
+/// writes each `e^(pre − max)` (Q0.15, within `i16`), a third divides by their sum
+/// ([`fixed::softmax`] does the same over a buffer).
+fn softmax(d: &Dense<Mat<'_>>, of: u32, bias: &[i32], x: &[i16], y: &mut [i16]) {
+    let pre = |row: usize, sum: i32| sum.saturating_add(bias.get(row).copied().unwrap_or(0));
+    let mut max = i32::MIN;
+    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+        max = max.max(pre(row, sum));
+        0
+    });
+    let mut total = 0i32;
+    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+        let e = fixed::exp_nonpositive(pre(row, sum).saturating_sub(max));
+        total = total.saturating_add(i32::from(e));
+        e
+    });
+    if total > 0 {
+        y.iter_mut().for_each(|v| {
+            let q = (i64::from(*v) * 32768 + i64::from(total / 2)) / i64::from(total);
+            *v = fixed::requantize_i16(q.min(32767), GATE_FRAC, of);
+        });
+    }
+}
+
+/// Advances one direction by one timestep: reads `x`, updates `h` (and `c` for an LSTM) in place.
+/// `scratch` holds at least [`cell::scratch_words`] values.
+fn step(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    format: &FixedLayer,
+    x: &[i16],
+    h: &mut [i16],
+    c: &mut [i16],
+    scratch: &mut [i32],
+) {
+    let hidden = h.len();
+    let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
+    // pre = W x + b, the input projection of every gate, in Q·.12.
+    kernels::matvec_q(&weights.kernel, x, pre);
+    if let Some(bias) = &weights.bias {
+        add(pre, bias.i32());
+    }
+    let clip = (format.clip > 0).then_some(format.clip);
+    let sf = u32::from(format.state_frac);
+    match layer.cell {
+        Cell::SimpleRnn => {
+            // h' = act(W x + b + R h)
+            kernels::matvec_q_add(&weights.recurrent, h, pre);
+            clamp(pre, clip);
+            h.iter_mut().zip(pre.iter()).for_each(|(h, p)| {
+                let a = fixed::activate(layer.activation, *p);
+                *h = fixed::requantize_i16(i64::from(a), GATE_FRAC, sf);
+            });
+        }
+        Cell::Lstm { input_forget } => lstm(layer, weights, format, input_forget, pre, h, c),
+        Cell::Gru { reset_after } => gru(layer, weights, format, reset_after, pre, extra, h),
+    }
+}
+
+/// i = σ(Wi x + Ri h + pi ⊙ c + bi)      f = σ(Wf x + Rf h + pf ⊙ c + bf)   (f = 1 − i with input_forget)
+/// g = act(Wg x + Rg h + bg)              c' = f ⊙ c + i ⊙ g
+/// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
+/// Gates are Q·.15, `c` is in the cell format `cf`, `h` in the state format.
+fn lstm(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    format: &FixedLayer,
+    input_forget: bool,
+    pre: &mut [i32],
+    h: &mut [i16],
+    c: &mut [i16],
+) {
+    let hidden = h.len();
+    let (sf, cf) = (u32::from(format.state_frac), u32::from(format.cell_frac));
+    let clip = (format.clip > 0).then_some(format.clip);
+    kernels::matvec_q_add(&weights.recurrent, h, pre);
+    let (i, rest) = pre.split_at_mut(hidden.min(pre.len()));
+    let (f, rest) = rest.split_at_mut(hidden.min(rest.len()));
+    let (g, o) = rest.split_at_mut(hidden.min(rest.len()));
+    let peephole = weights.peephole.as_ref().map(|p| p.i32());
+    // p ⊙ c: Q·.16 × Q·.cf, moved to Q·.12.
+    let peep = |gate: &mut [i32], p: &[i32], c: &[i16]| {
+        gate.iter_mut()
+            .zip(p.iter().zip(c))
+            .for_each(|(v, (p, c))| {
+                let term = i64::from(*p) * i64::from(*c);
+                *v = v.saturating_add(fixed::requantize(
+                    term,
+                    u32::from(PEEPHOLE_FRAC) + cf,
+                    u32::from(PRE_FRAC),
+                ));
+            })
+    };
+    if let Some(p) = peephole {
+        peep(i, p.get(..hidden).unwrap_or(&[]), c);
+        peep(f, p.get(hidden..2 * hidden).unwrap_or(&[]), c);
+    }
+    clamp(i, clip);
+    clamp(f, clip);
+    clamp(g, clip);
+    let (ga, act) = (layer.gate_activation, layer.activation);
+    for (((c, i), f), g) in c.iter_mut().zip(i.iter()).zip(f.iter()).zip(g.iter()) {
+        let input = fixed::activate(ga, *i);
+        let forget = if input_forget {
+            ONE - input
+        } else {
+            fixed::activate(ga, *f)
+        };
+        let candidate = fixed::activate(act, *g);
+        // f ⊙ c is in Q·.(15 + cf); i ⊙ g in Q·.30, moved there before the sum.
+        let kept = i64::from(forget) * i64::from(*c);
+        let added = fixed::shift_round(
+            i64::from(input) * i64::from(candidate),
+            2 * GATE_FRAC as i32 - (GATE_FRAC + cf) as i32,
+        );
+        *c = fixed::requantize_i16(kept.saturating_add(added), GATE_FRAC + cf, cf);
+    }
+    if let Some(p) = peephole {
+        peep(o, p.get(2 * hidden..3 * hidden).unwrap_or(&[]), c);
+    }
+    clamp(o, clip);
+    for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
+        let out = fixed::activate(ga, *o);
+        let cell = fixed::activate(
+            act,
+            fixed::requantize(i64::from(*c), cf, u32::from(PRE_FRAC)),
+        );
+        *h = fixed::requantize_i16(i64::from(out) * i64::from(cell), 2 * GATE_FRAC, sf);
+    }
+}
+
+/// reset-after:  z = σ(Wz x + bz + Rz h + rbz)   r = σ(Wr x + br + Rr h + rbr)
+///               n = act(Wn x + bn + r ⊙ (Rn h + rbn))
+/// reset-before: n = act(Wn x + bn + Rn (r ⊙ h))
+/// h' = (1 − z) ⊙ n + z ⊙ h = n + z ⊙ (h − n), formed in Q·.15.
+#[allow(clippy::too_many_arguments)]
+fn gru(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    format: &FixedLayer,
+    reset_after: bool,
+    pre: &mut [i32],
+    extra: &mut [i32],
+    h: &mut [i16],
+) {
+    let hidden = h.len();
+    let sf = u32::from(format.state_frac);
+    let clip = (format.clip > 0).then_some(format.clip);
+    let recurrent = &weights.recurrent;
+    let (zr, n) = pre.split_at_mut((2 * hidden).min(pre.len()));
+    let gates = |zr: &mut [i32]| {
+        clamp(zr, clip);
+        zr.iter_mut()
+            .for_each(|v| *v = fixed::activate(layer.gate_activation, *v));
+    };
+    if reset_after {
+        // extra = R h + rb, all three gates; r multiplies only its n block.
+        let rh = extra.get_mut(..3 * hidden).unwrap_or(&mut []);
+        kernels::matvec_q(recurrent, h, rh);
+        if let Some(rb) = &weights.recurrent_bias {
+            add(rh, rb.i32());
+        }
+        let (rh_zr, rh_n) = rh.split_at_mut((2 * hidden).min(rh.len()));
+        add(zr, rh_zr);
+        gates(zr);
+        let r = zr.get(hidden..).unwrap_or(&[]);
+        n.iter_mut()
+            .zip(r.iter().zip(rh_n.iter()))
+            .for_each(|(n, (r, v))| {
+                let gated = fixed::requantize(i64::from(*r) * i64::from(*v), GATE_FRAC, 0);
+                *n = n.saturating_add(gated);
+            });
+    } else {
+        kernels::matvec_q_add(&recurrent.rows(0, 2 * hidden), h, zr);
+        gates(zr);
+        // R_n reads r ⊙ h (state format): h is kept in `extra` while it holds r ⊙ h.
+        let saved = extra.get_mut(..hidden).unwrap_or(&mut []);
+        let r = zr.get(hidden..).unwrap_or(&[]);
+        for ((h, s), r) in h.iter_mut().zip(saved.iter_mut()).zip(r) {
+            *s = i32::from(*h);
+            *h = fixed::requantize_i16(i64::from(*r) * i64::from(*h), GATE_FRAC, 0);
+        }
+        kernels::matvec_q_add(&recurrent.rows(2 * hidden, hidden), h, n);
+        h.iter_mut()
+            .zip(saved.iter())
+            .for_each(|(h, s)| *h = fixed::saturate_i16(*s));
+    }
+    clamp(n, clip);
+    let z = zr.get(..hidden).unwrap_or(&[]);
+    for ((h, z), n) in h.iter_mut().zip(z).zip(n.iter()) {
+        let n = i64::from(fixed::activate(layer.activation, *n));
+        let old = i64::from(fixed::requantize(i64::from(*h), sf, GATE_FRAC));
+        let blended = n + fixed::shift_round(i64::from(*z) * (old - n), GATE_FRAC as i32);
+        *h = fixed::requantize_i16(blended, GATE_FRAC, sf);
+    }
+}
+
+/// `y += b`, saturating.
+#[inline]
+fn add(y: &mut [i32], b: &[i32]) {
+    y.iter_mut()
+        .zip(b)
+        .for_each(|(v, b)| *v = v.saturating_add(*b));
+}
+
+/// Clamps every value to `[-limit, limit]`.
+#[inline]
+fn clamp(values: &mut [i32], limit: Option<i32>) {
+    if let Some(limit) = limit {
+        values
+            .iter_mut()
+            // `max` then `min`, not `clamp`: `clamp` asserts `min <= max`, which the optimiser cannot
+            // prove from the positive clip `check_fixed` guarantees (a panic path).
+            .for_each(|v| *v = (*v).max(-limit).min(limit));
+    }
+}
+
+/// Copies the common prefix of two slices.
+#[inline]
+fn copy(dst: &mut [i16], src: &[i16]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+}

@@ -1,0 +1,174 @@
+//! The integer-only (`i8x16`) engine built for a Cortex-M0 (`thumbv6m-none-eabi`, no FPU), run by QEMU,
+//! with semihosting for output and exit. By default it is laid out for QEMU `-M mps2-an385` (a Cortex-M3
+//! without FPU, which runs ARMv6-M code unchanged); with `--features microbit`, for the micro:bit's
+//! nRF51822 (`-M microbit`, 16 KiB RAM), which needs `Model::open` to fit its stack first.
+//!
+//! It opens the reference model `tests/data/integer/model.trnn` (LSTM(8) → GRU(8) → Dense(2)), streams
+//! the canned `i16` input `tests/data/integer/input.csv` through `Runtime::step_i16`, and prints each
+//! step's output as `y <a>,<b>`. CI strips the prefix and compares the lines byte for byte with
+//! `tests/data/integer/expected.csv`, which the host engine wrote: the integer path gives the same bits on
+//! both. Exits 0 when every line was printed.
+//!
+//! ```text
+//! cargo run --release --target thumbv6m-none-eabi --features integer --bin integer
+//! ```
+//!
+//! On the MPS2 machine it also counts instructions per step (QEMU `-icount shift=0`, the CMSDK timer at
+//! 25 MHz: one tick per 40 instructions) of the integer step and of the same model in f32, which on this
+//! core runs in soft-float, and prints them as `instructions per step: …`.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprintln};
+use tinyrnn::{Model, Runtime};
+use tinyrnn_firmware::{include_blob, Aligned};
+
+/// The reference model; `tests/examples/integer_reference.rs` writes it.
+static MODEL: &[u8] = include_blob!("../../../tests/data/integer/model.trnn");
+/// The f32 model it was quantized from.
+#[cfg(not(feature = "microbit"))]
+static MODEL_F32: &[u8] = include_blob!("../../../tests/data/integer/model-f32.trnn");
+/// Three `i16` per line, in the model's input format.
+static INPUT: &str = include_str!("../../../tests/data/integer/input.csv");
+
+/// Engine memory in words (the model needs 85; `tinyrnn inspect` says 340 bytes).
+const WORDS: usize = 128;
+
+#[entry]
+fn main() -> ! {
+    timer::start();
+    let code = match run() {
+        Ok(steps) => {
+            hprintln!("done {} steps", steps);
+            debug::EXIT_SUCCESS
+        }
+        Err(err) => {
+            hprintln!("error: {}", err);
+            debug::EXIT_FAILURE
+        }
+    };
+    debug::exit(code);
+    loop {
+        cortex_m::asm::nop();
+    }
+}
+
+fn run() -> Result<usize, tinyrnn::Error> {
+    let model = Model::open(MODEL)?;
+    // Plain words: the engine keeps i16 pairs and i32 sums in them; zero bits need no float literal.
+    let mut words = Aligned([0u32; WORDS]);
+    let memory = as_f32_words(&mut words.0);
+    let mut runtime = Runtime::new(&model, memory)?;
+    let mut y = [0i16; 2];
+    let mut steps = 0;
+    let mut ticks = 0u32;
+    for line in INPUT.lines() {
+        let x = parse_row(line);
+        let start = timer::ticks();
+        runtime.step_i16(&x, &mut y)?;
+        ticks = ticks.wrapping_add(timer::ticks().wrapping_sub(start));
+        hprintln!("y {},{}", y[0], y[1]);
+        steps += 1;
+    }
+    #[cfg(not(feature = "microbit"))]
+    {
+        let float_ticks = run_f32(model.fixed_point().map_or(0, |f| f.input_frac))?;
+        hprintln!(
+            "instructions per step: i8x16 {}, f32 in soft-float {} ({} steps, -icount shift=0)",
+            ticks / steps as u32 * 40,
+            float_ticks / steps as u32 * 40,
+            steps
+        );
+    }
+    Ok(steps)
+}
+
+/// Streams the same input through the f32 model; returns the timer ticks its steps took.
+#[cfg(not(feature = "microbit"))]
+fn run_f32(input_frac: u8) -> Result<u32, tinyrnn::Error> {
+    let model = Model::open(MODEL_F32)?;
+    let mut words = Aligned([0u32; WORDS]);
+    let mut runtime = Runtime::new(&model, as_f32_words(&mut words.0))?;
+    let scale = (1u32 << input_frac) as f32;
+    let mut y = [0f32; 2];
+    let mut ticks = 0u32;
+    for line in INPUT.lines() {
+        let q = parse_row(line);
+        let x = [
+            f32::from(q[0]) / scale,
+            f32::from(q[1]) / scale,
+            f32::from(q[2]) / scale,
+        ];
+        let start = timer::ticks();
+        runtime.step(&x, &mut y)?;
+        ticks = ticks.wrapping_add(timer::ticks().wrapping_sub(start));
+    }
+    Ok(ticks)
+}
+
+/// One line of the input file: three `i16`.
+fn parse_row(line: &str) -> [i16; 3] {
+    let mut x = [0i16; 3];
+    for (v, field) in x.iter_mut().zip(line.split(',')) {
+        *v = parse_i16(field);
+    }
+    x
+}
+
+/// Instruction counting on the MPS2 machine (see `bin/qemu/measure.rs`); absent on the micro:bit.
+mod timer {
+    /// The MPS2 CMSDK APB timer 0.
+    #[cfg(not(feature = "microbit"))]
+    const TIMER0: usize = 0x4000_0000;
+
+    /// Starts timer 0 counting down from its maximum.
+    pub fn start() {
+        #[cfg(not(feature = "microbit"))]
+        // SAFETY: TIMER0's CTRL (+0), VALUE (+4) and RELOAD (+8) registers on the MPS2 machines; without
+        // the `microbit` feature this binary runs only there, and nothing else uses the timer.
+        unsafe {
+            core::ptr::write_volatile((TIMER0 + 8) as *mut u32, u32::MAX);
+            core::ptr::write_volatile((TIMER0 + 4) as *mut u32, u32::MAX);
+            core::ptr::write_volatile(TIMER0 as *mut u32, 1);
+        }
+    }
+
+    /// Timer 0 ticks since [`start`] (0 on the micro:bit).
+    pub fn ticks() -> u32 {
+        #[cfg(not(feature = "microbit"))]
+        // SAFETY: reads TIMER0's VALUE register (see `start`).
+        return u32::MAX - unsafe { core::ptr::read_volatile((TIMER0 + 4) as *const u32) };
+        #[cfg(feature = "microbit")]
+        0
+    }
+}
+
+/// A decimal `i16` (the input file holds nothing else).
+fn parse_i16(text: &str) -> i16 {
+    let (negative, digits) = match text.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.trim()),
+    };
+    let magnitude = digits.bytes().fold(0i32, |n, d| {
+        n.saturating_mul(10)
+            .saturating_add(i32::from(d.wrapping_sub(b'0')))
+    });
+    let value = if negative { -magnitude } else { magnitude };
+    value.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16
+}
+
+/// `u32` words as `f32` words, which is what `Runtime::new` takes.
+fn as_f32_words(words: &mut [u32]) -> &mut [f32] {
+    // SAFETY: u32 and f32 have the same size and alignment and every bit pattern is a valid f32; the view
+    // covers exactly the same words for the borrow's lifetime.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<f32>(), words.len()) }
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::nop();
+    }
+}
