@@ -156,8 +156,9 @@ impl<'m, 'b> Runtime<'m, 'b> {
     }
 
     /// Restores a state saved by [`Runtime::state`] from a runtime of the same model. A restored
-    /// runtime counts as warmed up. A state holding a NaN or an infinity is refused
-    /// ([`Error::StateCorrupt`]): a step never leaves one.
+    /// runtime counts as warmed up. A float model's state holding a NaN or an infinity is refused
+    /// ([`Error::StateCorrupt`]): a step never leaves one. An integer-only model's words carry `i16`
+    /// pairs, whatever `f32` they read as, and are put back unchanged.
     pub fn restore_state(&mut self, state: &[f32]) -> Result<(), Error> {
         if state.len() != self.state.len() {
             return Err(Error::StateLength {
@@ -165,7 +166,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: state.len(),
             });
         }
-        if state.iter().any(|v| !v.is_finite()) {
+        if !self.model.is_integer() && state.iter().any(|v| !v.is_finite()) {
             return Err(Error::StateCorrupt);
         }
         copy(self.state, state);

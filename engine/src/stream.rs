@@ -417,11 +417,13 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
             f32::from_le_bytes(take(body.get(at..).unwrap_or(&[])))
         });
         // Saved state is canonical: every word finite, and zeros past the valid ones (what `save_state`
-        // writes). Anything else was not written by `save_state`, whatever its checksum says.
+        // writes). Anything else was not written by `save_state`, whatever its checksum says. The
+        // streaming state of an integer-only model is `i16` pairs, whatever `f32` its words read as.
+        let bits = matches!(self.mode, Mode::Stream) && self.runtime.model().is_integer();
         let canonical = values
             .clone()
             .enumerate()
-            .all(|(i, v)| v.is_finite() && (i < valid || v.to_bits() == 0));
+            .all(|(i, v)| (bits || v.is_finite()) && (i < valid || v.to_bits() == 0));
         if !canonical {
             return Err(Error::StateCorrupt);
         }
