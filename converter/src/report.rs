@@ -34,8 +34,8 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
     let mut total = 0;
     let mut bytes = TensorBytes::default();
     let mut width = model.input_width();
-    for (index, layer) in model.layers().iter().enumerate() {
-        match layer {
+    for (index, layer) in model.layers().enumerate() {
+        match &layer {
             Layer::Recurrent(r) => {
                 sequence = r.return_sequences;
                 if !sequence {
@@ -60,7 +60,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         }
         let params = layer.parameter_count(Mat::len);
         total += params;
-        bytes.add(layer);
+        bytes.add(&layer);
         let shape = if sequence {
             format!(
                 "(None, {}, {width})",
@@ -72,7 +72,7 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         let _ = writeln!(
             out,
             "{index:<3} {:<44} {shape:<18} {params:>10}",
-            layer_name(layer, |m| (m.rows, m.cols))
+            layer_name(&layer, |m| (m.rows, m.cols))
         );
     }
     let _ = writeln!(out, "\ntotal parameters   {total}");

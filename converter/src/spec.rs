@@ -198,8 +198,7 @@ impl ModelSpec {
     pub fn from_model(model: &Model<'_>) -> Result<Self> {
         let layers = model
             .layers()
-            .iter()
-            .map(|layer| layer.clone().try_map(|m| tensor_of(&m)))
+            .map(|layer| layer.try_map(|m| tensor_of(&m)))
             .collect::<Result<Vec<_>>>()?;
         let meta = model.meta();
         let scaling = model.scaling();

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use tinyrnn::format::{
     align_up, DType, Header, InputKind, Layer, Meta, SelfTest, Splitting, TensorRef, Vocabulary,
-    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS, PREAMBLE_LEN,
+    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_LAYERS, MAX_TENSORS, PREAMBLE_LEN,
 };
 use tinyrnn::{Model, Runtime};
 
@@ -20,6 +20,24 @@ pub fn to_blob(spec: &ModelSpec) -> Result<Vec<u8>> {
         "model '{}' has {} layers; a blob holds at most {MAX_LAYERS}",
         spec.name,
         spec.layers.len()
+    );
+    let tensors: usize = spec
+        .layers
+        .iter()
+        .map(|layer| {
+            let mut count = 0;
+            let _ = layer.clone().try_map(|_| {
+                count += 1;
+                Ok::<(), ()>(())
+            });
+            count
+        })
+        .sum();
+    ensure!(
+        tensors <= MAX_TENSORS,
+        "model '{}' has {tensors} tensors (weights, biases, initial states); the engine holds at most \
+         {MAX_TENSORS}",
+        spec.name
     );
     let tokens = spec.vocabulary.as_ref().map(encode_tokens).transpose()?;
     let mut data: Vec<u8> = Vec::new();
@@ -205,7 +223,7 @@ fn self_test_io(model: &Model<'_>) -> Result<Option<(Tensor, Vec<f32>)>> {
             if !model.is_streamable() {
                 return Ok(None);
             }
-            let vocab = match model.layers().first() {
+            let vocab = match model.layers().next() {
                 Some(Layer::Embedding(e)) => e.table.rows,
                 _ => return Ok(None),
             };

@@ -150,7 +150,7 @@ fn a_token_id_outside_the_vocabulary_is_refused_at_open() {
     let blob = blob_with_self_test("embedding_gru");
     let aligned = AlignedBlob::new(&blob);
     let model = tinyrnn::Model::open(aligned.bytes()).unwrap();
-    let vocab = match model.layers().first() {
+    let vocab = match model.layers().next() {
         Some(tinyrnn::format::Layer::Embedding(e)) => e.table.rows,
         _ => panic!("an embedding first"),
     };

@@ -36,7 +36,8 @@ pub enum Error {
     Misaligned,
     /// The model has no layers.
     NoLayers,
-    /// A tensor lies outside the data section, is misaligned, or has an unsupported element type.
+    /// A tensor lies outside the data section, is misaligned, has an unsupported element type, or holds a
+    /// NaN or an infinity.
     BadTensor {
         /// Layer holding the tensor.
         layer: u8,
@@ -135,7 +136,8 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
-    /// Saved stream state bytes are damaged: bad magic, unknown layout or checksum mismatch.
+    /// Saved stream state bytes are damaged (bad magic, unknown layout, checksum mismatch, bytes that
+    /// `save_state` does not write), or a state to restore holds a NaN or an infinity.
     StateCorrupt,
     /// Saved stream state was written by another model (or another window length or mode).
     StateModel {
@@ -146,6 +148,16 @@ pub enum Error {
     },
     /// A replacement model does not take the same input or give the same forecast shape as the running one.
     ModelMismatch,
+    /// An input value is NaN or infinite. The sample was not used: the state is as it was.
+    NonFiniteInput {
+        /// Position of the first such value in the input.
+        index: usize,
+    },
+    /// A streaming step left a NaN or an infinity in the state: finite inputs too large for the model. The
+    /// state was reset to its initial value, so the stream goes on from scratch with the next sample.
+    StateOverflow,
+    /// Neither flash slot holds an intact record with a blob that opens ([`crate::slot::boot`]).
+    NoBootableSlot,
     /// The blob's self-test vector does not fit the model (element type, shape, bounds, token ids or
     /// tolerance).
     BadSelfTest,
@@ -183,7 +195,7 @@ impl fmt::Display for Error {
             Error::NoLayers => write!(f, "model has no layers"),
             Error::BadTensor { layer } => write!(
                 f,
-                "layer {layer}: a tensor lies outside the data section, is misaligned or has an unsupported type"
+                "layer {layer}: a tensor lies outside the data section, is misaligned, has an unsupported type or holds a NaN or an infinity"
             ),
             Error::BadScale { layer } => write!(
                 f,
@@ -245,7 +257,10 @@ impl fmt::Display for Error {
             Error::StateBytes { expected, got } => {
                 write!(f, "saved state has {got} bytes, this stream's state has {expected}")
             }
-            Error::StateCorrupt => write!(f, "saved state is damaged (magic, layout or checksum)"),
+            Error::StateCorrupt => write!(
+                f,
+                "saved state is damaged (magic, layout, checksum or a non-finite value)"
+            ),
             Error::StateModel { expected, got } => write!(
                 f,
                 "saved state belongs to model {got:#010x}, this stream runs model {expected:#010x}"
@@ -253,6 +268,18 @@ impl fmt::Display for Error {
             Error::ModelMismatch => write!(
                 f,
                 "the new model's input or forecast shape differs from the running model's"
+            ),
+            Error::NonFiniteInput { index } => write!(
+                f,
+                "input value {index} is NaN or infinite; the sample was not used"
+            ),
+            Error::NoBootableSlot => write!(
+                f,
+                "neither flash slot holds an intact record and a blob that opens"
+            ),
+            Error::StateOverflow => write!(
+                f,
+                "the state overflowed to NaN or infinity (inputs too large for the model); it was reset"
             ),
             Error::BadVocabulary => write!(
                 f,

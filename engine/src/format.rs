@@ -34,6 +34,8 @@ pub const TENSOR_ALIGN: usize = 16;
 pub const CRC_LEN: usize = 4;
 /// Most layers a model may have.
 pub const MAX_LAYERS: usize = 16;
+/// Most tensors (weights, biases, scales not counted) a model may have, over all its layers.
+pub const MAX_TENSORS: usize = 48;
 /// Largest hidden size, layer width or embedding dimension a blob may declare.
 pub const MAX_WIDTH: u32 = 4096;
 /// Largest vocabulary an embedding may declare.

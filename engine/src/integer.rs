@@ -96,10 +96,10 @@ pub(crate) fn advance(
     let (recurrent_state, rest) = state.split_at_mut(model.recurrent_state().min(state.len()));
     let history = rest.get_mut(..model.step_output_len()).unwrap_or(&mut []);
     let formats = model.fixed_point().map_or(&[][..], |f| &f.layers[..]);
-    for ((layer, plan), format) in model.layers().iter().zip(model.plans()).zip(formats) {
+    for ((layer, plan), format) in model.layers().zip(model.plans()).zip(formats) {
         let x = cur.get(..plan.input_width).unwrap_or(&[]);
         let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
-        match layer {
+        match &layer {
             Layer::Embedding(e) => {
                 if let Input::Tokens(ids) = input {
                     let token = ids.first().copied().unwrap_or(0) as usize;
@@ -168,14 +168,18 @@ pub(crate) fn window(
     let state = halves_mut(state);
     let formats = model.fixed_point().map_or(&[][..], |f| &f.layers[..]);
     let mut t = steps;
-    for ((layer, plan), format) in model.layers().iter().zip(model.plans()).zip(formats) {
+    for ((layer, plan), format) in model.layers().zip(model.plans()).zip(formats) {
         let (w_in, w_out) = (plan.input_width, plan.output_width);
         let x = cur.get(..t * w_in).unwrap_or(&[]);
-        match layer {
+        match &layer {
             Layer::Embedding(e) => {
                 if let Input::Tokens(ids) = input {
-                    for (row, &token) in next.chunks_exact_mut(w_out).zip(ids) {
-                        kernels::row_q(&e.table, token as usize, row);
+                    // Row by row through `get`: a zip of `chunks_exact` keeps a division by the chunk
+                    // size that the compiler cannot prove non-zero (a panic path).
+                    for (k, &token) in ids.iter().enumerate() {
+                        if let Some(row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                            kernels::row_q(&e.table, token as usize, row);
+                        }
                     }
                 }
             }
@@ -187,8 +191,11 @@ pub(crate) fn window(
                 }
             }
             Layer::Dense(d) => {
-                for (x_row, y_row) in x.chunks_exact(w_in).zip(next.chunks_exact_mut(w_out)) {
-                    dense(d, format, x_row, y_row);
+                for k in 0..t {
+                    let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
+                    if let Some(y_row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                        dense(d, format, x_row, y_row);
+                    }
                 }
             }
             Layer::Crop { start, end } => {
@@ -534,7 +541,9 @@ fn clamp(values: &mut [i32], limit: Option<i32>) {
     if let Some(limit) = limit {
         values
             .iter_mut()
-            .for_each(|v| *v = (*v).clamp(-limit, limit));
+            // `max` then `min`, not `clamp`: `clamp` asserts `min <= max`, which the optimiser cannot
+            // prove from the positive clip `check_fixed` guarantees (a panic path).
+            .for_each(|v| *v = (*v).max(-limit).min(limit));
     }
 }
 

@@ -14,6 +14,21 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Bad numbers
+//!
+//! A sensor can send garbage; the state must survive it.
+//!
+//! - An input holding a NaN or an infinity is refused with [`Error::NonFiniteInput`] (the index of the first
+//!   one) before anything changes: a [`Runtime`]'s state, and a [`Forecaster`]'s window, are as they were.
+//! - Finite inputs run whatever their size: activations saturate, and a windowed run starts from the
+//!   initial state each time, so nothing carries over from one window to the next.
+//! - If a streaming step still leaves a NaN or an infinity in the state (finite inputs too large for a
+//!   linear or ReLU recurrence), the step returns [`Error::StateOverflow`] and the state is reset to its
+//!   initial value: the stream starts over with the next sample.
+//! - A state to restore that holds a NaN or an infinity is refused ([`Error::StateCorrupt`]).
+//!
+//! So the state never holds a NaN or an infinity, and [`Runtime::reset`] always recovers a stream.
 #![no_std]
 #![deny(missing_docs)]
 
@@ -34,5 +49,5 @@ pub use error::Error;
 pub use model::{Memory, Model};
 pub use runtime::{Runtime, Status};
 pub use selftest::Outcome as SelfTestOutcome;
-pub use slot::ModelSlot;
+pub use slot::{boot, ModelSlot};
 pub use stream::{Forecaster, Identity, Mode, ModelScaler, Scaler};

@@ -3,10 +3,10 @@
 use crate::cell::{self, Mat, Values};
 use crate::error::Error;
 use crate::format::{
-    self, Activation, Cell, CellWeights, DType, Direction, FixedLayer, FixedPoint, Header, Input,
+    self, Activation, Cell, CellWeights, DType, Direction, FixedLayer, FixedPoint, Input,
     InputKind, IoLayout, Layer, Merge, Meta, Recurrent, Scaling, SelfTest, TensorRef, Vocabulary,
-    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_FRAC, MAX_LAYERS, MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN,
-    TENSOR_ALIGN,
+    CRC, CRC_LEN, FORMAT_VERSION, MAGIC, MAX_FRAC, MAX_LAYERS, MAX_RESIDUAL_TARGETS, MAX_TENSORS,
+    MAX_VOCAB, MAX_WIDTH, PREAMBLE_LEN, TENSOR_ALIGN,
 };
 
 /// Longest fixed window a blob may declare.
@@ -48,12 +48,22 @@ pub(crate) struct Plan {
 }
 
 /// A validated model: a view over a blob, with no copies of its tensors.
+///
+/// The model keeps its layers compactly, their tensors as indices into one table of offsets and shapes
+/// ([`Model::layers`] resolves them to views as it goes). A fully resolved layer is ~0.4 kB, and sixteen
+/// of them, copied a few times while opening, took tens of kB of stack; this way the model is ~2.4 kB and
+/// opening it stays shallow, so a 16 KiB part can open a model.
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     input: Input,
     io: IoLayout,
     meta: Meta<'a>,
-    layers: heapless::Vec<Layer<Mat<'a>>, MAX_LAYERS>,
+    /// The layers, their tensors as indices into `tensors`.
+    layers: heapless::Vec<Stage, MAX_LAYERS>,
+    /// The targets of the residual layer, if the model ends in one.
+    residual_inputs: heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    tensors: heapless::Vec<Stored, MAX_TENSORS>,
+    data: Data<'a>,
     plans: heapless::Vec<Plan, MAX_LAYERS>,
     /// State words of the recurrent layers (the keep-last history comes after them).
     recurrent_state: usize,
@@ -80,223 +90,183 @@ impl<'a> Model<'a> {
     /// Validates a blob completely (preamble, checksum, header, every tensor and every layer) and returns a
     /// view of it. The blob must stay where it is: tensors are read in place, so its data section must be
     /// 4-byte aligned in memory (`include_bytes!` into an aligned static, or a flash partition).
+    ///
+    /// The model is ~2.4 kB (on 32-bit targets) and is returned by value, which in practice costs about
+    /// twice that in stack; [`Model::open_in`] opens it in place instead.
     pub fn open(blob: &'a [u8]) -> Result<Self, Error> {
+        let mut place = None;
+        Self::open_in(&mut place, blob)?;
+        place.ok_or(Error::NoLayers)
+    }
+
+    /// [`Model::open`] into `place`, without moving the model: the stack it takes is that of
+    /// validation (~2.3 kB on Cortex-M) plus the model wherever `place` lives. On error `place` is `None`.
+    #[inline(never)]
+    pub fn open_in<'p>(place: &'p mut Option<Self>, blob: &'a [u8]) -> Result<&'p Self, Error> {
+        *place = None;
         let (header, data) = parse(blob)?;
-        let selftest = header.selftest;
-        let vocabulary = header.vocabulary;
-        let mut model = Self::from_parts(header, data)?;
-        if let Some(vocabulary) = vocabulary {
-            crate::text::check(&model, &vocabulary)?;
-            model.vocabulary = Some(vocabulary);
-        }
-        if let Some(vector) = selftest {
-            model.selftest = Some(crate::selftest::resolve(&model, data.floats, vector)?);
-        }
         // `parse` has checked the closing CRC-32, so the last four bytes are there and trusted.
         let mut crc = [0u8; 4];
         if let Some(tail) = blob.get(blob.len().saturating_sub(CRC_LEN)..) {
             crc.iter_mut().zip(tail).for_each(|(d, s)| *d = *s);
         }
-        model.id = u32::from_le_bytes(crc);
-        Ok(model)
+        let model = place.insert(Self {
+            input: Input {
+                kind: InputKind::Tokens,
+                steps: None,
+            },
+            io: IoLayout {
+                input: format::InputLayout::BatchFirst,
+                output: format::OutputLayout::BatchFirst,
+            },
+            meta: Meta {
+                name: "",
+                source: "",
+                producer: "",
+                inputs: "",
+                outputs: "",
+                info: "",
+            },
+            layers: heapless::Vec::new(),
+            residual_inputs: heapless::Vec::new(),
+            tensors: heapless::Vec::new(),
+            data,
+            plans: heapless::Vec::new(),
+            recurrent_state: 0,
+            cell_scratch: 0,
+            max_width: 0,
+            stream_keep: None,
+            streamable: false,
+            id: u32::from_le_bytes(crc),
+            scaling: Scaling::default(),
+            selftest: None,
+            vocabulary: None,
+            fixed: None,
+        });
+        if let Err(error) = model.load(header) {
+            *place = None;
+            return Err(error);
+        }
+        place.as_ref().ok_or(Error::NoLayers)
     }
 
-    fn from_parts(header: Header<'a>, data: Data<'a>) -> Result<Self, Error> {
-        if header.layers.is_empty() {
+    /// Decodes the header field by field. Each layer's tensors are checked (bounds, alignment, scales,
+    /// finite values) and stored as the layer is read, so no decoded layer is held whole; the rest of the
+    /// header follows; then every layer is checked against what came before it and against its integer
+    /// formats, one resolved layer alive at a time.
+    #[inline(never)]
+    fn load(&mut self, header: &'a [u8]) -> Result<(), Error> {
+        let (input, rest) =
+            postcard::take_from_bytes::<Input>(header).map_err(|_| Error::BadHeader)?;
+        let (count, layer_bytes) = take_length(rest).ok_or(Error::BadHeader)?;
+        if count > MAX_LAYERS {
+            return Err(Error::BadHeader);
+        }
+        if count == 0 {
             return Err(Error::NoLayers);
         }
-        let input_width = match header.input.kind {
+        let input_width = match input.kind {
             InputKind::Features(n) => check_width(n, u8::MAX)?,
             InputKind::Tokens => 0,
         };
-        if let Some(steps) = header.input.steps {
+        if let Some(steps) = input.steps {
             if steps == 0 || steps > MAX_STEPS {
                 return Err(Error::TooLarge { layer: u8::MAX });
             }
         }
-        check_io(&header.io)?;
 
-        let mut layers = heapless::Vec::new();
-        let mut plans = heapless::Vec::new();
-        let mut width = input_width;
-        let mut sequence = true;
-        let mut state = 0usize;
-        let mut cell_scratch = 0usize;
-        let mut max_width = input_width.max(1);
-        let mut streamable = true;
-        let mut stream_keep: Option<usize> = None;
-        let mut fixed_steps = header.input.steps.map(|s| s as usize);
-
-        if let Some(fixed) = &header.fixed {
-            if fixed.layers.len() != header.layers.len() || fixed.input_frac > MAX_FRAC {
+        let mut rest = layer_bytes;
+        // A layer's tensors are stored together: layer `k`'s end at `tensor_ends[k]`.
+        let mut tensor_ends = [0u8; MAX_LAYERS];
+        for (index, end) in tensor_ends.iter_mut().enumerate().take(count) {
+            let id = index as u8;
+            let (compact, after) = store_layer(rest, &mut self.tensors, self.data, id)?;
+            rest = after;
+            self.layers
+                .push(Stage::new(compact, &mut self.residual_inputs))
+                .map_err(|_| Error::TooLarge { layer: id })?;
+            *end = self.tensors.len() as u8;
+        }
+        let (io, rest) =
+            postcard::take_from_bytes::<IoLayout>(rest).map_err(|_| Error::BadHeader)?;
+        check_io(&io)?;
+        let (scaling, rest) =
+            postcard::take_from_bytes::<Scaling<TensorRef>>(rest).map_err(|_| Error::BadHeader)?;
+        let (meta, rest) =
+            postcard::take_from_bytes::<Meta<'a>>(rest).map_err(|_| Error::BadHeader)?;
+        let (selftest, rest) = postcard::take_from_bytes::<Option<SelfTest<TensorRef>>>(rest)
+            .map_err(|_| Error::BadHeader)?;
+        let (vocabulary, rest) = postcard::take_from_bytes::<Option<Vocabulary<'a>>>(rest)
+            .map_err(|_| Error::BadHeader)?;
+        let (fixed, rest) =
+            postcard::take_from_bytes::<Option<FixedPoint>>(rest).map_err(|_| Error::BadHeader)?;
+        if !rest.is_empty() {
+            return Err(Error::BadHeader);
+        }
+        if let Some(fixed) = &fixed {
+            if fixed.layers.len() != count || fixed.input_frac > MAX_FRAC {
                 return Err(Error::BadFixedPoint { layer: u8::MAX });
             }
         }
-        let mut frac = header.fixed.as_ref().map_or(0, |f| f.input_frac);
-        for (index, layer) in header.layers.iter().enumerate() {
+
+        let mut walk = Walk {
+            kind: input.kind,
+            input_width,
+            window: input.steps.map(|s| s as usize),
+            layers: count,
+            width: input_width,
+            sequence: true,
+            state: 0,
+            cell_scratch: 0,
+            max_width: input_width.max(1),
+            streamable: true,
+            stream_keep: None,
+            fixed_steps: input.steps.map(|s| s as usize),
+        };
+        let mut frac = fixed.as_ref().map_or(0, |f| f.input_frac);
+        let mut tensor_start = 0;
+        for ((index, compact), &tensor_end) in self.layers.iter().enumerate().zip(&tensor_ends) {
             let id = index as u8;
-            let resolved = layer.clone().try_map(|t| resolve(data, &t, id))?;
-            let fixed = header.fixed.as_ref().and_then(|f| f.layers.get(index));
-            check_dtypes(&resolved, header.fixed.is_some(), id)?;
-            if let Some(f) = fixed {
-                check_fixed(&resolved, f, frac, id)?;
+            let layer = resolve(compact, &self.residual_inputs, &self.tensors, self.data);
+            check_dtypes(&layer, fixed.is_some(), id)?;
+            if let Some(f) = fixed.as_ref().and_then(|f| f.layers.get(index)) {
+                check_fixed(&layer, f, frac, id)?;
                 frac = f.output_frac;
             }
-            let plan_in = width;
-            let state_offset = state;
-            match &resolved {
-                Layer::Embedding(e) => {
-                    if index != 0 || header.input.kind != InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if e.table.rows == 0 || e.table.rows > MAX_VOCAB as usize {
-                        return Err(Error::TooLarge { layer: id });
-                    }
-                    width = check_width(e.table.cols as u32, id)?;
-                }
-                Layer::Recurrent(r) => {
-                    if !sequence || (index == 0 && header.input.kind == InputKind::Tokens) {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if stream_keep.is_some() {
-                        // A recurrent layer after a crop re-reads a window: windowed only.
-                        streamable = false;
-                    }
-                    let hidden = check_recurrent(r, width, id)?;
-                    let directions = if r.backward.is_some() { 2 } else { 1 };
-                    if !matches!(r.direction, Direction::Forward) {
-                        streamable = false;
-                    }
-                    state += directions * cell::state_words(r.cell, hidden);
-                    cell_scratch = cell_scratch.max(cell::scratch_words(r.cell, hidden));
-                    width = match r.direction {
-                        Direction::Bidirectional(Merge::Concat) => 2 * hidden,
-                        _ => hidden,
-                    };
-                    sequence = r.return_sequences;
-                    if !sequence {
-                        fixed_steps = Some(1);
-                    }
-                }
-                Layer::Dense(d) => {
-                    if index == 0 && header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if d.weight.cols != width {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    let units = check_width(d.weight.rows as u32, id)?;
-                    if let Some(b) = &d.bias {
-                        check_shape(b, units, 1, id)?;
-                    }
-                    width = units;
-                }
-                Layer::Crop { start, end } => {
-                    if !sequence || index == 0 && header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    let (start, end) = (*start as usize, *end as usize);
-                    let kept = match fixed_steps {
-                        Some(steps) => {
-                            let kept = steps.saturating_sub(start).saturating_sub(end);
-                            if kept == 0 {
-                                return Err(Error::LayerMismatch { layer: id });
-                            }
-                            Some(kept)
-                        }
-                        None => None,
-                    };
-                    fixed_steps = kept;
-                    match (end, kept, stream_keep) {
-                        (0, Some(kept), None) => stream_keep = Some(kept),
-                        _ => streamable = false,
-                    }
-                }
-                Layer::LastStep => {
-                    if !sequence || index == 0 && header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    if stream_keep.is_some() {
-                        streamable = false;
-                    }
-                    sequence = false;
-                    fixed_steps = Some(1);
-                }
-                Layer::KeepLast { steps } => {
-                    if !sequence || *steps == 0 || *steps > MAX_STEPS {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    let steps = *steps as usize;
-                    if let Some(fixed) = fixed_steps {
-                        if fixed < steps {
-                            return Err(Error::LayerMismatch { layer: id });
-                        }
-                    }
-                    fixed_steps = Some(steps);
-                    match stream_keep {
-                        None => stream_keep = Some(steps),
-                        Some(_) => streamable = false,
-                    }
-                }
-                Layer::SubtractLast => {
-                    if index != 0 || header.input.kind == InputKind::Tokens {
-                        return Err(Error::LayerMismatch { layer: id });
-                    }
-                    streamable = false;
-                }
-                Layer::Residual(r) => {
-                    let last = index + 1 == header.layers.len();
-                    let window = header.input.steps.map(|s| s as usize);
-                    let scratch = check_residual(
-                        r,
-                        last,
-                        input_width,
-                        window,
-                        sequence,
-                        fixed_steps,
-                        width,
-                        id,
-                    )?;
-                    cell_scratch = cell_scratch.max(scratch);
-                    streamable = false;
-                }
-            }
-            max_width = max_width.max(width);
-            layers
-                .push(resolved)
-                .map_err(|_| Error::TooLarge { layer: id })?;
-            plans
-                .push(Plan {
-                    input_width: plan_in,
-                    output_width: width,
-                    sequence_out: sequence,
-                    state_offset,
-                })
+            let own = self
+                .tensors
+                .get(usize::from(tensor_start)..usize::from(tensor_end))
+                .unwrap_or(&[]);
+            check_finite(own, self.data, id)?;
+            tensor_start = tensor_end;
+            let plan = walk.check(index, &layer)?;
+            self.plans
+                .push(plan)
                 .map_err(|_| Error::TooLarge { layer: id })?;
         }
-        if header.input.kind == InputKind::Tokens
-            && !matches!(layers.first(), Some(Layer::Embedding(_)))
+        if input.kind == InputKind::Tokens
+            && !matches!(self.layers.first(), Some(Stage::Embedding(_)))
         {
             return Err(Error::LayerMismatch { layer: 0 });
         }
-        let scaling = check_scaling(&header.scaling, data, input_width, width)?;
-        Ok(Self {
-            input: header.input,
-            io: header.io,
-            meta: header.meta,
-            layers,
-            plans,
-            recurrent_state: state,
-            cell_scratch,
-            max_width,
-            stream_keep,
-            streamable,
-            id: 0,
-            scaling,
-            selftest: None,
-            vocabulary: None,
-            fixed: header.fixed,
-        })
+        self.scaling = check_scaling(&scaling, self.data, input_width, walk.width)?;
+        self.input = input;
+        self.io = io;
+        self.meta = meta;
+        self.fixed = fixed;
+        self.recurrent_state = walk.state;
+        self.cell_scratch = walk.cell_scratch;
+        self.max_width = walk.max_width;
+        self.stream_keep = walk.stream_keep;
+        self.streamable = walk.streamable;
+        if let Some(vocabulary) = vocabulary {
+            crate::text::check(self, &vocabulary)?;
+            self.vocabulary = Some(vocabulary);
+        }
+        if let Some(vector) = selftest {
+            self.selftest = Some(crate::selftest::resolve(self, self.data.floats, vector)?);
+        }
+        Ok(())
     }
 
     /// The formats of an integer-only (`i8x16`) model, or `None` for an f32 or `i8w` model.
@@ -365,9 +335,25 @@ impl<'a> Model<'a> {
         self.scaling
     }
 
-    /// The layers, with their tensors resolved to views into the blob.
-    pub fn layers(&self) -> &[Layer<Mat<'a>>] {
+    /// The layers, first to last, with their tensors resolved to views into the blob.
+    pub fn layers(&self) -> Layers<'_, 'a> {
+        Layers {
+            layers: self.layers.iter(),
+            residual_inputs: &self.residual_inputs,
+            tensors: &self.tensors,
+            data: self.data,
+        }
+    }
+
+    /// The layers with their tensors as indices (see [`Model::weights`]); cheaper to walk than
+    /// [`Model::layers`] where few tensors are needed.
+    pub(crate) fn compact_layers(&self) -> &[Stage] {
         &self.layers
+    }
+
+    /// The tensors of one direction of a compact recurrent layer.
+    pub(crate) fn weights(&self, weights: &CellWeights<u8>) -> CellWeights<Mat<'a>> {
+        resolve_weights(weights, &self.tensors, self.data)
     }
 
     pub(crate) fn plans(&self) -> &[Plan] {
@@ -402,14 +388,14 @@ impl<'a> Model<'a> {
         let mut t = steps;
         for layer in &self.layers {
             t = match layer {
-                Layer::Recurrent(r) if !r.return_sequences => 1,
-                Layer::LastStep => 1,
-                Layer::Crop { start, end } => t
+                Stage::Recurrent(r) if !r.return_sequences => 1,
+                Stage::LastStep => 1,
+                Stage::Crop { start, end } => t
                     .checked_sub(*start as usize)
                     .and_then(|t| t.checked_sub(*end as usize))
                     .filter(|&t| t > 0)
                     .ok_or(Error::WindowLength { steps })?,
-                Layer::KeepLast { steps: keep } => {
+                Stage::KeepLast { steps: keep } => {
                     let keep = *keep as usize;
                     if t < keep {
                         return Err(Error::WindowLength { steps });
@@ -499,8 +485,7 @@ impl<'a> Model<'a> {
 
     /// Multiply-accumulates of one streaming step (bidirectional layers counted in both directions).
     pub fn macs_per_step(&self) -> usize {
-        self.layers
-            .iter()
+        self.layers()
             .map(|layer| match layer {
                 Layer::Recurrent(r) => {
                     let one = r.forward.kernel.len()
@@ -528,8 +513,372 @@ impl<'a> Model<'a> {
     }
 }
 
+/// What opening has learnt from the layers so far.
+struct Walk {
+    kind: InputKind,
+    /// Width of one timestep of the model's input (0 for tokens).
+    input_width: usize,
+    /// The model's fixed window length, if it has one.
+    window: Option<usize>,
+    /// Number of layers in the model.
+    layers: usize,
+    /// Width of the data leaving the last layer seen.
+    width: usize,
+    /// Whether that data is a sequence.
+    sequence: bool,
+    /// State words so far.
+    state: usize,
+    cell_scratch: usize,
+    max_width: usize,
+    streamable: bool,
+    stream_keep: Option<usize>,
+    /// Timesteps of the data, when they are known before a window arrives.
+    fixed_steps: Option<usize>,
+}
+
+impl Walk {
+    /// Checks layer `index` against what came before it and returns its plan.
+    fn check(&mut self, index: usize, layer: &Layer<Mat<'_>>) -> Result<Plan, Error> {
+        let id = index as u8;
+        let plan_in = self.width;
+        let state_offset = self.state;
+        match layer {
+            Layer::Embedding(e) => {
+                if index != 0 || self.kind != InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                if e.table.rows == 0 || e.table.rows > MAX_VOCAB as usize {
+                    return Err(Error::TooLarge { layer: id });
+                }
+                self.width = check_width(e.table.cols as u32, id)?;
+            }
+            Layer::Recurrent(r) => {
+                if !self.sequence || (index == 0 && self.kind == InputKind::Tokens) {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                if self.stream_keep.is_some() {
+                    // A recurrent layer after a crop re-reads a window: windowed only.
+                    self.streamable = false;
+                }
+                let hidden = check_recurrent(r, self.width, id)?;
+                let directions = if r.backward.is_some() { 2 } else { 1 };
+                if !matches!(r.direction, Direction::Forward) {
+                    self.streamable = false;
+                }
+                self.state += directions * cell::state_words(r.cell, hidden);
+                self.cell_scratch = self.cell_scratch.max(cell::scratch_words(r.cell, hidden));
+                self.width = match r.direction {
+                    Direction::Bidirectional(Merge::Concat) => 2 * hidden,
+                    _ => hidden,
+                };
+                self.sequence = r.return_sequences;
+                if !self.sequence {
+                    self.fixed_steps = Some(1);
+                }
+            }
+            Layer::Dense(d) => {
+                if index == 0 && self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                if d.weight.cols != self.width {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let units = check_width(d.weight.rows as u32, id)?;
+                if let Some(b) = &d.bias {
+                    check_shape(b, units, 1, id)?;
+                }
+                self.width = units;
+            }
+            Layer::Crop { start, end } => {
+                if !self.sequence || index == 0 && self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let (start, end) = (*start as usize, *end as usize);
+                let kept = match self.fixed_steps {
+                    Some(steps) => {
+                        let kept = steps.saturating_sub(start).saturating_sub(end);
+                        if kept == 0 {
+                            return Err(Error::LayerMismatch { layer: id });
+                        }
+                        Some(kept)
+                    }
+                    None => None,
+                };
+                self.fixed_steps = kept;
+                match (end, kept, self.stream_keep) {
+                    (0, Some(kept), None) => self.stream_keep = Some(kept),
+                    _ => self.streamable = false,
+                }
+            }
+            Layer::LastStep => {
+                if !self.sequence || index == 0 && self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                if self.stream_keep.is_some() {
+                    self.streamable = false;
+                }
+                self.sequence = false;
+                self.fixed_steps = Some(1);
+            }
+            Layer::KeepLast { steps } => {
+                if !self.sequence || *steps == 0 || *steps > MAX_STEPS {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                let steps = *steps as usize;
+                if let Some(fixed) = self.fixed_steps {
+                    if fixed < steps {
+                        return Err(Error::LayerMismatch { layer: id });
+                    }
+                }
+                self.fixed_steps = Some(steps);
+                match self.stream_keep {
+                    None => self.stream_keep = Some(steps),
+                    Some(_) => self.streamable = false,
+                }
+            }
+            Layer::SubtractLast => {
+                if index != 0 || self.kind == InputKind::Tokens {
+                    return Err(Error::LayerMismatch { layer: id });
+                }
+                self.streamable = false;
+            }
+            Layer::Residual(r) => {
+                let scratch = check_residual(
+                    r,
+                    index + 1 == self.layers,
+                    self.input_width,
+                    self.window,
+                    self.sequence,
+                    self.fixed_steps,
+                    self.width,
+                    id,
+                )?;
+                self.cell_scratch = self.cell_scratch.max(scratch);
+                self.streamable = false;
+            }
+        }
+        self.max_width = self.max_width.max(self.width);
+        Ok(Plan {
+            input_width: plan_in,
+            output_width: self.width,
+            sequence_out: self.sequence,
+            state_offset,
+        })
+    }
+}
+
+/// A tensor of a validated model, compactly: its element type, where it lies in the data section (with
+/// its row scales or requantization pairs) and its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stored {
+    dtype: DType,
+    /// Byte offset of the values in the data section.
+    offset: u32,
+    /// Byte offset of the row scales ([`DType::I8`]) or requantization pairs ([`DType::I8Requant`],
+    /// [`DType::I16Requant`]); 0 and unused for the other types.
+    scale: u32,
+    rows: u32,
+    cols: u32,
+}
+
+impl Stored {
+    /// Views the tensor in the data section: [`Error::BadTensor`] if its values lie outside,
+    /// [`Error::BadScale`] if its scales or requantization pairs do. Checks no values.
+    #[inline]
+    fn view<'a>(&self, data: Data<'a>, layer: u8) -> Result<Mat<'a>, Error> {
+        let bad = Error::BadTensor { layer };
+        let bad_scale = Error::BadScale { layer };
+        let (rows, cols) = (self.rows as usize, self.cols as usize);
+        let len = rows.checked_mul(cols).ok_or(bad)?;
+        let start = self.offset as usize;
+        let scale = self.scale as usize;
+        let pairs = || -> Option<&'a [i32]> {
+            let from = scale / 4;
+            data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
+        };
+        let values = match self.dtype {
+            DType::F32 => Values::F32(floats(data, start, len).ok_or(bad)?),
+            DType::I8 => Values::I8 {
+                values: bytes(data, start, len).ok_or(bad)?,
+                scales: floats(data, scale, rows).ok_or(bad_scale)?,
+            },
+            DType::I8Requant => Values::I8Requant {
+                values: bytes(data, start, len).ok_or(bad)?,
+                requant: pairs().ok_or(bad_scale)?,
+            },
+            DType::I16Requant => Values::I16Requant {
+                values: halves(data, start, len).ok_or(bad)?,
+                requant: pairs().ok_or(bad_scale)?,
+            },
+            DType::I16 => Values::I16(halves(data, start, len).ok_or(bad)?),
+            DType::I32 => Values::I32(ints(data, start, len).ok_or(bad)?),
+        };
+        Ok(Mat { values, rows, cols })
+    }
+}
+
+/// The layers of a [`Model`], first to last, each resolved to views into the blob as it is reached.
+#[derive(Clone, Debug)]
+pub struct Layers<'m, 'a> {
+    layers: core::slice::Iter<'m, Stage>,
+    residual_inputs: &'m heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    tensors: &'m [Stored],
+    data: Data<'a>,
+}
+
+impl<'a> Iterator for Layers<'_, 'a> {
+    type Item = Layer<Mat<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let layer = self.layers.next()?;
+        Some(resolve(
+            layer,
+            self.residual_inputs,
+            self.tensors,
+            self.data,
+        ))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.layers.size_hint()
+    }
+}
+
+/// Views the tensors of a compact layer in the data section. `Model::open` has resolved every one of
+/// them, so no lookup fails; were one to, it would read as an empty matrix (which the kernels treat as
+/// zeros) rather than panic. Built field by field rather than through [`Layer::try_map`], whose
+/// by-value moves of a ~0.4 kB layer cost more than the lookups.
+fn resolve<'a>(
+    layer: &Stage,
+    residual_inputs: &heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    tensors: &[Stored],
+    data: Data<'a>,
+) -> Layer<Mat<'a>> {
+    let mat = |i: u8| view(i, tensors, data);
+    let weights = |w: &CellWeights<u8>| resolve_weights(w, tensors, data);
+    match layer {
+        Stage::Recurrent(r) => Layer::Recurrent(Recurrent {
+            cell: r.cell,
+            hidden: r.hidden,
+            activation: r.activation,
+            gate_activation: r.gate_activation,
+            clip: r.clip,
+            direction: r.direction,
+            return_sequences: r.return_sequences,
+            forward: weights(&r.forward),
+            backward: r.backward.as_ref().map(weights),
+        }),
+        Stage::Dense(d) => Layer::Dense(format::Dense {
+            weight: mat(d.weight),
+            bias: d.bias.map(mat),
+            activation: d.activation,
+        }),
+        Stage::Embedding(e) => Layer::Embedding(format::Embedding {
+            table: mat(e.table),
+        }),
+        Stage::Crop { start, end } => Layer::Crop {
+            start: *start,
+            end: *end,
+        },
+        Stage::KeepLast { steps } => Layer::KeepLast { steps: *steps },
+        Stage::LastStep => Layer::LastStep,
+        Stage::SubtractLast => Layer::SubtractLast,
+        Stage::Residual {
+            add_last,
+            skip,
+            skip_bias,
+        } => Layer::Residual(format::Residual {
+            inputs: residual_inputs.clone(),
+            add_last: *add_last,
+            skip: skip.map(mat),
+            skip_bias: skip_bias.map(mat),
+        }),
+    }
+}
+
+/// A layer of an open model, its tensors as indices into the model's table: a `Layer<u8>` but for the
+/// residual layer's list of targets, which would make every entry ~130 bytes and is kept once in the
+/// model instead (a residual layer can only be the last).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Stage {
+    Recurrent(Recurrent<u8>),
+    Dense(format::Dense<u8>),
+    Embedding(format::Embedding<u8>),
+    Crop {
+        start: u32,
+        end: u32,
+    },
+    KeepLast {
+        steps: u32,
+    },
+    LastStep,
+    SubtractLast,
+    Residual {
+        add_last: bool,
+        skip: Option<u8>,
+        skip_bias: Option<u8>,
+    },
+}
+
+impl Stage {
+    /// The stage of a decoded layer; a residual layer's targets go to `residual_inputs`.
+    fn new(
+        layer: Layer<u8>,
+        residual_inputs: &mut heapless::Vec<u16, MAX_RESIDUAL_TARGETS>,
+    ) -> Self {
+        match layer {
+            Layer::Recurrent(r) => Stage::Recurrent(r),
+            Layer::Dense(d) => Stage::Dense(d),
+            Layer::Embedding(e) => Stage::Embedding(e),
+            Layer::Crop { start, end } => Stage::Crop { start, end },
+            Layer::KeepLast { steps } => Stage::KeepLast { steps },
+            Layer::LastStep => Stage::LastStep,
+            Layer::SubtractLast => Stage::SubtractLast,
+            Layer::Residual(r) => {
+                *residual_inputs = r.inputs;
+                Stage::Residual {
+                    add_last: r.add_last,
+                    skip: r.skip,
+                    skip_bias: r.skip_bias,
+                }
+            }
+        }
+    }
+}
+
+/// Tensor `i` viewed in the data section (an empty matrix if it were missing; see [`resolve`]).
+#[inline]
+fn view<'a>(i: u8, tensors: &[Stored], data: Data<'a>) -> Mat<'a> {
+    tensors
+        .get(usize::from(i))
+        .and_then(|t| t.view(data, u8::MAX).ok())
+        .unwrap_or(Mat {
+            values: Values::F32(&[]),
+            rows: 0,
+            cols: 0,
+        })
+}
+
+fn resolve_weights<'a>(
+    w: &CellWeights<u8>,
+    tensors: &[Stored],
+    data: Data<'a>,
+) -> CellWeights<Mat<'a>> {
+    let mat = |i: u8| view(i, tensors, data);
+    CellWeights {
+        kernel: mat(w.kernel),
+        recurrent: mat(w.recurrent),
+        bias: w.bias.map(mat),
+        recurrent_bias: w.recurrent_bias.map(mat),
+        peephole: w.peephole.map(mat),
+        initial_h: w.initial_h.map(mat),
+        initial_c: w.initial_c.map(mat),
+    }
+}
+
 /// The data section, as bytes and as the same bytes viewed as `f32`s, `i32`s and `i16`s.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Data<'a> {
     bytes: &'a [u8],
     floats: &'a [f32],
@@ -537,8 +886,8 @@ struct Data<'a> {
     halves: &'a [i16],
 }
 
-/// Checks the preamble, checksum and header; returns the header and the data section.
-fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
+/// Checks the preamble and checksum; returns the postcard header bytes and the data section.
+fn parse(blob: &[u8]) -> Result<(&[u8], Data<'_>), Error> {
     let min = PREAMBLE_LEN + CRC_LEN;
     if blob.len() < min {
         return Err(Error::Truncated {
@@ -581,14 +930,9 @@ fn parse(blob: &[u8]) -> Result<(Header<'_>, Data<'_>), Error> {
     {
         return Err(Error::BadPreamble);
     }
-    let (header, rest) =
-        postcard::take_from_bytes::<Header<'_>>(header_bytes).map_err(|_| Error::BadHeader)?;
-    if !rest.is_empty() {
-        return Err(Error::BadHeader);
-    }
     let data = body.get(data_offset..).ok_or(Error::BadPreamble)?;
     Ok((
-        header,
+        header_bytes,
         Data {
             bytes: data,
             floats: as_f32(data)?,
@@ -637,7 +981,7 @@ fn check_scaling<'a>(
         let Ok(Mat {
             values: Values::F32(values),
             ..
-        }) = resolve(data, t, u8::MAX)
+        }) = check_tensor(data, t, u8::MAX).and_then(|t| t.view(data, u8::MAX))
         else {
             return Err(bad);
         };
@@ -682,6 +1026,18 @@ fn as_i16(bytes: &[u8]) -> Result<&[i16], Error> {
     Ok(halves)
 }
 
+/// Reads a postcard sequence length (an unsigned LEB128 varint of at most 5 bytes here).
+fn take_length(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut value = 0usize;
+    for (i, &byte) in bytes.iter().enumerate().take(5) {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, bytes.get(i + 1..)?));
+        }
+    }
+    None
+}
+
 fn check_width(n: u32, layer: u8) -> Result<usize, Error> {
     if n == 0 || n > MAX_WIDTH {
         return Err(Error::TooLarge { layer });
@@ -703,81 +1059,167 @@ fn check_io(io: &IoLayout) -> Result<(), Error> {
     }
 }
 
-/// Bounds- and alignment-checks one tensor (and the scales of an int8 one) and views it.
-fn resolve<'a>(data: Data<'a>, t: &TensorRef, layer: u8) -> Result<Mat<'a>, Error> {
+/// Decodes the next layer from the header bytes, checking every tensor of it as it comes (bounds,
+/// alignment, element type, scales, finite values) and adding it to `tensors`. Returns the layer with its
+/// tensors as indices into `tensors`, and the bytes after it.
+#[inline(never)]
+fn store_layer<'h>(
+    bytes: &'h [u8],
+    tensors: &mut heapless::Vec<Stored, MAX_TENSORS>,
+    data: Data<'_>,
+    id: u8,
+) -> Result<(Layer<u8>, &'h [u8]), Error> {
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let mut store = |t: TensorRef| -> Result<u8, Error> {
+        let stored = check_tensor(data, &t, id)?;
+        let index = u8::try_from(tensors.len()).map_err(|_| Error::TooLarge { layer: id })?;
+        tensors
+            .push(stored)
+            .map_err(|_| Error::TooLarge { layer: id })?;
+        Ok(index)
+    };
+    let layer = wire::layer(&mut de, &mut store)?;
+    let rest = de.finalize().map_err(|_| Error::BadHeader)?;
+    Ok((layer, rest))
+}
+
+/// Decoding a [`Layer`] with serde's derived code takes ~2 kB of stack on Cortex-M (a
+/// `Layer<TensorRef>` is ~350 bytes and the derived visitors move it several times). These functions
+/// decode the same postcard bytes field by field instead, and hand each tensor reference to `store` as
+/// soon as it is read, so the layer is built with one-byte tensor indices. The leaf types (cells,
+/// activations, tensor references) still go through serde; the test `wire_decoding_matches_serde`
+/// checks every layer kind against the derived decoder, so a change to the schema in `format.rs` that is
+/// not mirrored here fails it.
+mod wire {
+    use serde::Deserialize;
+
+    use crate::error::Error;
+    use crate::format::{CellWeights, Dense, Embedding, Layer, Recurrent, Residual, TensorRef};
+
+    type De<'a, 'b> = &'a mut postcard::Deserializer<'b, postcard::de_flavors::Slice<'b>>;
+    type Store<'s> = &'s mut dyn FnMut(TensorRef) -> Result<u8, Error>;
+
+    fn take<'b, T: Deserialize<'b>>(de: De<'_, 'b>) -> Result<T, Error> {
+        T::deserialize(de).map_err(|_| Error::BadHeader)
+    }
+
+    fn tensor(de: De<'_, '_>, store: Store<'_>) -> Result<u8, Error> {
+        store(take(de)?)
+    }
+
+    fn optional(de: De<'_, '_>, store: Store<'_>) -> Result<Option<u8>, Error> {
+        take::<Option<TensorRef>>(de)?.map(store).transpose()
+    }
+
+    /// A layer: a varint variant index, then the variant's fields in declaration order.
+    pub(super) fn layer(de: De<'_, '_>, store: Store<'_>) -> Result<Layer<u8>, Error> {
+        Ok(match take::<u32>(de)? {
+            0 => Layer::Recurrent(Recurrent {
+                cell: take(de)?,
+                hidden: take(de)?,
+                activation: take(de)?,
+                gate_activation: take(de)?,
+                clip: take(de)?,
+                direction: take(de)?,
+                return_sequences: take(de)?,
+                forward: cell_weights(de, store)?,
+                // An option: a 0 or 1 byte, then the value.
+                backward: match take::<u8>(de)? {
+                    0 => None,
+                    1 => Some(cell_weights(de, store)?),
+                    _ => return Err(Error::BadHeader),
+                },
+            }),
+            1 => Layer::Dense(Dense {
+                weight: tensor(de, store)?,
+                bias: optional(de, store)?,
+                activation: take(de)?,
+            }),
+            2 => Layer::Embedding(Embedding {
+                table: tensor(de, store)?,
+            }),
+            3 => Layer::Crop {
+                start: take(de)?,
+                end: take(de)?,
+            },
+            4 => Layer::KeepLast { steps: take(de)? },
+            5 => Layer::LastStep,
+            6 => Layer::SubtractLast,
+            7 => Layer::Residual(Residual {
+                inputs: take(de)?,
+                add_last: take(de)?,
+                skip: optional(de, store)?,
+                skip_bias: optional(de, store)?,
+            }),
+            _ => return Err(Error::BadHeader),
+        })
+    }
+
+    fn cell_weights(de: De<'_, '_>, store: Store<'_>) -> Result<CellWeights<u8>, Error> {
+        Ok(CellWeights {
+            kernel: tensor(de, store)?,
+            recurrent: tensor(de, store)?,
+            bias: optional(de, store)?,
+            recurrent_bias: optional(de, store)?,
+            peephole: optional(de, store)?,
+            initial_h: optional(de, store)?,
+            initial_c: optional(de, store)?,
+        })
+    }
+}
+
+/// Bounds- and alignment-checks one tensor and its scales or requantization pairs, and checks those:
+/// finite scales, valid requantization pairs (the f32 values themselves: [`check_finite`]).
+fn check_tensor(data: Data<'_>, t: &TensorRef, layer: u8) -> Result<Stored, Error> {
     let bad = Error::BadTensor { layer };
+    let bad_scale = Error::BadScale { layer };
     if t.offset as usize % TENSOR_ALIGN != 0 {
         return Err(bad);
     }
-    let (rows, cols) = (t.rows as usize, t.cols as usize);
-    let len = rows.checked_mul(cols).ok_or(bad)?;
-    let start = t.offset as usize;
-    let values = match (t.dtype, t.scale) {
-        (DType::F32, None) => Values::F32(floats(data, start, len).ok_or(bad)?),
-        (DType::I8, Some(scale)) => {
-            let end = start.checked_add(len).ok_or(bad)?;
-            let values = data.bytes.get(start..end).ok_or(bad)?;
-            let scale = scale as usize;
-            let scales = (scale % TENSOR_ALIGN == 0)
-                .then(|| floats(data, scale, rows))
-                .flatten()
-                .filter(|s| s.iter().all(|v| v.is_finite()))
-                .ok_or(Error::BadScale { layer })?;
-            Values::I8 { values, scales }
+    let scale = match (t.dtype, t.scale) {
+        (DType::I8 | DType::I8Requant | DType::I16Requant, Some(scale)) => {
+            if scale as usize % TENSOR_ALIGN != 0 {
+                return Err(bad_scale);
+            }
+            scale
         }
-        (DType::I8Requant, Some(scale)) => {
-            let end = start.checked_add(len).ok_or(bad)?;
-            let values = data.bytes.get(start..end).ok_or(bad)?;
-            let scale = scale as usize;
-            let requant = (scale % TENSOR_ALIGN == 0)
-                .then(|| {
-                    let from = scale / 4;
-                    data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
-                })
-                .flatten()
-                .filter(|pairs| pairs.chunks_exact(2).all(valid_requant))
-                .ok_or(Error::BadScale { layer })?;
-            Values::I8Requant { values, requant }
-        }
-        (DType::I16Requant, Some(scale)) => {
-            let from = start / 2;
-            let values = data
-                .halves
-                .get(from..from.checked_add(len).ok_or(bad)?)
-                .ok_or(bad)?;
-            let scale = scale as usize;
-            let requant = (scale % TENSOR_ALIGN == 0)
-                .then(|| {
-                    let from = scale / 4;
-                    data.ints.get(from..from.checked_add(rows.checked_mul(2)?)?)
-                })
-                .flatten()
-                .filter(|pairs| pairs.chunks_exact(2).all(valid_requant))
-                .ok_or(Error::BadScale { layer })?;
-            Values::I16Requant { values, requant }
-        }
-        (DType::I16, None) => {
-            let from = start / 2;
-            Values::I16(
-                data.halves
-                    .get(from..from.checked_add(len).ok_or(bad)?)
-                    .ok_or(bad)?,
-            )
-        }
-        (DType::I32, None) => {
-            let from = start / 4;
-            Values::I32(
-                data.ints
-                    .get(from..from.checked_add(len).ok_or(bad)?)
-                    .ok_or(bad)?,
-            )
-        }
-        (DType::I8 | DType::I8Requant | DType::I16Requant, None) => {
-            return Err(Error::BadScale { layer })
-        }
+        (DType::I8 | DType::I8Requant | DType::I16Requant, None) => return Err(bad_scale),
+        (DType::F32 | DType::I16 | DType::I32, None) => 0,
         (DType::F32 | DType::I16 | DType::I32, Some(_)) => return Err(bad),
     };
-    Ok(Mat { values, rows, cols })
+    let stored = Stored {
+        dtype: t.dtype,
+        offset: t.offset,
+        scale,
+        rows: t.rows,
+        cols: t.cols,
+    };
+    match stored.view(data, layer)?.values {
+        Values::I8 { scales, .. } if scales.iter().any(|v| !v.is_finite()) => Err(bad_scale),
+        Values::I8Requant { requant, .. } | Values::I16Requant { requant, .. }
+            if !requant.chunks_exact(2).all(valid_requant) =>
+        {
+            Err(bad_scale)
+        }
+        _ => Ok(stored),
+    }
+}
+
+/// Checks that every f32 value of a layer's tensors is finite: a NaN or an infinity in a weight or an
+/// initial state would poison every state it touches.
+fn check_finite(tensors: &[Stored], data: Data<'_>, layer: u8) -> Result<(), Error> {
+    for t in tensors {
+        if let Ok(Mat {
+            values: Values::F32(values),
+            ..
+        }) = t.view(data, layer)
+        {
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(Error::BadTensor { layer });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `len` f32 values from byte `offset` (a multiple of 16) of the data section.
@@ -792,6 +1234,23 @@ pub(crate) fn floats_at(floats: &[f32], offset: usize, len: usize) -> Option<&[f
     }
     let start = offset / DType::F32.size();
     floats.get(start..start.checked_add(len)?)
+}
+
+/// `len` bytes from byte `offset` of the data section.
+fn bytes(data: Data<'_>, offset: usize, len: usize) -> Option<&[u8]> {
+    data.bytes.get(offset..offset.checked_add(len)?)
+}
+
+/// `len` `i16` values from byte `offset` (a multiple of 16) of the data section.
+fn halves(data: Data<'_>, offset: usize, len: usize) -> Option<&[i16]> {
+    let start = offset / 2;
+    data.halves.get(start..start.checked_add(len)?)
+}
+
+/// `len` `i32` values from byte `offset` (a multiple of 16) of the data section.
+fn ints(data: Data<'_>, offset: usize, len: usize) -> Option<&[i32]> {
+    let start = offset / 4;
+    data.ints.get(start..start.checked_add(len)?)
 }
 
 /// A requantization pair: a non-negative multiplier below 2^31 and a shift in `1..=62`.
@@ -1003,7 +1462,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::format::{Dense, InputLayout, OutputLayout, TENSOR_ALIGN};
+    use crate::format::{Dense, Header, InputLayout, OutputLayout, TENSOR_ALIGN};
     use crate::Runtime;
 
     /// A blob holding one Dense layer `y = W x + b` with `W = [[1, 2, 3], [4, 5, 6]]`, `b = [0.5, -1]`.
@@ -1268,6 +1727,24 @@ mod tests {
         );
     }
 
+    /// Found by the `open_and_step` fuzz target: a blob whose f32 tensor (here an initial state) held a
+    /// NaN opened, and its state started poisoned. Every f32 value must be finite.
+    #[test]
+    fn non_finite_f32_values_are_refused() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut data = Vec::new();
+            for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0, 0.0, 0.5, bad] {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+            let blob = dense_blob_with(
+                tensor(DType::F32, 2, 3, 0, None),
+                Some(tensor(DType::F32, 2, 1, 32, None)),
+                &data,
+            );
+            assert_eq!(open_placed(&blob), Err(Error::BadTensor { layer: 0 }));
+        }
+    }
+
     /// Copies bytes to `offset` bytes past a 16-byte boundary.
     fn placed(bytes: &[u8], offset: usize) -> (Vec<u128>, usize) {
         let mut words = std::vec![0u128; (bytes.len() + offset).div_ceil(TENSOR_ALIGN) + 1];
@@ -1313,6 +1790,144 @@ mod tests {
                 Some(Error::Misaligned)
             );
         }
+    }
+
+    /// Every layer kind, with every optional tensor present and absent.
+    fn all_layer_kinds() -> Vec<Layer<TensorRef>> {
+        let t = |n: u32| tensor(DType::F32, n, n + 1, 16 * n, None);
+        let q = |n: u32| tensor(DType::I8, n, 3, 16 * n, Some(32 * n));
+        let full = CellWeights {
+            kernel: t(1),
+            recurrent: q(2),
+            bias: Some(t(3)),
+            recurrent_bias: Some(t(4)),
+            peephole: Some(t(5)),
+            initial_h: Some(t(6)),
+            initial_c: Some(t(7)),
+        };
+        let bare = CellWeights {
+            kernel: q(8),
+            recurrent: t(9),
+            bias: None,
+            recurrent_bias: None,
+            peephole: None,
+            initial_h: None,
+            initial_c: None,
+        };
+        let recurrent = |forward, backward, direction| {
+            Layer::Recurrent(Recurrent {
+                cell: Cell::Gru { reset_after: true },
+                hidden: 300,
+                activation: Activation::Tanh,
+                gate_activation: Activation::Sigmoid,
+                clip: Some(2.5),
+                direction,
+                return_sequences: false,
+                forward,
+                backward,
+            })
+        };
+        std::vec![
+            recurrent(
+                full.clone(),
+                Some(bare.clone()),
+                Direction::Bidirectional(Merge::Ave)
+            ),
+            recurrent(bare, None, Direction::Reverse),
+            Layer::Dense(Dense {
+                weight: t(10),
+                bias: None,
+                activation: Activation::Softmax,
+            }),
+            Layer::Dense(Dense {
+                weight: q(11),
+                bias: Some(t(12)),
+                activation: Activation::Relu,
+            }),
+            Layer::Embedding(format::Embedding { table: t(200) }),
+            Layer::Crop {
+                start: 3,
+                end: 70000
+            },
+            Layer::KeepLast { steps: 129 },
+            Layer::LastStep,
+            Layer::SubtractLast,
+            Layer::Residual(format::Residual {
+                inputs: heapless::Vec::from_slice(&[0, 3, 300]).unwrap(),
+                add_last: true,
+                skip: Some(t(13)),
+                skip_bias: Some(t(14)),
+            }),
+            Layer::Residual(format::Residual {
+                inputs: heapless::Vec::new(),
+                add_last: false,
+                skip: None,
+                skip_bias: None,
+            }),
+        ]
+    }
+
+    #[test]
+    fn wire_decoding_matches_serde() {
+        for layer in all_layer_kinds() {
+            let bytes = postcard::to_allocvec(&layer).unwrap();
+            let mut seen = Vec::new();
+            let mut de = postcard::Deserializer::from_bytes(&bytes);
+            let compact = wire::layer(&mut de, &mut |t| {
+                seen.push(t);
+                Ok((seen.len() - 1) as u8)
+            })
+            .unwrap();
+            assert!(de.finalize().unwrap().is_empty(), "{layer:?}");
+            let back = compact
+                .try_map(|i| seen.get(usize::from(i)).copied().ok_or(()))
+                .unwrap();
+            assert_eq!(back, layer);
+            // Truncated encodings are errors.
+            for n in 0..bytes.len() {
+                let mut de = postcard::Deserializer::from_bytes(&bytes[..n]);
+                assert!(
+                    wire::layer(&mut de, &mut |_| Ok(0)).is_err(),
+                    "{layer:?} at {n}"
+                );
+            }
+        }
+    }
+
+    /// What lets a small part open a model: the model is a few compact tables, not sixteen resolved
+    /// layers (~7 kB on a 32-bit target before). The bound is for 64-bit hosts, where pointers and
+    /// `usize` are twice as wide; `firmware/` measures the Cortex-M figure. The scalers, self-test
+    /// vector, vocabulary, integer formats and residual targets take ~0.5 kB of it (2,912 bytes in all
+    /// when they came); the layers themselves stay compact (a residual layer's targets are kept once, not
+    /// in every layer entry).
+    #[test]
+    fn a_model_stays_small() {
+        let size = core::mem::size_of::<Model<'static>>();
+        assert!(size <= 3000, "Model is {size} bytes");
+    }
+
+    #[test]
+    fn open_in_fills_the_place_or_leaves_it_empty() {
+        let blob = dense_blob();
+        let (words, len) = placed(&blob, 0);
+        let bytes = view(&words, 0, len);
+        let mut place = None;
+        let id = Model::open_in(&mut place, bytes).unwrap().id();
+        assert_eq!(id, Model::open(bytes).unwrap().id());
+        assert!(place.is_some());
+        assert_eq!(
+            Model::open_in(&mut place, &bytes[..len - 1]).err(),
+            Some(Error::Checksum {
+                stored: u32::from_le_bytes([
+                    bytes[len - 5],
+                    bytes[len - 4],
+                    bytes[len - 3],
+                    bytes[len - 2]
+                ]),
+                computed: CRC.checksum(&bytes[..len - 5]),
+            })
+        );
+        assert!(place.is_none());
     }
 
     #[test]

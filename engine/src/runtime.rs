@@ -9,7 +9,7 @@ use crate::format::{Dense, Direction, Layer, Merge, Recurrent, Residual};
 use crate::integer;
 use crate::kernels::float::add;
 use crate::kernels::{self, matvec};
-use crate::model::Model;
+use crate::model::{Model, Stage};
 
 /// What a streaming step produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +55,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: memory.len(),
             });
         }
-        let (state, scratch) = memory.split_at_mut(needed);
+        let got = memory.len();
+        let (state, scratch) = memory
+            .split_at_mut_checked(needed)
+            .ok_or(Error::BufferTooSmall { needed, got })?;
         let mut runtime = Self {
             model,
             state,
@@ -74,22 +77,29 @@ impl<'m, 'b> Runtime<'m, 'b> {
     /// Returns every state to its initial value (constant initial states, or zeros).
     pub fn reset(&mut self) {
         self.state.iter_mut().for_each(|v| *v = 0.0);
-        let integer = self.model.is_integer();
-        for (layer, plan) in self.model.layers().iter().zip(self.model.plans()) {
-            if let Layer::Recurrent(r) = layer {
+        let model = self.model;
+        let integer = model.is_integer();
+        for (layer, plan) in model.compact_layers().iter().zip(model.plans()) {
+            if let Stage::Recurrent(r) = layer {
                 let words = cell::state_words(r.cell, r.hidden as usize);
                 let directions = [Some(&r.forward), r.backward.as_ref()];
                 for (d, weights) in directions.into_iter().flatten().enumerate() {
                     let offset = plan.state_offset + d * words;
                     if integer {
                         let state = integer::halves_mut(self.state);
-                        if let Some(slot) = state.get_mut(offset..offset + words) {
-                            let (h, c) = slot.split_at_mut(r.hidden as usize);
-                            integer::reset(weights, h, c);
+                        let slot = state.get_mut(offset..offset + words);
+                        if let Some((h, c)) =
+                            slot.and_then(|s| s.split_at_mut_checked(r.hidden as usize))
+                        {
+                            integer::reset(&model.weights(weights), h, c);
                         }
-                    } else if let Some(slot) = self.state.get_mut(offset..offset + words) {
-                        let (h, c) = slot.split_at_mut(r.hidden as usize);
-                        cell::reset(weights, h, c);
+                    } else {
+                        let slot = self.state.get_mut(offset..offset + words);
+                        if let Some((h, c)) =
+                            slot.and_then(|s| s.split_at_mut_checked(r.hidden as usize))
+                        {
+                            cell::reset(&model.weights(weights), h, c);
+                        }
                     }
                 }
             }
@@ -146,7 +156,9 @@ impl<'m, 'b> Runtime<'m, 'b> {
     }
 
     /// Restores a state saved by [`Runtime::state`] from a runtime of the same model. A restored
-    /// runtime counts as warmed up.
+    /// runtime counts as warmed up. A float model's state holding a NaN or an infinity is refused
+    /// ([`Error::StateCorrupt`]): a step never leaves one. An integer-only model's words carry `i16`
+    /// pairs, whatever `f32` they read as, and are put back unchanged.
     pub fn restore_state(&mut self, state: &[f32]) -> Result<(), Error> {
         if state.len() != self.state.len() {
             return Err(Error::StateLength {
@@ -154,7 +166,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: state.len(),
             });
         }
-        self.state.copy_from_slice(state);
+        if !self.model.is_integer() && state.iter().any(|v| !v.is_finite()) {
+            return Err(Error::StateCorrupt);
+        }
+        copy(self.state, state);
         self.seen = self.model.step_output_steps();
         Ok(())
     }
@@ -302,6 +317,9 @@ impl<'m, 'b> Runtime<'m, 'b> {
         (scale(input), scale(output))
     }
 
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
     fn advance_fixed(
         &mut self,
         source: Source<'_>,
@@ -325,6 +343,9 @@ impl<'m, 'b> Runtime<'m, 'b> {
         ))
     }
 
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
     fn window_fixed(
         &mut self,
         source: Source<'_>,
@@ -356,13 +377,22 @@ impl<'m, 'b> Runtime<'m, 'b> {
             (Source::Features(_) | Source::Fixed(_), crate::format::InputKind::Features(n)) => {
                 let n = n as usize;
                 let len = source.len();
-                if len == 0 || len % n != 0 {
+                if len == 0 || len.checked_rem(n) != Some(0) {
                     return Err(Error::InputLength {
                         expected: n,
                         got: len,
                     });
                 }
-                Ok(len / n)
+                // A float model refuses NaN and infinities; an integer-only model reads them by its own
+                // policy (NaN as 0, infinities saturated: see `quantize_into`).
+                if let Source::Features(x) = source {
+                    if !model.is_integer() {
+                        if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+                            return Err(Error::NonFiniteInput { index });
+                        }
+                    }
+                }
+                Ok(len.checked_div(n).unwrap_or(0))
             }
             (Source::Tokens(ids), crate::format::InputKind::Tokens) => {
                 if ids.is_empty() {
@@ -371,7 +401,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                         got: 0,
                     });
                 }
-                if let Some(Layer::Embedding(e)) = model.layers().first() {
+                if let Some(Layer::Embedding(e)) = model.layers().next() {
                     let vocab = e.table.rows;
                     if let Some(&token) = ids.iter().find(|&&t| t as usize >= vocab) {
                         return Err(Error::TokenOutOfRange {
@@ -437,20 +467,30 @@ impl<'m, 'b> Runtime<'m, 'b> {
         Ok((steps, out_steps))
     }
 
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
     fn advance(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<Status, Error> {
         let model = self.model;
         self.check_step(source, output.len())?;
         let width = model.max_width();
-        let (mut cur, rest) = self.scratch.split_at_mut(width);
-        let (mut next, cells) = rest.split_at_mut(width);
+        let too_small = Error::BufferTooSmall {
+            needed: model.memory().scratch + self.state.len(),
+            got: self.scratch.len() + self.state.len(),
+        };
+        let (mut cur, rest) = self.scratch.split_at_mut_checked(width).ok_or(too_small)?;
+        let (mut next, cells) = rest.split_at_mut_checked(width).ok_or(too_small)?;
         if let Source::Features(x) = source {
             copy(cur, x);
         }
-        let (recurrent_state, history) = self.state.split_at_mut(model.recurrent_state());
-        for (layer, plan) in model.layers().iter().zip(model.plans()) {
+        let (recurrent_state, history) = self
+            .state
+            .split_at_mut_checked(model.recurrent_state())
+            .ok_or(too_small)?;
+        for (layer, plan) in model.layers().zip(model.plans()) {
             let x = cur.get(..plan.input_width).unwrap_or(&[]);
             let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
-            match layer {
+            match &layer {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         let token = ids.first().copied().unwrap_or(0) as usize;
@@ -476,16 +516,27 @@ impl<'m, 'b> Runtime<'m, 'b> {
         }
         let out_width = model.output_width();
         let last = cur.get(..out_width).unwrap_or(&[]);
+        if model.stream_keep().is_some() {
+            // The history is a shift register of the last `keep` outputs, oldest first.
+            history.copy_within(out_width.min(history.len()).., 0);
+            let newest = history.len().saturating_sub(out_width);
+            copy(history.get_mut(newest..).unwrap_or(&mut []), last);
+        }
+        if recurrent_state
+            .iter()
+            .chain(history.iter())
+            .any(|v| !v.is_finite())
+        {
+            // A NaN or infinity in the state would stay there for good; start over instead.
+            self.reset();
+            return Err(Error::StateOverflow);
+        }
         match model.stream_keep() {
             None => {
                 copy(output, last);
                 Ok(Status::Ready)
             }
             Some(keep) => {
-                // The history is a shift register of the last `keep` outputs, oldest first.
-                history.copy_within(out_width.min(history.len()).., 0);
-                let newest = history.len().saturating_sub(out_width);
-                copy(history.get_mut(newest..).unwrap_or(&mut []), last);
                 copy(output, history);
                 self.seen = (self.seen + 1).min(keep);
                 Ok(if self.seen == keep {
@@ -499,25 +550,39 @@ impl<'m, 'b> Runtime<'m, 'b> {
         }
     }
 
+    // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
+    // their frames would add up.
+    #[inline(never)]
     fn window(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<usize, Error> {
         let model = self.model;
         let (steps, out_steps) = self.check_window(source, output.len())?;
         self.reset();
         let sequence = steps * model.max_width();
-        let (mut cur, rest) = self.scratch.split_at_mut(sequence);
-        let (mut next, cells) = rest.split_at_mut(sequence);
+        let too_small = Error::BufferTooSmall {
+            needed: model.window_memory(steps).map_or(0, |m| m.total()),
+            got: self.scratch.len() + self.state.len(),
+        };
+        let (mut cur, rest) = self
+            .scratch
+            .split_at_mut_checked(sequence)
+            .ok_or(too_small)?;
+        let (mut next, cells) = rest.split_at_mut_checked(sequence).ok_or(too_small)?;
         if let Source::Features(x) = source {
             copy(cur, x);
         }
         let mut t = steps;
-        for (layer, plan) in model.layers().iter().zip(model.plans()) {
+        for (layer, plan) in model.layers().zip(model.plans()) {
             let (w_in, w_out) = (plan.input_width, plan.output_width);
             let x = cur.get(..t * w_in).unwrap_or(&[]);
-            match layer {
+            match &layer {
                 Layer::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
-                        for (row, &token) in next.chunks_exact_mut(w_out).zip(ids) {
-                            kernels::row(&e.table, token as usize, row);
+                        // Row by row through `get`: a zip of `chunks_exact` keeps a division by the
+                        // chunk size that the compiler cannot prove non-zero (a panic path).
+                        for (k, &token) in ids.iter().enumerate() {
+                            if let Some(row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                                kernels::row(&e.table, token as usize, row);
+                            }
                         }
                     }
                 }
@@ -529,8 +594,11 @@ impl<'m, 'b> Runtime<'m, 'b> {
                     }
                 }
                 Layer::Dense(d) => {
-                    for (x_row, y_row) in x.chunks_exact(w_in).zip(next.chunks_exact_mut(w_out)) {
-                        dense(d, x_row, y_row);
+                    for k in 0..t {
+                        let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
+                        if let Some(y_row) = next.get_mut(k * w_out..(k + 1) * w_out) {
+                            dense(d, x_row, y_row);
+                        }
                     }
                 }
                 Layer::Crop { start, end } => {
@@ -550,11 +618,15 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 }
                 Layer::SubtractLast => {
                     let last = x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]);
-                    for (y_row, x_row) in next.chunks_exact_mut(w_in).zip(x.chunks_exact(w_in)) {
-                        y_row
-                            .iter_mut()
-                            .zip(x_row.iter().zip(last))
-                            .for_each(|(y, (x, l))| *y = x - l);
+                    // Row by row through `get`, as for the embedding above.
+                    for k in 0..t {
+                        let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
+                        if let Some(y_row) = next.get_mut(k * w_in..(k + 1) * w_in) {
+                            y_row
+                                .iter_mut()
+                                .zip(x_row.iter().zip(last))
+                                .for_each(|(y, (x, l))| *y = x - l);
+                        }
                     }
                 }
                 Layer::Residual(r) => {

@@ -76,7 +76,13 @@ impl<'a> Model<'a> {
                 got: memory.len(),
             });
         }
-        let (output, rest) = memory.split_at_mut(expected.len());
+        let too_small = Error::BufferTooSmall {
+            needed,
+            got: memory.len(),
+        };
+        let (output, rest) = memory
+            .split_at_mut_checked(expected.len())
+            .ok_or(too_small)?;
         let mut runtime = Runtime::new(self, rest)?;
         match self.input().kind {
             InputKind::Features(_) => {
@@ -153,7 +159,7 @@ pub(crate) fn resolve<'a>(
             }
             let vocab = model
                 .layers()
-                .first()
+                .next()
                 .and_then(|layer| match layer {
                     crate::format::Layer::Embedding(e) => Some(e.table.rows),
                     _ => None,

@@ -227,8 +227,12 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 model.output_len(steps)?
             }
         };
-        let (output, rest) = memory.split_at_mut(out_len);
-        let (sample, rest) = rest.split_at_mut(features);
+        let too_small = Error::BufferTooSmall {
+            needed,
+            got: memory.len(),
+        };
+        let (output, rest) = memory.split_at_mut_checked(out_len).ok_or(too_small)?;
+        let (sample, rest) = rest.split_at_mut_checked(features).ok_or(too_small)?;
         Ok(Self {
             runtime: Runtime::new(model, rest)?,
             mode,
@@ -274,12 +278,27 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 }
             }
             Mode::Window { steps } => {
+                // Checked before the window changes: a NaN kept in it would spoil the next `steps`
+                // forecasts.
+                let scaler = &self.scaler;
+                let finite = |(f, s): (usize, &f32)| scaler.scale_input(f, *s).is_finite();
+                if let Some(index) = sample.iter().enumerate().position(|x| !finite(x)) {
+                    return Err(Error::NonFiniteInput { index });
+                }
                 let values = steps * features;
                 if self.window.len() + features > values {
                     // Slide by one sample: drop the oldest, keep the rest oldest first.
                     let len = self.window.len();
                     let drop = (len + features - values).min(len);
-                    self.window.copy_within(drop.., 0);
+                    // Moved by hand: `rotate_left` keeps an assertion the optimiser cannot drop
+                    // (a panic path, see `firmware/check-no-panic.sh`).
+                    for to in 0..len - drop {
+                        if let Some(value) = self.window.get(to + drop).copied() {
+                            if let Some(slot) = self.window.get_mut(to) {
+                                *slot = value;
+                            }
+                        }
+                    }
                     self.window.truncate(len - drop);
                 }
                 for (feature, s) in sample.iter().enumerate() {
@@ -348,17 +367,16 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
             words as u32,
             valid_words as u32,
         ];
-        let (header, rest) = out.split_at_mut(STATE_HEADER);
+        out.fill(0);
+        let (header, rest) = out.split_at_mut(STATE_HEADER.min(expected));
         for (chunk, field) in header.chunks_exact_mut(4).zip(fields) {
-            chunk.copy_from_slice(&field.to_le_bytes());
+            put(chunk, field.to_le_bytes());
         }
-        let body = rest.get_mut(..4 * words).unwrap_or(&mut []);
-        body.fill(0);
-        for (chunk, v) in body.chunks_exact_mut(4).zip(values) {
-            chunk.copy_from_slice(&v.to_le_bytes());
+        for (chunk, v) in rest.chunks_exact_mut(4).zip(values) {
+            put(chunk, v.to_le_bytes());
         }
-        let (covered, crc) = out.split_at_mut(expected - 4);
-        crc.copy_from_slice(&CRC.checksum(covered).to_le_bytes());
+        let (covered, crc) = out.split_at_mut(expected.saturating_sub(4));
+        put(crc, CRC.checksum(covered).to_le_bytes());
         Ok(())
     }
 
@@ -372,16 +390,9 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 got: bytes.len(),
             });
         }
-        let (body, crc) = bytes.split_at(expected - 4);
-        let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        let field = |i: usize| {
-            u32::from_le_bytes([
-                body[4 * i],
-                body[4 * i + 1],
-                body[4 * i + 2],
-                body[4 * i + 3],
-            ])
-        };
+        let (body, crc) = bytes.split_at(expected.saturating_sub(4));
+        let stored = u32::from_le_bytes(take(crc));
+        let field = |i: usize| u32::from_le_bytes(take(body.get(4 * i..).unwrap_or(&[])));
         if field(0) != u32::from_le_bytes(STATE_MAGIC) || CRC.checksum(body) != stored {
             return Err(Error::StateCorrupt);
         }
@@ -394,14 +405,28 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         }
         let words = self.state_words();
         let valid = field(4) as usize;
-        if field(3) as usize != words || valid > words {
+        let valid_ok = match self.mode {
+            Mode::Stream => valid == words,
+            Mode::Window { .. } => valid <= words,
+        };
+        if field(3) as usize != words || !valid_ok {
             return Err(Error::StateCorrupt);
         }
-        let values = body
-            .get(STATE_HEADER..)
-            .unwrap_or(&[])
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        let values = (0..words).map(|i| {
+            let at = STATE_HEADER + 4 * i;
+            f32::from_le_bytes(take(body.get(at..).unwrap_or(&[])))
+        });
+        // Saved state is canonical: every word finite, and zeros past the valid ones (what `save_state`
+        // writes). Anything else was not written by `save_state`, whatever its checksum says. The
+        // streaming state of an integer-only model is `i16` pairs, whatever `f32` its words read as.
+        let bits = matches!(self.mode, Mode::Stream) && self.runtime.model().is_integer();
+        let canonical = values
+            .clone()
+            .enumerate()
+            .all(|(i, v)| (bits || v.is_finite()) && (i < valid || v.to_bits() == 0));
+        if !canonical {
+            return Err(Error::StateCorrupt);
+        }
         match self.mode {
             Mode::Stream => self.runtime.restore_state_values(values),
             Mode::Window { .. } => {
@@ -416,4 +441,16 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         }
         Ok(())
     }
+}
+
+/// The first four bytes of `bytes` (zeros where it is shorter).
+fn take(bytes: &[u8]) -> [u8; 4] {
+    let mut word = [0u8; 4];
+    word.iter_mut().zip(bytes).for_each(|(d, s)| *d = *s);
+    word
+}
+
+/// Copies `word` into the front of `dst` (as far as it reaches).
+fn put(dst: &mut [u8], word: [u8; 4]) {
+    dst.iter_mut().zip(word).for_each(|(d, s)| *d = s);
 }

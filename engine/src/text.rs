@@ -20,7 +20,7 @@ pub(crate) fn check(model: &Model<'_>, vocabulary: &Vocabulary<'_>) -> Result<()
     if model.input().kind != InputKind::Tokens {
         return Err(Error::BadVocabulary);
     }
-    let rows = match model.layers().first() {
+    let rows = match model.layers().next() {
         Some(Layer::Embedding(e)) => e.table.rows,
         _ => return Err(Error::BadVocabulary),
     };
@@ -61,7 +61,7 @@ impl<'a> Vocabulary<'a> {
                 .char_indices()
                 .nth(id)
                 .and_then(|(at, c)| self.tokens.get(at..at + c.len_utf8())),
-            Splitting::Words { .. } => self.tokens.split_terminator('\n').nth(id),
+            Splitting::Words { .. } => lines(self.tokens).nth(id),
         }
     }
 
@@ -76,7 +76,7 @@ impl<'a> Vocabulary<'a> {
                 }
                 self.tokens.chars().position(|t| t == c)
             }
-            Splitting::Words { .. } => self.tokens.split_terminator('\n').position(|t| t == token),
+            Splitting::Words { .. } => lines(self.tokens).position(|t| t == token),
         }?;
         u32::try_from(position).ok()
     }
@@ -97,12 +97,30 @@ impl<'a> Vocabulary<'a> {
                 .filter(move |c| !(strip && c.is_ascii_punctuation()))
                 .flat_map(move |c| Lowered::new(c, lowercase))
         };
-        let position = self
-            .tokens
-            .split_terminator('\n')
-            .position(|token| token.chars().eq(standard()))?;
+        let position = lines(self.tokens).position(|token| token.chars().eq(standard()))?;
         u32::try_from(position).ok()
     }
+}
+
+/// The lines of `tokens`, as `str::split_terminator('\n')` gives them, found byte by byte: the standard
+/// splitter keeps a bounds check the optimiser cannot drop (a panic path, see
+/// `firmware/check-no-panic.sh`).
+fn lines(tokens: &str) -> impl Iterator<Item = &str> {
+    let mut rest = tokens;
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let line = match rest.bytes().position(|b| b == b'\n') {
+            Some(at) => {
+                let line = rest.get(..at).unwrap_or("");
+                rest = rest.get(at + 1..).unwrap_or("");
+                line
+            }
+            None => core::mem::take(&mut rest),
+        };
+        Some(line)
+    })
 }
 
 /// One character, lowercased or not, as an iterator of characters (lowercasing may give several).
@@ -163,7 +181,7 @@ impl Iterator for Ids<'_, '_> {
                     return None;
                 }
                 let end = start.find(char::is_whitespace).unwrap_or(start.len());
-                let (word, rest) = start.split_at(end);
+                let (word, rest) = start.split_at_checked(end).unwrap_or((start, ""));
                 self.rest = rest;
                 // A word of punctuation only is no word once the punctuation is gone.
                 let empty = word

@@ -339,6 +339,66 @@ fn foreign_damaged_or_mis_sized_state_is_refused() {
     assert!(sa.restore_state(&window_state).is_err());
 }
 
+/// Rewrites the closing CRC-32 of saved state bytes, as a forger would.
+fn repair_crc(bytes: &mut [u8]) {
+    let n = bytes.len() - 4;
+    let crc = tinyrnn::format::CRC.checksum(&bytes[..n]);
+    bytes[n..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Found by the `restore_state` fuzz target: a window state whose unused words were not zero (with its
+/// checksum repaired) was accepted, and saved back differently. Only what `save_state` writes restores;
+/// nor does a state holding a NaN or an infinity, in either mode.
+#[test]
+fn forged_state_with_a_good_checksum_is_refused() {
+    for steps in [None, Some(5)] {
+        let blob = blob(&lstm_spec(6, steps));
+        let model = blob.open().unwrap();
+        let mode = Mode::of(&model).unwrap();
+        let mut memory = vec![0.0; Forecaster::<W>::memory_words(&model, mode).unwrap()];
+        let mut stream = Forecaster::<W>::new(&model, &mut memory).unwrap();
+        // Window mode: two of five samples, so the state has unused words at the end.
+        feed(&mut stream, &Rng::new(3).values(2 * FEATURES, 1.0), 0..2);
+        let mut saved = vec![0u8; stream.state_len()];
+        stream.save_state(&mut saved).unwrap();
+        let words = (saved.len() - 24) / 4;
+        let mut forged = Vec::new();
+        if steps.is_some() {
+            let mut padding = saved.clone();
+            padding[20 + 4 * (words - 1)] = 0x2f;
+            forged.push(padding);
+        }
+        if steps.is_none() {
+            // Streaming: every word is valid; a state claiming fewer is forged.
+            let mut short = saved.clone();
+            short[16..20].copy_from_slice(&0u32.to_le_bytes());
+            forged.push(short);
+        }
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut value = saved.clone();
+            value[20..24].copy_from_slice(&bad.to_le_bytes());
+            forged.push(value);
+        }
+        for mut bytes in forged {
+            repair_crc(&mut bytes);
+            assert_eq!(
+                stream.restore_state(&bytes),
+                Err(Error::StateCorrupt),
+                "{steps:?}"
+            );
+        }
+        stream.restore_state(&saved).unwrap();
+    }
+    // A bare runtime refuses a non-finite state too.
+    let blob = blob(&lstm_spec(6, None));
+    let model = blob.open().unwrap();
+    let mut memory = vec![0.0; model.memory().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    let mut state = runtime.state().to_vec();
+    state[0] = f32::NAN;
+    assert_eq!(runtime.restore_state(&state), Err(Error::StateCorrupt));
+}
+
 #[test]
 fn model_swap_validates_first_and_keeps_the_old_model_on_error() {
     let (old, new) = (blob(&lstm_spec(6, None)), blob(&lstm_spec(7, None)));

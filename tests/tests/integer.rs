@@ -309,3 +309,28 @@ fn forecaster_streams_an_integer_model_and_restores_its_state() {
         assert!(fa.is_some_and(|f| f.iter().all(|v| v.is_finite())));
     }
 }
+
+/// An integer-only model's state words carry `i16` pairs: a pair can read as a NaN `f32`, and the state
+/// must still restore bit for bit (float models refuse such a state).
+#[test]
+fn an_integer_state_restores_whatever_f32_its_words_read_as() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/integer/model.trnn"
+    ))
+    .unwrap();
+    let blob = AlignedBlob::new(&bytes);
+    let model = Model::open(blob.bytes()).unwrap();
+    assert!(model.is_integer());
+    let mut memory = vec![0.0f32; model.memory().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    let words = runtime.state().len();
+    // Little-endian: the pair (0, 0x7fc0) is the word 0x7fc0_0000, a quiet NaN.
+    let state = vec![f32::from_bits(0x7fc0_0000); words];
+    runtime.restore_state(&state).unwrap();
+    let values = runtime.state_i16();
+    assert!(!values.is_empty());
+    for (i, &v) in values.iter().enumerate() {
+        assert_eq!(v, if i % 2 == 0 { 0 } else { 0x7fc0 }, "value {i}");
+    }
+}

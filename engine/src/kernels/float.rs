@@ -10,7 +10,8 @@ pub(crate) fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) {
         y.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    for (out, row) in y.iter_mut().zip(w.chunks_exact(x.len())) {
+    // `max(1)`: never 0 here, but a zero chunk size would panic.
+    for (out, row) in y.iter_mut().zip(w.chunks_exact(x.len().max(1))) {
         *out = dot(row, x);
     }
 }
@@ -21,7 +22,7 @@ pub(crate) fn matvec_add(w: &[f32], x: &[f32], y: &mut [f32]) {
     if x.is_empty() {
         return;
     }
-    for (out, row) in y.iter_mut().zip(w.chunks_exact(x.len())) {
+    for (out, row) in y.iter_mut().zip(w.chunks_exact(x.len().max(1))) {
         *out += dot(row, x);
     }
 }
@@ -46,11 +47,19 @@ pub(crate) fn add_product(y: &mut [f32], a: &[f32], b: &[f32]) {
         .for_each(|(v, (a, b))| *v += a * b);
 }
 
-/// Clamps every value to `[-limit, limit]`.
+/// Clamps every value to `[-limit, limit]` (a NaN stays NaN, as with `f32::clamp`, which is not used
+/// because it panics when `limit` is NaN or negative; validation rules that out, but the compiler cannot
+/// see it).
 #[inline]
 pub(crate) fn clip(values: &mut [f32], limit: Option<f32>) {
     if let Some(limit) = limit {
-        values.iter_mut().for_each(|v| *v = v.clamp(-limit, limit));
+        values.iter_mut().for_each(|v| {
+            if *v > limit {
+                *v = limit;
+            } else if *v < -limit {
+                *v = -limit;
+            }
+        });
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn matvec(q: &[u8], scales: &[f32], x: &[f32], y: &mut [f32]) {
         y.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len())).zip(scales) {
+    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len().max(1))).zip(scales) {
         *out = s * 128.0 * dot(row, x);
     }
 }
@@ -25,7 +25,7 @@ pub(crate) fn matvec_add(q: &[u8], scales: &[f32], x: &[f32], y: &mut [f32]) {
     if x.is_empty() {
         return;
     }
-    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len())).zip(scales) {
+    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len().max(1))).zip(scales) {
         *out += s * 128.0 * dot(row, x);
     }
 }

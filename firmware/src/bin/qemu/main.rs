@@ -53,6 +53,13 @@ fn main() -> ! {
     let open_stack = open_model_stack();
     sayln!("stack used by Model::open: {} bytes", open_stack);
     measure::paint_stack();
+    let open_in_stack = open_in_model_stack();
+    sayln!(
+        "stack used by Model::open_in: {} bytes (model {} bytes)",
+        open_in_stack,
+        core::mem::size_of::<tinyrnn::Model<'static>>()
+    );
+    measure::paint_stack();
     let code = match run() {
         Ok(()) => {
             sayln!(
@@ -153,6 +160,11 @@ fn run() -> Result<(), &'static str> {
         for _ in 0..8 {
             timed.push(&sample).map_err(report)?;
         }
+        let pushed = push_stack(&mut timed, &sample);
+        sayln!(
+            "stack used by Forecaster::push (run_window): {} bytes",
+            pushed
+        );
         const PUSHES: u32 = 100;
         measure::timer_start();
         for _ in 0..PUSHES {
@@ -243,6 +255,27 @@ fn open_model_stack() -> usize {
     let opened = core::hint::black_box(tinyrnn::Model::open(core::hint::black_box(MODEL)));
     core::hint::black_box(&opened);
     drop(opened);
+    measure::stack_used() - before
+}
+
+/// Stack high-water mark of opening the model in place, the model's own bytes included.
+#[inline(never)]
+fn open_in_model_stack() -> usize {
+    let before = measure::stack_used();
+    let mut place = None;
+    let opened = tinyrnn::Model::open_in(&mut place, core::hint::black_box(MODEL)).is_ok();
+    core::hint::black_box((opened, &place));
+    drop(place);
+    measure::stack_used() - before
+}
+
+/// Stack high-water mark of one push with a full window (a whole `Runtime::run_window`).
+#[inline(never)]
+fn push_stack(forecaster: &mut Forecaster<'_, '_, W>, sample: &[f32]) -> usize {
+    measure::paint_stack();
+    let before = measure::stack_used();
+    let pushed = forecaster.push(core::hint::black_box(sample)).is_ok();
+    core::hint::black_box(pushed);
     measure::stack_used() - before
 }
 
