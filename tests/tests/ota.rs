@@ -75,6 +75,15 @@ fn image(sequence: u32, blob: &[u8], record_first: bool) -> Vec<(usize, Vec<u8>)
     }
 }
 
+/// The old model: the first of the test suite's sample models (the fuzz corpus's `00-…` blob).
+fn old_blob() -> Vec<u8> {
+    let (spec, _) = tinyrnn_conformance::sample_models(42)
+        .into_iter()
+        .next()
+        .unwrap();
+    tinyrnn_converter::write::to_blob(&spec).unwrap()
+}
+
 fn id(blob: &[u8]) -> u32 {
     Model::open(AlignedBlob::new(blob).bytes()).unwrap().id()
 }
@@ -82,7 +91,7 @@ fn id(blob: &[u8]) -> u32 {
 #[test]
 fn an_update_interrupted_at_any_byte_leaves_a_working_model() {
     // The old model: a test-suite sample; the new one: the firmware's trained KPI forecaster.
-    let old = std::fs::read("../fuzz/corpus/open_blob/00-stacked-0.trnn").unwrap();
+    let old = old_blob();
     let new = std::fs::read("../firmware/models/kpi_forecaster.trnn").unwrap();
     let (old_id, new_id) = (id(&old), id(&new));
     assert_ne!(old_id, new_id);
@@ -125,7 +134,7 @@ fn an_update_interrupted_at_any_byte_leaves_a_working_model() {
 
 #[test]
 fn a_newer_slot_that_does_not_open_falls_back_and_empty_flash_is_an_error() {
-    let old = std::fs::read("../fuzz/corpus/open_blob/00-stacked-0.trnn").unwrap();
+    let old = old_blob();
     let mut damaged = std::fs::read("../firmware/models/kpi_forecaster.trnn").unwrap();
     let mid = damaged.len() / 2;
     damaged[mid] ^= 1;
