@@ -377,17 +377,19 @@ impl<T> Layer<T> {
             Layer::Recurrent(r) => [Some(&r.forward), r.backward.as_ref()]
                 .into_iter()
                 .flatten()
-                .map(|w| {
-                    len(&w.kernel)
-                        + len(&w.recurrent)
-                        + opt(&w.bias)
-                        + opt(&w.recurrent_bias)
-                        + opt(&w.peephole)
+                .flat_map(|w| {
+                    [
+                        len(&w.kernel),
+                        len(&w.recurrent),
+                        opt(&w.bias),
+                        opt(&w.recurrent_bias),
+                        opt(&w.peephole),
+                    ]
                 })
-                .sum(),
-            Layer::Dense(d) => len(&d.weight) + opt(&d.bias),
+                .fold(0, usize::saturating_add),
+            Layer::Dense(d) => len(&d.weight).saturating_add(opt(&d.bias)),
             Layer::Embedding(e) => len(&e.table),
-            Layer::Residual(r) => opt(&r.skip) + opt(&r.skip_bias),
+            Layer::Residual(r) => opt(&r.skip).saturating_add(opt(&r.skip_bias)),
             Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep | Layer::SubtractLast => {
                 0
             }
@@ -625,8 +627,5 @@ pub struct Vocabulary<'a> {
 
 /// Round `n` up to the next multiple of [`TENSOR_ALIGN`], or `None` on overflow.
 pub const fn align_up(n: usize) -> Option<usize> {
-    match n.checked_add(TENSOR_ALIGN - 1) {
-        Some(m) => Some(m / TENSOR_ALIGN * TENSOR_ALIGN),
-        None => None,
-    }
+    n.checked_next_multiple_of(TENSOR_ALIGN)
 }

@@ -29,16 +29,53 @@
 //! - A state to restore that holds a NaN or an infinity is refused ([`Error::StateCorrupt`]).
 //!
 //! So the state never holds a NaN or an infinity, and [`Runtime::reset`] always recovers a stream.
+//!
+//! # No panics
+//!
+//! Outside its tests the crate denies the lints of every panic path clippy knows (`unwrap`, `expect`,
+//! `panic!`, `unreachable!`, indexing and slicing) and integer arithmetic that can overflow. The
+//! arithmetic lint is lifted, with its reason, only for the numeric modules whose sizes were bounded when
+//! the model was opened; `firmware/check-no-panic.sh` then proves on the release build that no panic call
+//! site from the engine is linked.
 #![no_std]
 #![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod activation;
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "offsets and lengths within tensors whose shapes `Model::open` checked against the blob"
+)]
 pub mod cell;
 pub mod error;
 pub mod format;
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "index arithmetic within validated shapes; value arithmetic saturates explicitly"
+)]
 mod integer;
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "hot loops over validated shapes; fixed-point accumulation saturates explicitly"
+)]
 pub mod kernels;
 pub mod model;
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "offsets into memory whose size `Runtime::new` checked against the model's needs"
+)]
 pub mod runtime;
 pub mod selftest;
 pub mod slot;

@@ -25,12 +25,12 @@ pub struct Memory {
 impl Memory {
     /// State plus scratch, in `f32` words: the length of the buffer to give [`crate::Runtime::new`].
     pub const fn total(&self) -> usize {
-        self.state + self.scratch
+        self.state.saturating_add(self.scratch)
     }
 
     /// State plus scratch, in bytes.
     pub const fn bytes(&self) -> usize {
-        self.total() * 4
+        self.total().saturating_mul(4)
     }
 }
 
@@ -410,7 +410,9 @@ impl<'a> Model<'a> {
 
     /// Number of output values a window of `steps` timesteps produces.
     pub fn output_len(&self, steps: usize) -> Result<usize, Error> {
-        Ok(self.output_steps(steps)? * self.output_width())
+        self.output_steps(steps)?
+            .checked_mul(self.output_width())
+            .ok_or(Error::WindowLength { steps })
     }
 
     /// Timesteps of output one streaming step produces: the kept history of a cropped model, else 1.
@@ -420,7 +422,8 @@ impl<'a> Model<'a> {
 
     /// Number of output values one streaming step produces.
     pub fn step_output_len(&self) -> usize {
-        self.step_output_steps() * self.output_width()
+        // Both were bounded at open (a kept history is at most a window of validated widths).
+        self.step_output_steps().saturating_mul(self.output_width())
     }
 
     pub(crate) fn recurrent_state(&self) -> usize {
@@ -443,16 +446,23 @@ impl<'a> Model<'a> {
         } else {
             0
         };
-        let state = self.recurrent_state + history;
+        let state = self.recurrent_state.saturating_add(history);
         if self.is_integer() {
             Memory {
                 state: state.div_ceil(2),
-                scratch: 2 * self.max_width.div_ceil(2) + self.cell_scratch,
+                scratch: self
+                    .max_width
+                    .div_ceil(2)
+                    .saturating_mul(2)
+                    .saturating_add(self.cell_scratch),
             }
         } else {
             Memory {
                 state,
-                scratch: 2 * self.max_width + self.cell_scratch,
+                scratch: self
+                    .max_width
+                    .saturating_mul(2)
+                    .saturating_add(self.cell_scratch),
             }
         }
     }
@@ -484,14 +494,18 @@ impl<'a> Model<'a> {
     }
 
     /// Multiply-accumulates of one streaming step (bidirectional layers counted in both directions).
+    /// Saturates rather than wraps: the figure is a report, never a size to allocate.
     pub fn macs_per_step(&self) -> usize {
         self.layers()
             .map(|layer| match layer {
                 Layer::Recurrent(r) => {
-                    let one = r.forward.kernel.len()
-                        + r.forward.recurrent.len()
-                        + r.forward.peephole.map_or(0, |p| p.len());
-                    one * if r.backward.is_some() { 2 } else { 1 }
+                    let one = r
+                        .forward
+                        .kernel
+                        .len()
+                        .saturating_add(r.forward.recurrent.len())
+                        .saturating_add(r.forward.peephole.map_or(0, |p| p.len()));
+                    one.saturating_mul(if r.backward.is_some() { 2 } else { 1 })
                 }
                 Layer::Dense(d) => d.weight.len(),
                 Layer::Residual(r) => r.skip.map_or(0, |s| {
@@ -504,12 +518,12 @@ impl<'a> Model<'a> {
                     if s.rows == forecast {
                         s.len()
                     } else {
-                        s.len() * r.inputs.len()
+                        s.len().saturating_mul(r.inputs.len())
                     }
                 }),
                 _ => 0,
             })
-            .sum()
+            .fold(0, usize::saturating_add)
     }
 }
 
@@ -565,10 +579,14 @@ impl Walk {
                 if !matches!(r.direction, Direction::Forward) {
                     self.streamable = false;
                 }
-                self.state += directions * cell::state_words(r.cell, hidden);
+                self.state = cell::state_words(r.cell, hidden)
+                    .checked_mul(directions)
+                    .and_then(|words| words.checked_add(self.state))
+                    .ok_or(Error::TooLarge { layer: id })?;
                 self.cell_scratch = self.cell_scratch.max(cell::scratch_words(r.cell, hidden));
                 self.width = match r.direction {
-                    Direction::Bidirectional(Merge::Concat) => 2 * hidden,
+                    // `hidden` is at most `MAX_WIDTH`.
+                    Direction::Bidirectional(Merge::Concat) => hidden.saturating_mul(2),
                     _ => hidden,
                 };
                 self.sequence = r.return_sequences;
@@ -645,7 +663,7 @@ impl Walk {
             Layer::Residual(r) => {
                 let scratch = check_residual(
                     r,
-                    index + 1 == self.layers,
+                    index.checked_add(1) == Some(self.layers),
                     self.input_width,
                     self.window,
                     self.sequence,
@@ -895,26 +913,32 @@ fn parse(blob: &[u8]) -> Result<(&[u8], Data<'_>), Error> {
             got: blob.len(),
         });
     }
-    let (body, crc_bytes) = blob.split_at(blob.len() - CRC_LEN);
-    if body.get(0..4) != Some(&MAGIC[..]) {
+    let truncated = Error::Truncated {
+        needed: min,
+        got: blob.len(),
+    };
+    let (body, crc_bytes) = blob.split_last_chunk::<CRC_LEN>().ok_or(truncated)?;
+    let preamble: &[u8; PREAMBLE_LEN] = body.first_chunk().ok_or(truncated)?;
+    let [m0, m1, m2, m3, v0, v1, r0, r1, h0, h1, h2, h3, d0, d1, d2, d3] = *preamble;
+    if [m0, m1, m2, m3] != MAGIC {
         return Err(Error::BadMagic);
     }
-    let version = u16::from_le_bytes([body[4], body[5]]);
+    let version = u16::from_le_bytes([v0, v1]);
     if version != FORMAT_VERSION {
         return Err(Error::UnsupportedVersion { found: version });
     }
-    let stored = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    let stored = u32::from_le_bytes(*crc_bytes);
     let computed = CRC.checksum(body);
     if stored != computed {
         return Err(Error::Checksum { stored, computed });
     }
-    let header_len = u32::from_le_bytes([body[8], body[9], body[10], body[11]]) as usize;
-    let data_offset = u32::from_le_bytes([body[12], body[13], body[14], body[15]]) as usize;
+    let header_len = u32::from_le_bytes([h0, h1, h2, h3]) as usize;
+    let data_offset = u32::from_le_bytes([d0, d1, d2, d3]) as usize;
     let header_end = PREAMBLE_LEN
         .checked_add(header_len)
         .ok_or(Error::BadPreamble)?;
-    if body[6] != 0
-        || body[7] != 0
+    if r0 != 0
+        || r1 != 0
         || data_offset % TENSOR_ALIGN != 0
         || data_offset < header_end
         || data_offset > body.len()
@@ -971,7 +995,7 @@ fn check_scaling<'a>(
         let bad = Error::BadScaler { output };
         let pairs = t.rows as usize;
         let fits = if output {
-            pairs > 0 && output_width % pairs == 0
+            output_width.checked_rem(pairs) == Some(0)
         } else {
             pairs > 0 && pairs == input_width
         };
@@ -988,7 +1012,10 @@ fn check_scaling<'a>(
         let valid = values
             .chunks_exact(2)
             // A bit test for the non-zero scale: opening links no soft-float routine on an FPU-less core.
-            .all(|pair| pair[0].is_finite() && pair[1].is_finite() && pair[1].to_bits() << 1 != 0);
+            .all(|pair| {
+                matches!(*pair, [offset, scale]
+                    if offset.is_finite() && scale.is_finite() && scale.to_bits() & 0x7fff_ffff != 0)
+            });
         if !valid {
             return Err(bad);
         }
@@ -1029,10 +1056,13 @@ fn as_i16(bytes: &[u8]) -> Result<&[i16], Error> {
 /// Reads a postcard sequence length (an unsigned LEB128 varint of at most 5 bytes here).
 fn take_length(bytes: &[u8]) -> Option<(usize, &[u8])> {
     let mut value = 0usize;
-    for (i, &byte) in bytes.iter().enumerate().take(5) {
-        value |= usize::from(byte & 0x7f) << (7 * i);
+    let mut rest = bytes;
+    for shift in (0..35).step_by(7) {
+        let (&byte, tail) = rest.split_first()?;
+        rest = tail;
+        value |= usize::from(byte & 0x7f).checked_shl(shift)?;
         if byte & 0x80 == 0 {
-            return Some((value, bytes.get(i + 1..)?));
+            return Some((value, rest));
         }
     }
     None
@@ -1232,7 +1262,7 @@ pub(crate) fn floats_at(floats: &[f32], offset: usize, len: usize) -> Option<&[f
     if offset % TENSOR_ALIGN != 0 {
         return None;
     }
-    let start = offset / DType::F32.size();
+    let start = offset.checked_div(size_of::<f32>())?;
     floats.get(start..start.checked_add(len)?)
 }
 
@@ -1363,14 +1393,14 @@ fn check_residual(
 ) -> Result<usize, Error> {
     let mismatch = Error::LayerMismatch { layer };
     let targets = r.inputs.len();
-    if !last || input_width == 0 || targets == 0 || width % targets != 0 {
+    if !last || input_width == 0 || width.checked_rem(targets) != Some(0) {
         return Err(mismatch);
     }
     if r.inputs.iter().any(|&f| f as usize >= input_width) {
         return Err(mismatch);
     }
     let horizon = match (sequence, steps) {
-        (false, _) => width / targets,
+        (false, _) => width.checked_div(targets).ok_or(mismatch)?,
         (true, Some(steps)) if width == targets => steps,
         _ => return Err(mismatch),
     };
@@ -1380,7 +1410,7 @@ fn check_residual(
         (Some(skip), bias) => {
             let window = window.ok_or(mismatch)?;
             // One map shared by every target, or one per target stacked by rows.
-            let rows = if skip.rows == horizon * targets {
+            let rows = if Some(skip.rows) == horizon.checked_mul(targets) {
                 skip.rows
             } else {
                 horizon
@@ -1389,7 +1419,7 @@ fn check_residual(
             if let Some(b) = bias {
                 check_shape(b, rows, 1, layer)?;
             }
-            Ok(window + horizon)
+            window.checked_add(horizon).ok_or(mismatch)
         }
     }
 }
@@ -1425,7 +1455,9 @@ fn check_cell(
     hidden: usize,
     layer: u8,
 ) -> Result<(), Error> {
-    let rows = cell.gates() * hidden;
+    let rows = hidden
+        .checked_mul(cell.gates())
+        .ok_or(Error::TooLarge { layer })?;
     if w.kernel.cols != input {
         return Err(Error::LayerMismatch { layer });
     }
@@ -1442,7 +1474,7 @@ fn check_cell(
     }
     match (&w.peephole, cell) {
         (None, _) => {}
-        (Some(p), Cell::Lstm { .. }) => check_shape(p, 3 * hidden, 1, layer)?,
+        (Some(p), Cell::Lstm { .. }) => check_shape(p, hidden.saturating_mul(3), 1, layer)?,
         (Some(_), _) => return Err(unsupported),
     }
     if let Some(h) = &w.initial_h {
@@ -1552,7 +1584,12 @@ mod tests {
             vocabulary: None,
             fixed,
         };
-        let encoded = postcard::to_allocvec(&header).unwrap();
+        encode(&header, data)
+    }
+
+    /// A blob of `header` and its data section.
+    fn encode(header: &Header<'_>, data: &[u8]) -> Vec<u8> {
+        let encoded = postcard::to_allocvec(header).unwrap();
         let data_offset = format::align_up(PREAMBLE_LEN + encoded.len()).unwrap();
         let mut blob = Vec::new();
         blob.extend_from_slice(&MAGIC);
@@ -1865,6 +1902,95 @@ mod tests {
                 skip_bias: None,
             }),
         ]
+    }
+
+    /// A stack of `bidirectional` LSTM layers (input 1, hidden 1, every optional tensor present, 12
+    /// tensors a layer) and, if `dense`, a Dense layer after them.
+    fn tensor_heavy_blob(bidirectional: usize, dense: bool) -> Vec<u8> {
+        let f = |rows: u32, cols: u32| tensor(DType::F32, rows, cols, 0, None);
+        let weights = |input: u32| CellWeights {
+            kernel: f(4, input),
+            recurrent: f(4, 1),
+            bias: Some(f(4, 1)),
+            recurrent_bias: None,
+            peephole: Some(f(3, 1)),
+            initial_h: Some(f(1, 1)),
+            initial_c: Some(f(1, 1)),
+        };
+        let mut layers = heapless::Vec::new();
+        for i in 0..bidirectional {
+            let input = if i == 0 { 1 } else { 2 };
+            let layer = Layer::Recurrent(Recurrent {
+                cell: Cell::Lstm {
+                    input_forget: false,
+                },
+                hidden: 1,
+                activation: Activation::Tanh,
+                gate_activation: Activation::Sigmoid,
+                clip: None,
+                direction: Direction::Bidirectional(Merge::Concat),
+                return_sequences: i + 1 < bidirectional,
+                forward: weights(input),
+                backward: Some(weights(input)),
+            });
+            layers.push(layer).unwrap();
+        }
+        if dense {
+            let layer = Layer::Dense(Dense {
+                weight: f(1, 2),
+                bias: None,
+                activation: Activation::Linear,
+            });
+            layers.push(layer).unwrap();
+        }
+        let header = Header {
+            input: Input {
+                kind: InputKind::Features(1),
+                steps: None,
+            },
+            layers,
+            io: IoLayout {
+                input: InputLayout::BatchFirst,
+                output: OutputLayout::BatchFirst,
+            },
+            scaling: Scaling::default(),
+            meta: Meta {
+                name: "tensor-heavy",
+                source: "hand-built",
+                producer: "engine tests",
+                inputs: "x",
+                outputs: "",
+                info: "{}",
+            },
+            selftest: None,
+            vocabulary: None,
+            fixed: None,
+        };
+        // Every tensor reads the same 8 small values.
+        let data: Vec<u8> = (1..=16u8)
+            .flat_map(|i| (f32::from(i) / 64.0).to_le_bytes())
+            .collect();
+        encode(&header, &data)
+    }
+
+    #[test]
+    fn the_tensor_table_holds_max_tensors_and_refuses_one_more() {
+        let full = tensor_heavy_blob(MAX_TENSORS / 12, false);
+        let model = Model::open(&full).unwrap();
+        assert_eq!(model.layers().count(), MAX_TENSORS / 12);
+        // Bidirectional layers run windowed.
+        let mut memory = std::vec![0.0f32; model.window_memory(3).unwrap().total()];
+        let mut runtime = crate::Runtime::new(&model, &mut memory).unwrap();
+        let mut out = [0.0f32; 2];
+        assert_eq!(runtime.run_window(&[0.5, -0.25, 1.0], &mut out), Ok(1));
+        assert!(out.iter().all(|v| v.is_finite() && *v != 0.0), "{out:?}");
+
+        let over = tensor_heavy_blob(MAX_TENSORS / 12, true);
+        let layer = (MAX_TENSORS / 12) as u8;
+        assert_eq!(Model::open(&over).unwrap_err(), Error::TooLarge { layer });
+        let mut place = None;
+        assert!(Model::open_in(&mut place, &over).is_err());
+        assert!(place.is_none());
     }
 
     #[test]

@@ -195,12 +195,16 @@ fn whole_below(v: f32, n: usize) -> bool {
     }
     let exponent = (bits >> 23) & 0xff;
     // Below 1 (and not 0) is a fraction; 2^24 and above exceeds any vocabulary.
-    if !(127..127 + 24).contains(&exponent) {
+    // The value is `mantissa × 2^-shift` with `shift = 23 - (exponent - 127)`.
+    let Some(shift) = 150u32.checked_sub(exponent).filter(|&s| s <= 23) else {
         return false;
-    }
-    let shift = 23 - (exponent - 127);
+    };
     let mantissa = (bits & 0x7f_ffff) | 0x80_0000;
-    mantissa & ((1 << shift) - 1) == 0 && ((mantissa >> shift) as usize) < n
+    // Whole when no set bit lies below the binary point.
+    mantissa.trailing_zeros() >= shift
+        && mantissa
+            .checked_shr(shift)
+            .is_some_and(|whole| (whole as usize) < n)
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ fn read_slot(slot: &[u8]) -> Option<(u32, &[u8])> {
         let mut bytes = [0u8; 4];
         bytes
             .iter_mut()
-            .zip(slot.get(4 * i..)?)
+            .zip(slot.get(i.checked_mul(4)?..)?)
             .for_each(|(d, s)| *d = *s);
         Some(u32::from_le_bytes(bytes))
     };

@@ -78,12 +78,8 @@ impl<'a> ModelScaler<'a> {
 /// `[offset, scale]` of row `index % rows` of an `rows × 2` map.
 #[inline]
 fn pair(map: &[f32], index: usize) -> Option<(f32, f32)> {
-    let rows = map.len() / 2;
-    if rows == 0 {
-        return None;
-    }
-    let row = index % rows;
-    match map.get(2 * row..2 * row + 2) {
+    let row = index.checked_rem(map.len() / 2)?;
+    match map.chunks_exact(2).nth(row) {
         Some(&[offset, scale]) => Some((offset, scale)),
         _ => None,
     }
@@ -146,6 +142,8 @@ impl Mode {
 const STATE_MAGIC: [u8; 4] = *b"TRST";
 /// Bytes of saved state before the words: magic, id, mode, words, valid.
 const STATE_HEADER: usize = 20;
+/// Bytes of the CRC-32 that ends a saved state.
+const CRC_BYTES: usize = 4;
 
 /// A stream of samples forecast by one model. `W` is the capacity of the window buffer (a `heapless::Vec`
 /// that slides by one sample per push, so the window is always contiguous for the runtime; a
@@ -186,7 +184,15 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 model.output_len(steps)?,
             ),
         };
-        Ok(runtime + output + model.input_width())
+        runtime
+            .checked_add(output)
+            .and_then(|words| words.checked_add(model.input_width()))
+            .ok_or(Error::WindowLength {
+                steps: match mode {
+                    Mode::Stream => 1,
+                    Mode::Window { steps } => steps,
+                },
+            })
     }
 
     /// A forecaster of `model` in `mode`, with `scaler`, in `memory` of at least
@@ -285,21 +291,22 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 if let Some(index) = sample.iter().enumerate().position(|x| !finite(x)) {
                     return Err(Error::NonFiniteInput { index });
                 }
-                let values = steps * features;
-                if self.window.len() + features > values {
-                    // Slide by one sample: drop the oldest, keep the rest oldest first.
-                    let len = self.window.len();
-                    let drop = (len + features - values).min(len);
+                // At most `W`: checked when the forecaster was made.
+                let values = steps.saturating_mul(features);
+                let len = self.window.len();
+                // Slide by one sample when full: drop the oldest, keep the rest oldest first.
+                let drop = len.saturating_add(features).saturating_sub(values).min(len);
+                if drop > 0 {
                     // Moved by hand: `rotate_left` keeps an assertion the optimiser cannot drop
                     // (a panic path, see `firmware/check-no-panic.sh`).
-                    for to in 0..len - drop {
-                        if let Some(value) = self.window.get(to + drop).copied() {
+                    for to in 0..len.saturating_sub(drop) {
+                        if let Some(value) = self.window.get(to.saturating_add(drop)).copied() {
                             if let Some(slot) = self.window.get_mut(to) {
                                 *slot = value;
                             }
                         }
                     }
-                    self.window.truncate(len - drop);
+                    self.window.truncate(len.saturating_sub(drop));
                 }
                 for (feature, s) in sample.iter().enumerate() {
                     let scaled = self.scaler.scale_input(feature, *s);
@@ -319,7 +326,10 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         }
         let width = self.runtime.model().output_width().max(1);
         for (i, v) in self.output.iter_mut().enumerate() {
-            *v = self.scaler.unscale_output(i % width, *v);
+            // `width` is at least 1.
+            *v = self
+                .scaler
+                .unscale_output(i.checked_rem(width).unwrap_or(0), *v);
         }
         Ok(Some(self.output))
     }
@@ -333,13 +343,15 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
     fn state_words(&self) -> usize {
         match self.mode {
             Mode::Stream => self.runtime.state().len(),
-            Mode::Window { steps } => steps * self.sample.len(),
+            Mode::Window { steps } => steps.saturating_mul(self.sample.len()),
         }
     }
 
     /// Length in bytes of this stream's saved state.
     pub fn state_len(&self) -> usize {
-        STATE_HEADER + 4 * self.state_words() + 4
+        self.state_words()
+            .saturating_mul(4)
+            .saturating_add(STATE_HEADER + CRC_BYTES)
     }
 
     /// Writes the stream's state into `out`, which must be exactly [`Forecaster::state_len`] bytes.
@@ -375,7 +387,7 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         for (chunk, v) in rest.chunks_exact_mut(4).zip(values) {
             put(chunk, v.to_le_bytes());
         }
-        let (covered, crc) = out.split_at_mut(expected.saturating_sub(4));
+        let (covered, crc) = out.split_at_mut(expected.saturating_sub(CRC_BYTES));
         put(crc, CRC.checksum(covered).to_le_bytes());
         Ok(())
     }
@@ -390,9 +402,9 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 got: bytes.len(),
             });
         }
-        let (body, crc) = bytes.split_at(expected.saturating_sub(4));
+        let (body, crc) = bytes.split_at(expected.saturating_sub(CRC_BYTES));
         let stored = u32::from_le_bytes(take(crc));
-        let field = |i: usize| u32::from_le_bytes(take(body.get(4 * i..).unwrap_or(&[])));
+        let field = |i: usize| u32::from_le_bytes(take(body.chunks_exact(4).nth(i).unwrap_or(&[])));
         if field(0) != u32::from_le_bytes(STATE_MAGIC) || CRC.checksum(body) != stored {
             return Err(Error::StateCorrupt);
         }
@@ -413,8 +425,8 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
             return Err(Error::StateCorrupt);
         }
         let values = (0..words).map(|i| {
-            let at = STATE_HEADER + 4 * i;
-            f32::from_le_bytes(take(body.get(at..).unwrap_or(&[])))
+            let words = body.get(STATE_HEADER..).unwrap_or(&[]);
+            f32::from_le_bytes(take(words.chunks_exact(4).nth(i).unwrap_or(&[])))
         });
         // Saved state is canonical: every word finite, and zeros past the valid ones (what `save_state`
         // writes). Anything else was not written by `save_state`, whatever its checksum says. The
@@ -430,7 +442,7 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         match self.mode {
             Mode::Stream => self.runtime.restore_state_values(values),
             Mode::Window { .. } => {
-                if valid % self.sample.len().max(1) != 0 {
+                if valid.checked_rem(self.sample.len()) != Some(0) {
                     return Err(Error::StateCorrupt);
                 }
                 self.window.clear();

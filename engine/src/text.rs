@@ -60,7 +60,7 @@ impl<'a> Vocabulary<'a> {
                 .tokens
                 .char_indices()
                 .nth(id)
-                .and_then(|(at, c)| self.tokens.get(at..at + c.len_utf8())),
+                .and_then(|(at, c)| self.tokens.get(at..at.checked_add(c.len_utf8())?)),
             Splitting::Words { .. } => lines(self.tokens).nth(id),
         }
     }
@@ -114,7 +114,8 @@ fn lines(tokens: &str) -> impl Iterator<Item = &str> {
         let line = match rest.bytes().position(|b| b == b'\n') {
             Some(at) => {
                 let line = rest.get(..at).unwrap_or("");
-                rest = rest.get(at + 1..).unwrap_or("");
+                // `at` indexes a newline byte, so the rest starts at the next character.
+                rest = rest.get(at.saturating_add(1)..).unwrap_or("");
                 line
             }
             None => core::mem::take(&mut rest),

@@ -56,10 +56,22 @@ pub fn matvec_requant(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
     for ((out, row), pair) in y
         .iter_mut()
         .zip(q.chunks_exact(x.len()))
-        .zip(requant.chunks_exact(2))
+        .zip(requant_pairs(requant))
     {
-        *out = rescale(dot_i8_i16(row, x), pair[0], pair[1] as u32);
+        let (multiplier, shift) = pair;
+        *out = rescale(dot_i8_i16(row, x), multiplier, shift as u32);
     }
+}
+
+/// The `(multiplier, shift)` pairs of a requantization table, one per row.
+#[inline]
+pub(crate) fn requant_pairs(requant: &[i32]) -> impl Iterator<Item = (i32, i32)> + '_ {
+    // `chunks_exact(2)` only yields pairs; the other arm exists for the compiler (a shift of 0 is
+    // never valid, so it would read as a zero row, not a wrong one).
+    requant.chunks_exact(2).map(|pair| match *pair {
+        [multiplier, shift] => (multiplier, shift),
+        _ => (0, 0),
+    })
 }
 
 /// `y_r += rescale(Σ_j q_rj x_j, m_r, s_r)`, saturating.
@@ -71,9 +83,10 @@ pub fn matvec_requant_add(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
     for ((out, row), pair) in y
         .iter_mut()
         .zip(q.chunks_exact(x.len()))
-        .zip(requant.chunks_exact(2))
+        .zip(requant_pairs(requant))
     {
-        *out = out.saturating_add(rescale(dot_i8_i16(row, x), pair[0], pair[1] as u32));
+        let (multiplier, shift) = pair;
+        *out = out.saturating_add(rescale(dot_i8_i16(row, x), multiplier, shift as u32));
     }
 }
 
@@ -87,8 +100,9 @@ pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i3
     for ((out, row), pair) in y
         .iter_mut()
         .zip(w.chunks_exact(x.len()))
-        .zip(requant.chunks_exact(2))
+        .zip(requant_pairs(requant))
     {
+        let (multiplier, shift) = pair;
         let acc = row
             .iter()
             .zip(x)
@@ -99,10 +113,10 @@ pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i3
         // The same rounding as `rescale`; the 128-bit product (slow without hardware support) only
         // for sums beyond i32.
         let value = match i32::try_from(acc) {
-            Ok(acc) => rescale(acc, pair[0], pair[1] as u32),
+            Ok(acc) => rescale(acc, multiplier, shift as u32),
             Err(_) => {
-                let shift = (pair[1] as u32).clamp(1, 62);
-                let product = i128::from(acc) * i128::from(pair[0]);
+                let shift = (shift as u32).clamp(1, 62);
+                let product = i128::from(acc) * i128::from(multiplier);
                 let rounded = ((product >> (shift - 1)) + 1) >> 1;
                 rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
             }

@@ -105,12 +105,13 @@ pub(crate) fn matvec_q_map(
     for (r, ((out, row), pair)) in y
         .iter_mut()
         .zip(values.chunks_exact(x.len()))
-        .zip(requant.chunks_exact(2))
+        .zip(fixed::requant_pairs(requant))
         .enumerate()
     {
+        let (multiplier, shift) = pair;
         *out = f(
             r,
-            fixed::rescale(fixed::dot_i8_i16(row, x), pair[0], pair[1] as u32),
+            fixed::rescale(fixed::dot_i8_i16(row, x), multiplier, shift as u32),
         );
     }
 }
