@@ -79,7 +79,8 @@ impl<'a> ModelScaler<'a> {
 #[inline]
 fn pair(map: &[f32], index: usize) -> Option<(f32, f32)> {
     let row = index.checked_rem(map.len() / 2)?;
-    match map.chunks_exact(2).nth(row) {
+    let at = row.checked_mul(2)?;
+    match map.get(at..at.checked_add(2)?) {
         Some(&[offset, scale]) => Some((offset, scale)),
         _ => None,
     }
@@ -380,15 +381,21 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
             valid_words as u32,
         ];
         out.fill(0);
-        let (header, rest) = out.split_at_mut(STATE_HEADER.min(expected));
+        let wrong_length = Error::StateBytes {
+            expected,
+            got: out.len(),
+        };
+        let (header, rest) = out.split_at_mut_checked(STATE_HEADER).ok_or(wrong_length)?;
         for (chunk, field) in header.chunks_exact_mut(4).zip(fields) {
             put(chunk, field.to_le_bytes());
         }
         for (chunk, v) in rest.chunks_exact_mut(4).zip(values) {
             put(chunk, v.to_le_bytes());
         }
-        let (covered, crc) = out.split_at_mut(expected.saturating_sub(CRC_BYTES));
-        put(crc, CRC.checksum(covered).to_le_bytes());
+        let (covered, crc) = out
+            .split_last_chunk_mut::<CRC_BYTES>()
+            .ok_or(wrong_length)?;
+        *crc = CRC.checksum(covered).to_le_bytes();
         Ok(())
     }
 
@@ -402,9 +409,11 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
                 got: bytes.len(),
             });
         }
-        let (body, crc) = bytes.split_at(expected.saturating_sub(CRC_BYTES));
-        let stored = u32::from_le_bytes(take(crc));
-        let field = |i: usize| u32::from_le_bytes(take(body.chunks_exact(4).nth(i).unwrap_or(&[])));
+        let (body, crc) = bytes
+            .split_last_chunk::<CRC_BYTES>()
+            .ok_or(Error::StateCorrupt)?;
+        let stored = u32::from_le_bytes(*crc);
+        let field = |i: usize| u32::from_le_bytes(word(body, i));
         if field(0) != u32::from_le_bytes(STATE_MAGIC) || CRC.checksum(body) != stored {
             return Err(Error::StateCorrupt);
         }
@@ -426,7 +435,7 @@ impl<'m, 'b, const W: usize, S: Scaler> Forecaster<'m, 'b, W, S> {
         }
         let values = (0..words).map(|i| {
             let words = body.get(STATE_HEADER..).unwrap_or(&[]);
-            f32::from_le_bytes(take(words.chunks_exact(4).nth(i).unwrap_or(&[])))
+            f32::from_le_bytes(word(words, i))
         });
         // Saved state is canonical: every word finite, and zeros past the valid ones (what `save_state`
         // writes). Anything else was not written by `save_state`, whatever its checksum says. The
@@ -460,6 +469,15 @@ fn take(bytes: &[u8]) -> [u8; 4] {
     let mut word = [0u8; 4];
     word.iter_mut().zip(bytes).for_each(|(d, s)| *d = *s);
     word
+}
+
+/// Word `i` of `bytes` (`ChunksExact::nth` would link a panic path).
+fn word(bytes: &[u8], i: usize) -> [u8; 4] {
+    take(
+        i.checked_mul(4)
+            .and_then(|at| bytes.get(at..))
+            .unwrap_or(&[]),
+    )
 }
 
 /// Copies `word` into the front of `dst` (as far as it reaches).
