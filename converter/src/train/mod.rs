@@ -19,6 +19,7 @@
 //! The input is the fixed window (`Input.steps = window`), the output `horizon × targets` values in
 //! model units (timestep-major), exactly the layout of [`Windows::outputs`].
 
+pub mod chars;
 pub mod data;
 mod net;
 mod optim;
