@@ -35,8 +35,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let blob = std::fs::read(&args.model)
-        .with_context(|| format!("reading {}", args.model.display()))?;
+    let blob =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let text = std::fs::read_to_string(&args.text)
         .with_context(|| format!("reading {}", args.text.display()))?;
     let aligned = AlignedBlob::new(&blob);
@@ -59,7 +59,10 @@ fn main() -> Result<()> {
         (None, Some(n)) => &ids[..n.min(ids.len())],
         (None, None) => &ids[..],
     };
-    ensure!(part.len() >= 2, "the measured part holds fewer than 2 characters");
+    ensure!(
+        part.len() >= 2,
+        "the measured part holds fewer than 2 characters"
+    );
     let nats = engine_nats(&blob, part)?;
     let unigram = unigram_entropy(part, vocabulary.len());
     let chance = (vocabulary.len() as f64).ln();

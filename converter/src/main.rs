@@ -199,9 +199,10 @@ struct TrainArgs {
     /// Hidden size of each recurrent layer.
     #[arg(long, default_value_t = 32)]
     hidden: usize,
-    /// Read each window in both directions (windowed models only).
-    #[arg(long)]
-    bidirectional: bool,
+    /// Read each window in both directions (windowed models only), the two outputs concatenated or
+    /// added (Keras merge_mode 'concat' or 'sum'); a bare --bidirectional concatenates.
+    #[arg(long, value_enum, value_name = "MERGE", num_args = 0..=1, default_missing_value = "concat")]
+    bidirectional: Option<BidirectionalMerge>,
     /// dense: the last state predicts horizon × targets at once; keep-last: the last `horizon` steps of
     /// the sequence output, each mapped to the targets (the seed's many-to-many form).
     #[arg(long, value_enum, default_value_t = Head::Dense)]
@@ -243,6 +244,15 @@ struct TrainArgs {
     /// the training windows, and report its test metrics against f32.
     #[arg(long, value_name = "MODE")]
     quantize: Option<quantize::Mode>,
+}
+
+/// How `train --bidirectional` merges the two directions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BidirectionalMerge {
+    /// Concatenated: `2 × hidden` values per step.
+    Concat,
+    /// Added: `hidden` values per step.
+    Sum,
 }
 
 #[derive(clap::Args)]
@@ -355,7 +365,8 @@ impl TrainArgs {
             cell: trainer::cell_name(self.cell).into(),
             layers: self.layers,
             hidden: self.hidden,
-            bidirectional: self.bidirectional,
+            bidirectional: self.bidirectional.is_some(),
+            merge_sum: self.bidirectional == Some(BidirectionalMerge::Sum),
             head: trainer::head_name(self.head).into(),
             window_norm: self.window_norm,
             skip: self.skip,
@@ -624,6 +635,7 @@ fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
             layers: 1,
             hidden: 8,
             bidirectional: false,
+            merge_sum: false,
             head: trainer::head_name(Head::Dense).into(),
             window_norm: false,
             skip: false,

@@ -159,11 +159,26 @@ struct RecLayer {
     gates: usize,
     dirs: Vec<DirParams>,
     sequences: bool,
+    /// Two directions added, not concatenated.
+    merge_sum: bool,
 }
 
 impl RecLayer {
     fn width(&self) -> usize {
-        self.hidden * self.dirs.len()
+        if self.merge_sum {
+            self.hidden
+        } else {
+            self.hidden * self.dirs.len()
+        }
+    }
+
+    /// Where direction `pass` sits in each step's output.
+    fn offset(&self, pass: usize) -> usize {
+        if self.merge_sum {
+            0
+        } else {
+            pass * self.hidden
+        }
     }
 }
 
@@ -307,6 +322,7 @@ impl Net {
                 gates,
                 dirs,
                 sequences: !last || matches!(arch.head, Head::KeepLast),
+                merge_sum: arch.bidirectional && arch.merge_sum,
             };
             input = rec.width();
             recs.push(rec);
@@ -636,13 +652,18 @@ impl Net {
                     scratch,
                 );
                 if rec.sequences {
-                    lc.out[t * width + pass * h_len..t * width + (pass + 1) * h_len]
-                        .copy_from_slice(&h_next[..h_len]);
+                    let at = t * width + rec.offset(pass);
+                    merge(rec, pass, &mut lc.out[at..at + h_len], &h_next[..h_len]);
                 }
             }
             if !rec.sequences {
-                lc.out[pass * h_len..(pass + 1) * h_len]
-                    .copy_from_slice(&dc.h[t_len * h_len..(t_len + 1) * h_len]);
+                let at = rec.offset(pass);
+                merge(
+                    rec,
+                    pass,
+                    &mut lc.out[at..at + h_len],
+                    &dc.h[t_len * h_len..(t_len + 1) * h_len],
+                );
             }
         }
     }
@@ -777,13 +798,12 @@ impl Net {
                 let t = if reversed { t_len - 1 - k } else { k };
                 // dh: from above at this step, plus from the next step read.
                 dh.copy_from_slice(dh_next);
+                // A sum passes its gradient to both directions whole; a concatenation splits it.
+                let at = rec.offset(pass);
                 if rec.sequences {
-                    add_to(
-                        dh,
-                        &lc.d_out[t * width + pass * h_len..t * width + (pass + 1) * h_len],
-                    );
+                    add_to(dh, &lc.d_out[t * width + at..t * width + at + h_len]);
                 } else if k == t_len - 1 {
-                    add_to(dh, &lc.d_out[pass * h_len..(pass + 1) * h_len]);
+                    add_to(dh, &lc.d_out[at..at + h_len]);
                 }
                 let h_prev = &dc.h[k * h_len..(k + 1) * h_len];
                 let h_new = &dc.h[(k + 1) * h_len..(k + 2) * h_len];
@@ -848,7 +868,11 @@ impl Net {
             gate_activation: Activation::Sigmoid,
             clip: None,
             direction: if rec.dirs.len() == 2 {
-                Direction::Bidirectional(Merge::Concat)
+                Direction::Bidirectional(if rec.merge_sum {
+                    Merge::Sum
+                } else {
+                    Merge::Concat
+                })
             } else {
                 Direction::Forward
             },
@@ -949,6 +973,7 @@ impl Net {
             layers,
             hidden,
             bidirectional: false,
+            merge_sum: false,
             head: Head::KeepLast,
             window: chunk,
             horizon: chunk,
@@ -1112,6 +1137,15 @@ impl Net {
             }
         }
         Ok(p)
+    }
+}
+
+/// Writes direction `pass`'s output `h` into `out`: copied, or added to the forward direction's for a sum.
+fn merge<R: Real>(rec: &RecLayer, pass: usize, out: &mut [R], h: &[R]) {
+    if rec.merge_sum && pass == 1 {
+        add_to(out, h);
+    } else {
+        out.copy_from_slice(h);
     }
 }
 
@@ -1330,6 +1364,7 @@ mod tests {
             layers,
             hidden: 4,
             bidirectional,
+            merge_sum: false,
             head,
             window: 5,
             horizon: 2,
@@ -1445,6 +1480,22 @@ mod tests {
             check(arch(cell, 1, true, Head::Dense));
         }
         check(arch(CellKind::Gru, 2, true, Head::KeepLast));
+    }
+
+    #[test]
+    fn bidirectional_sum_gradients() {
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            for head in [Head::Dense, Head::KeepLast] {
+                check(Architecture {
+                    merge_sum: true,
+                    ..arch(cell, 1, true, head)
+                });
+            }
+        }
+        check(Architecture {
+            merge_sum: true,
+            ..arch(CellKind::Lstm, 2, true, Head::Dense)
+        });
     }
 
     #[test]
