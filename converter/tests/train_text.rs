@@ -160,6 +160,16 @@ fn bad_texts_and_settings_are_refused_clearly() {
     });
     assert!(e.contains("holds out 0"), "{e}");
     let e = fit(TextSettings {
+        hidden: 5000,
+        ..base.clone()
+    });
+    assert!(e.contains("--hidden 5000") && e.contains("4096"), "{e}");
+    let e = fit(TextSettings {
+        embedding: 0,
+        ..base.clone()
+    });
+    assert!(e.contains("embedding width must be at least 1"), "{e}");
+    let e = fit(TextSettings {
         cell: "tcn".into(),
         ..base
     });

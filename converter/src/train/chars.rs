@@ -262,6 +262,12 @@ pub fn fit_text(
         "--seq-len must be at least 1 (characters per chunk)"
     );
     ensure!(s.steps >= 1, "train for at least one step");
+    for (flag, width) in [("--hidden", s.hidden), ("--embedding", s.embedding)] {
+        ensure!(
+            width <= MAX_CHARACTERS,
+            "{flag} {width} is wider than the engine's widest vector ({MAX_CHARACTERS})"
+        );
+    }
     ensure!(
         s.learning_rate.is_finite() && s.learning_rate > 0.0,
         "the learning rate must be a positive number, got {}",
