@@ -117,6 +117,7 @@ fn main() -> Result<()> {
         layers: args.layers,
         hidden: args.hidden,
         bidirectional: args.bidirectional,
+        merge_sum: false,
         head: args.head,
         window: WINDOW,
         horizon: HORIZON,

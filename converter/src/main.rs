@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tinyrnn_converter::train::chars::{self, Optimizer};
 use tinyrnn_converter::train::{CellKind, Head};
 use tinyrnn_converter::trainer::{self, ColumnRange, ScaleChoice, SplitChoice};
 use tinyrnn_converter::{calibrate, compare, import, npy, quantize, report, run, spec, write};
@@ -67,6 +68,10 @@ enum Command {
     /// Learn a forecaster from a CSV: windows of input columns forecast the next rows of target
     /// columns. Writes the blob (with its scalers, settings and test metrics) and two plots.
     Train(TrainArgs),
+    /// Learn a character model from a UTF-8 text file (min-char-rnn style: truncated backpropagation
+    /// through time, Adagrad or Adam), showing samples the engine generates as it learns. Writes the blob
+    /// with its vocabulary, ready for `tinyrnn generate`.
+    TrainText(TrainTextArgs),
     /// Recompute a trained blob's test metrics on a CSV under the protocol stored in the blob.
     Eval {
         /// A blob written by `tinyrnn train`.
@@ -194,9 +199,10 @@ struct TrainArgs {
     /// Hidden size of each recurrent layer.
     #[arg(long, default_value_t = 32)]
     hidden: usize,
-    /// Read each window in both directions (windowed models only).
-    #[arg(long)]
-    bidirectional: bool,
+    /// Read each window in both directions (windowed models only), the two outputs concatenated or
+    /// added (Keras merge_mode 'concat' or 'sum'); a bare --bidirectional concatenates.
+    #[arg(long, value_enum, value_name = "MERGE", num_args = 0..=1, default_missing_value = "concat")]
+    bidirectional: Option<BidirectionalMerge>,
     /// dense: the last state predicts horizon × targets at once; keep-last: the last `horizon` steps of
     /// the sequence output, each mapped to the targets (the seed's many-to-many form).
     #[arg(long, value_enum, default_value_t = Head::Dense)]
@@ -240,6 +246,106 @@ struct TrainArgs {
     quantize: Option<quantize::Mode>,
 }
 
+/// How `train --bidirectional` merges the two directions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BidirectionalMerge {
+    /// Concatenated: `2 × hidden` values per step.
+    Concat,
+    /// Added: `hidden` values per step.
+    Sum,
+}
+
+#[derive(clap::Args)]
+struct TrainTextArgs {
+    /// The text: UTF-8; its distinct characters are the vocabulary.
+    text: PathBuf,
+    /// Where to write the blob.
+    #[arg(short, long, value_name = "OUT.trnn")]
+    output: PathBuf,
+    /// Recurrent cell.
+    #[arg(long, value_enum, default_value_t = CellKind::Rnn)]
+    cell: CellKind,
+    /// Hidden size of each recurrent layer.
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Stacked recurrent layers.
+    #[arg(long, default_value_t = 1)]
+    layers: usize,
+    /// Embedding width (values per character).
+    #[arg(long, default_value_t = 32)]
+    embedding: usize,
+    /// Characters per chunk of truncated backpropagation through time; the state carries over.
+    #[arg(long, default_value_t = 25)]
+    seq_len: usize,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value_t = Optimizer::Adagrad)]
+    optimizer: Optimizer,
+    /// Learning rate (default: 0.1 for Adagrad, 2e-3 for Adam).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Clip every gradient element to ±this (0: no clipping).
+    #[arg(long, default_value_t = 5.0)]
+    clip: f32,
+    /// Optimiser steps, one chunk each.
+    #[arg(long, default_value_t = 2000, conflicts_with = "epochs")]
+    steps: usize,
+    /// Passes over the training text instead of --steps.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Seed of initialisation and of the sampler: the same seed gives the same blob and samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fraction of the text held out at its end for validation (0: none).
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Print a sample and the losses every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 500)]
+    sample_every: usize,
+    /// Characters per sample.
+    #[arg(long, default_value_t = 200)]
+    sample_len: usize,
+    /// Sampling temperature of the samples.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Text the samples start from (default: the text's first character).
+    #[arg(long)]
+    prime: Option<String>,
+}
+
+impl TrainTextArgs {
+    fn request(self) -> Result<chars::TextRequest> {
+        let settings = chars::TextSettings {
+            text: self
+                .text
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            cell: trainer::cell_name(self.cell).into(),
+            layers: self.layers,
+            hidden: self.hidden,
+            embedding: self.embedding,
+            seq_len: self.seq_len,
+            optimizer: self.optimizer,
+            learning_rate: self
+                .lr
+                .unwrap_or_else(|| self.optimizer.default_learning_rate()),
+            clip: self.clip,
+            steps: self.steps,
+            seed: self.seed,
+            val_fraction: self.val_fraction,
+            sample_every: self.sample_every,
+            sample_len: self.sample_len,
+            temperature: self.temperature,
+            prime: self.prime.unwrap_or_default(),
+        };
+        Ok(chars::TextRequest {
+            settings,
+            epochs: self.epochs,
+            path: self.text,
+            output: self.output,
+        })
+    }
+}
+
 impl TrainArgs {
     fn request(self) -> trainer::Request {
         let settings = trainer::Settings {
@@ -259,7 +365,8 @@ impl TrainArgs {
             cell: trainer::cell_name(self.cell).into(),
             layers: self.layers,
             hidden: self.hidden,
-            bidirectional: self.bidirectional,
+            bidirectional: self.bidirectional.is_some(),
+            merge_sum: self.bidirectional == Some(BidirectionalMerge::Sum),
             head: trainer::head_name(self.head).into(),
             window_norm: self.window_norm,
             skip: self.skip,
@@ -338,6 +445,7 @@ fn execute(cli: Cli) -> Result<()> {
                 .with_context(|| format!("quantizing {}", model.display()))
         }
         Command::Train(args) => trainer::train(&args.request()).map(|_| ()),
+        Command::TrainText(args) => chars::train_text(&args.request()?).map(|_| ()),
         Command::Eval { model, csv } => {
             let blob = read_blob(&model)?;
             let (now, stored) = trainer::eval(&blob, &csv)
@@ -527,6 +635,7 @@ fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
             layers: 1,
             hidden: 8,
             bidirectional: false,
+            merge_sum: false,
             head: trainer::head_name(Head::Dense).into(),
             window_norm: false,
             skip: false,

@@ -183,6 +183,9 @@ pub struct Settings {
     pub hidden: usize,
     /// Bidirectional recurrent layers.
     pub bidirectional: bool,
+    /// With `bidirectional`: the directions are added (Keras `merge_mode='sum'`), not concatenated.
+    #[serde(default)]
+    pub merge_sum: bool,
     /// `dense` or `keep-last`.
     pub head: String,
     /// In-model window normalisation.
@@ -618,6 +621,7 @@ pub fn train(request: &Request) -> Result<Trained> {
         layers: s.layers,
         hidden: s.hidden,
         bidirectional: s.bidirectional,
+        merge_sum: s.merge_sum,
         head: parse_head(&s.head)?,
         window: s.window,
         horizon: s.horizon,
@@ -942,7 +946,9 @@ pub fn summary(info: &TrainInfo, blob_len: usize) -> String {
         s.cell,
         s.layers,
         s.hidden,
-        if s.bidirectional {
+        if s.bidirectional && s.merge_sum {
+            " bidirectional (sum)"
+        } else if s.bidirectional {
             " bidirectional"
         } else {
             ""

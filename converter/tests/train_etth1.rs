@@ -42,6 +42,7 @@ fn short_run_on_the_etth1_excerpt_beats_persistence() {
         layers: 1,
         hidden: 8,
         bidirectional: false,
+        merge_sum: false,
         head: Head::Dense,
         window,
         horizon,

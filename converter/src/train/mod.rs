@@ -9,7 +9,8 @@
 //! ```text
 //! [SubtractLast]                         window_norm: x[t] − x[T−1], per feature
 //! Recurrent × layers                     SimpleRNN(tanh) / LSTM / GRU(reset-after), optionally
-//!                                        Bidirectional(concat); all but the last return sequences
+//!                                        Bidirectional(concat or sum); all but the last return
+//!                                        sequences
 //! Dense(horizon·targets)                 Head::Dense: from the last recurrent layer's final state
 //!   or KeepLast(horizon), Dense(targets) Head::KeepLast: per step, from the last `horizon` states
 //! [Residual]                             window_norm: + each target's last input value;
@@ -19,6 +20,7 @@
 //! The input is the fixed window (`Input.steps = window`), the output `horizon × targets` values in
 //! model units (timestep-major), exactly the layout of [`Windows::outputs`].
 
+pub mod chars;
 pub mod data;
 mod net;
 mod optim;
@@ -68,6 +70,9 @@ pub struct Architecture {
     pub hidden: usize,
     /// Whether the recurrent layers read the window in both directions (concatenated).
     pub bidirectional: bool,
+    /// With `bidirectional`: add the two directions' outputs instead of concatenating them (Keras
+    /// `merge_mode='sum'`).
+    pub merge_sum: bool,
     /// How the forecast is read out.
     pub head: Head,
     /// Input timesteps per window.
@@ -375,6 +380,7 @@ pub fn metrics(predicted: &[f32], actual: &[f32]) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinyrnn::format::{Direction, Layer, Merge};
 
     /// Three noisy daily-cycle series; targets are columns 2 and 0.
     fn windows(rows: std::ops::Range<usize>, window: usize, horizon: usize) -> Windows {
@@ -411,6 +417,7 @@ mod tests {
             layers: 1,
             hidden: 6,
             bidirectional: false,
+            merge_sum: false,
             head,
             window: 12,
             horizon: 3,
@@ -465,6 +472,18 @@ mod tests {
             skip: true,
             ..arch(CellKind::Gru, Head::Dense)
         });
+        // The KPI notebook's Bidirectional(merge_mode='sum') variant, and a stack of sums.
+        cases.push(Architecture {
+            bidirectional: true,
+            merge_sum: true,
+            ..arch(CellKind::Rnn, Head::KeepLast)
+        });
+        cases.push(Architecture {
+            layers: 2,
+            bidirectional: true,
+            merge_sum: true,
+            ..arch(CellKind::Lstm, Head::Dense)
+        });
         cases.push(Architecture {
             window_norm: true,
             ..arch(CellKind::Lstm, Head::KeepLast)
@@ -486,6 +505,21 @@ mod tests {
             assert_eq!(engine.len(), val.outputs.len());
             // Same operations in the same order with the same activation functions: bit for bit.
             assert_eq!(engine, ours, "{a:?}");
+            let merges: Vec<_> = fitted
+                .spec
+                .layers
+                .iter()
+                .filter_map(|l| match l {
+                    Layer::Recurrent(r) => Some(r.direction),
+                    _ => None,
+                })
+                .collect();
+            let want = match (a.bidirectional, a.merge_sum) {
+                (false, _) => Direction::Forward,
+                (true, false) => Direction::Bidirectional(Merge::Concat),
+                (true, true) => Direction::Bidirectional(Merge::Sum),
+            };
+            assert!(merges.iter().all(|d| *d == want), "{merges:?}");
         }
     }
 

@@ -12,8 +12,8 @@ use anyhow::{ensure, Result};
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 use tinyrnn::activation::{scalar, sigmoid};
 use tinyrnn::format::{
-    Activation, Cell, CellWeights, Dense, Direction, Input, InputKind, InputLayout, IoLayout,
-    Layer, Merge, OutputLayout, Recurrent, Residual,
+    Activation, Cell, CellWeights, Dense, Direction, Embedding, Input, InputKind, InputLayout,
+    IoLayout, Layer, Merge, OutputLayout, Recurrent, Residual,
 };
 
 use super::optim::Rng;
@@ -48,6 +48,10 @@ pub(crate) trait Real:
     fn sigmoid(self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Softmax over `values`, in place (in f32 the engine's own).
+    fn softmax(values: &mut [Self]);
 }
 
 impl Real for f32 {
@@ -65,6 +69,12 @@ impl Real for f32 {
     fn tanh(self) -> Self {
         scalar(Activation::Tanh, self)
     }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    fn softmax(values: &mut [Self]) {
+        tinyrnn::activation::apply(Activation::Softmax, values);
+    }
 }
 
 impl Real for f64 {
@@ -81,6 +91,18 @@ impl Real for f64 {
     }
     fn tanh(self) -> Self {
         f64::tanh(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn softmax(values: &mut [Self]) {
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut total = 0.0;
+        for v in values.iter_mut() {
+            *v = (*v - max).exp();
+            total += *v;
+        }
+        values.iter_mut().for_each(|v| *v /= total);
     }
 }
 
@@ -137,11 +159,26 @@ struct RecLayer {
     gates: usize,
     dirs: Vec<DirParams>,
     sequences: bool,
+    /// Two directions added, not concatenated.
+    merge_sum: bool,
 }
 
 impl RecLayer {
     fn width(&self) -> usize {
-        self.hidden * self.dirs.len()
+        if self.merge_sum {
+            self.hidden
+        } else {
+            self.hidden * self.dirs.len()
+        }
+    }
+
+    /// Where direction `pass` sits in each step's output.
+    fn offset(&self, pass: usize) -> usize {
+        if self.merge_sum {
+            0
+        } else {
+            pass * self.hidden
+        }
     }
 }
 
@@ -158,6 +195,9 @@ pub(crate) struct Net {
     skip: Option<(usize, usize)>,
     /// Input feature of each target, for window normalisation and the skip path.
     residual_inputs: Vec<usize>,
+    /// Token models: offset of the `vocabulary × features` embedding table, whose rows are the first
+    /// recurrent layer's input.
+    embedding: Option<usize>,
     /// Number of parameters.
     pub size: usize,
 }
@@ -165,8 +205,10 @@ pub(crate) struct Net {
 /// What one window's forward pass keeps for the backward pass.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cache<R> {
-    /// The window after normalisation, `T × F`.
+    /// The window after normalisation, `T × F` (token models: the embedding rows of `ids`).
     x: Vec<R>,
+    /// Token models: the ids of the chunk last run.
+    ids: Vec<u32>,
     /// Raw window values of each target's input feature, `targets × T`.
     series: Vec<R>,
     /// Each target's added last value.
@@ -280,6 +322,7 @@ impl Net {
                 gates,
                 dirs,
                 sequences: !last || matches!(arch.head, Head::KeepLast),
+                merge_sum: arch.bidirectional && arch.merge_sum,
             };
             input = rec.width();
             recs.push(rec);
@@ -311,6 +354,7 @@ impl Net {
             head_out,
             skip,
             residual_inputs,
+            embedding: None,
             size,
         })
     }
@@ -460,6 +504,7 @@ impl Net {
             .unwrap_or(0);
         Cache {
             x: vec![R::ZERO; t * a.features],
+            ids: vec![0; t],
             series: vec![R::ZERO; a.targets * t],
             last: vec![R::ZERO; a.targets],
             layers,
@@ -488,10 +533,39 @@ impl Net {
                 cache.series[j * t_len + t] = R::from_f32(window[t * f_len + f] - last);
             }
         }
+        self.forward_layers(p, cache, false);
+    }
+
+    /// Token models: runs one chunk of `window` token ids and leaves the per-step scores (logits, before
+    /// the softmax) in `cache.y`, `window × vocabulary`. With `carry` every recurrent layer starts from
+    /// the state the previous chunk run with this cache ended in (truncated backpropagation through time:
+    /// the gradient stops at the chunk's start); otherwise from zero.
+    pub fn forward_tokens<R: Real>(&self, p: &[R], ids: &[u32], cache: &mut Cache<R>, carry: bool) {
+        let Some(table) = self.embedding else { return };
+        let width = self.arch.features;
+        cache.ids.copy_from_slice(ids);
+        for (x, &id) in cache.x.chunks_exact_mut(width).zip(ids) {
+            let at = table + id as usize * width;
+            x.copy_from_slice(&p[at..at + width]);
+        }
+        self.forward_layers(p, cache, carry);
+    }
+
+    /// The recurrent layers and the head over `cache.x`.
+    fn forward_layers<R: Real>(&self, p: &[R], cache: &mut Cache<R>, carry: bool) {
+        let a = &self.arch;
+        let t_len = a.window;
         for l in 0..self.recs.len() {
             let (before, rest) = cache.layers.split_at_mut(l);
             let input: &[R] = if l == 0 { &cache.x } else { &before[l - 1].out };
-            self.rec_forward(p, &self.recs[l], input, &mut rest[0], &mut cache.scratch);
+            self.rec_forward(
+                p,
+                &self.recs[l],
+                input,
+                &mut rest[0],
+                &mut cache.scratch,
+                carry,
+            );
         }
         let top = &cache.layers[self.recs.len() - 1].out;
         let (w, b) = (
@@ -544,14 +618,21 @@ impl Net {
         input: &[R],
         lc: &mut LayerCache<R>,
         scratch: &mut [R],
+        carry: bool,
     ) {
         let t_len = self.arch.window;
         let (h_len, g) = (rec.hidden, rec.gates);
         let width = rec.width();
         for (pass, (d, dc)) in rec.dirs.iter().zip(lc.dirs.iter_mut()).enumerate() {
             let reversed = pass == 1;
-            dc.h[..h_len].fill(R::ZERO);
-            dc.c[..h_len].fill(R::ZERO);
+            if carry {
+                let last = t_len * h_len..(t_len + 1) * h_len;
+                dc.h.copy_within(last.clone(), 0);
+                dc.c.copy_within(last, 0);
+            } else {
+                dc.h[..h_len].fill(R::ZERO);
+                dc.c[..h_len].fill(R::ZERO);
+            }
             for k in 0..t_len {
                 let t = if reversed { t_len - 1 - k } else { k };
                 let x = &input[t * rec.input..(t + 1) * rec.input];
@@ -571,13 +652,18 @@ impl Net {
                     scratch,
                 );
                 if rec.sequences {
-                    lc.out[t * width + pass * h_len..t * width + (pass + 1) * h_len]
-                        .copy_from_slice(&h_next[..h_len]);
+                    let at = t * width + rec.offset(pass);
+                    merge(rec, pass, &mut lc.out[at..at + h_len], &h_next[..h_len]);
                 }
             }
             if !rec.sequences {
-                lc.out[pass * h_len..(pass + 1) * h_len]
-                    .copy_from_slice(&dc.h[t_len * h_len..(t_len + 1) * h_len]);
+                let at = rec.offset(pass);
+                merge(
+                    rec,
+                    pass,
+                    &mut lc.out[at..at + h_len],
+                    &dc.h[t_len * h_len..(t_len + 1) * h_len],
+                );
             }
         }
     }
@@ -658,7 +744,7 @@ impl Net {
             let (before, rest) = cache.layers.split_at_mut(l);
             let input: &[R] = if l == 0 { &cache.x } else { &before[l - 1].out };
             let lc = &mut rest[0];
-            let need_dx = l > 0;
+            let need_dx = l > 0 || self.embedding.is_some();
             self.rec_backward(
                 p,
                 &self.recs[l],
@@ -668,9 +754,16 @@ impl Net {
                 need_dx,
                 &mut cache.scratch,
             );
-            if need_dx {
+            if l > 0 {
                 let below = &mut before[l - 1];
                 below.d_out.copy_from_slice(&lc.d_in);
+            }
+        }
+        if let Some(table) = self.embedding {
+            let width = a.features;
+            for (d, &id) in cache.layers[0].d_in.chunks_exact(width).zip(&cache.ids) {
+                let at = table + id as usize * width;
+                add_to(&mut grad[at..at + width], d);
             }
         }
     }
@@ -705,13 +798,12 @@ impl Net {
                 let t = if reversed { t_len - 1 - k } else { k };
                 // dh: from above at this step, plus from the next step read.
                 dh.copy_from_slice(dh_next);
+                // A sum passes its gradient to both directions whole; a concatenation splits it.
+                let at = rec.offset(pass);
                 if rec.sequences {
-                    add_to(
-                        dh,
-                        &lc.d_out[t * width + pass * h_len..t * width + (pass + 1) * h_len],
-                    );
+                    add_to(dh, &lc.d_out[t * width + at..t * width + at + h_len]);
                 } else if k == t_len - 1 {
-                    add_to(dh, &lc.d_out[pass * h_len..(pass + 1) * h_len]);
+                    add_to(dh, &lc.d_out[at..at + h_len]);
                 }
                 let h_prev = &dc.h[k * h_len..(k + 1) * h_len];
                 let h_new = &dc.h[(k + 1) * h_len..(k + 2) * h_len];
@@ -748,6 +840,48 @@ impl Net {
         }
     }
 
+    /// One recurrent layer of the engine model.
+    fn recurrent_spec(&self, p: &[f32], rec: &RecLayer) -> Result<Layer<Tensor>> {
+        let slice = |at: usize, n: usize| p[at..at + n].to_vec();
+        let gh = rec.gates * rec.hidden;
+        let weights = |d: &DirParams| -> Result<CellWeights<Tensor>> {
+            Ok(CellWeights {
+                kernel: Tensor::matrix(gh, rec.input, slice(d.kernel, gh * rec.input))?,
+                recurrent: Tensor::matrix(gh, rec.hidden, slice(d.recurrent, gh * rec.hidden))?,
+                bias: Some(Tensor::vector(slice(d.bias, gh))),
+                recurrent_bias: d.recurrent_bias.map(|rb| Tensor::vector(slice(rb, gh))),
+                peephole: None,
+                initial_h: None,
+                initial_c: None,
+            })
+        };
+        Ok(Layer::Recurrent(Recurrent {
+            cell: match rec.cell {
+                CellKind::Rnn => Cell::SimpleRnn,
+                CellKind::Lstm => Cell::Lstm {
+                    input_forget: false,
+                },
+                CellKind::Gru => Cell::Gru { reset_after: true },
+            },
+            hidden: rec.hidden as u32,
+            activation: Activation::Tanh,
+            gate_activation: Activation::Sigmoid,
+            clip: None,
+            direction: if rec.dirs.len() == 2 {
+                Direction::Bidirectional(if rec.merge_sum {
+                    Merge::Sum
+                } else {
+                    Merge::Concat
+                })
+            } else {
+                Direction::Forward
+            },
+            return_sequences: rec.sequences,
+            forward: weights(&rec.dirs[0])?,
+            backward: rec.dirs.get(1).map(weights).transpose()?,
+        }))
+    }
+
     /// The trained model as an engine model.
     pub fn to_spec(&self, p: &[f32]) -> Result<ModelSpec> {
         let a = &self.arch;
@@ -757,39 +891,7 @@ impl Net {
         }
         let slice = |at: usize, n: usize| p[at..at + n].to_vec();
         for rec in &self.recs {
-            let gh = rec.gates * rec.hidden;
-            let weights = |d: &DirParams| -> Result<CellWeights<Tensor>> {
-                Ok(CellWeights {
-                    kernel: Tensor::matrix(gh, rec.input, slice(d.kernel, gh * rec.input))?,
-                    recurrent: Tensor::matrix(gh, rec.hidden, slice(d.recurrent, gh * rec.hidden))?,
-                    bias: Some(Tensor::vector(slice(d.bias, gh))),
-                    recurrent_bias: d.recurrent_bias.map(|rb| Tensor::vector(slice(rb, gh))),
-                    peephole: None,
-                    initial_h: None,
-                    initial_c: None,
-                })
-            };
-            layers.push(Layer::Recurrent(Recurrent {
-                cell: match rec.cell {
-                    CellKind::Rnn => Cell::SimpleRnn,
-                    CellKind::Lstm => Cell::Lstm {
-                        input_forget: false,
-                    },
-                    CellKind::Gru => Cell::Gru { reset_after: true },
-                },
-                hidden: rec.hidden as u32,
-                activation: Activation::Tanh,
-                gate_activation: Activation::Sigmoid,
-                clip: None,
-                direction: if rec.dirs.len() == 2 {
-                    Direction::Bidirectional(Merge::Concat)
-                } else {
-                    Direction::Forward
-                },
-                return_sequences: rec.sequences,
-                forward: weights(&rec.dirs[0])?,
-                backward: rec.dirs.get(1).map(weights).transpose()?,
-            }));
+            layers.push(self.recurrent_spec(p, rec)?);
         }
         if let Head::KeepLast = a.head {
             layers.push(Layer::KeepLast {
@@ -848,6 +950,150 @@ impl Net {
     }
 }
 
+/// Token models (`tinyrnn train-text`): `Embedding(vocabulary, features)` → recurrent layers that all
+/// return sequences → a per-step `Dense(vocabulary, softmax)`, trained on chunks of `window` ids with the
+/// state carried from chunk to chunk. The maths is the forecaster's: the embedding rows are the first
+/// layer's input and the keep-last head keeps every step.
+impl Net {
+    /// Lays out a token model: the architecture's `features` is the embedding width, `window` the chunk
+    /// length, `targets` the vocabulary.
+    pub fn new_text(
+        cell: CellKind,
+        layers: usize,
+        hidden: usize,
+        embedding: usize,
+        vocabulary: usize,
+        chunk: usize,
+    ) -> Result<Net> {
+        ensure!(vocabulary >= 2, "a token model needs at least 2 tokens");
+        ensure!(embedding >= 1, "the embedding width must be at least 1");
+        ensure!(chunk >= 1, "the chunk length must be at least 1");
+        let mut net = Net::new(&Architecture {
+            cell,
+            layers,
+            hidden,
+            bidirectional: false,
+            merge_sum: false,
+            head: Head::KeepLast,
+            window: chunk,
+            horizon: chunk,
+            features: embedding,
+            targets: vocabulary,
+            target_inputs: vec![None; vocabulary],
+            window_norm: false,
+            skip: false,
+            skip_per_target: false,
+        })?;
+        net.embedding = Some(net.size);
+        net.size += vocabulary * embedding;
+        Ok(net)
+    }
+
+    /// Initial parameters of a token model: [`Net::init`], and the embedding uniform in ±0.05 (Keras'
+    /// default for `Embedding`).
+    pub fn init_text(&self, rng: &mut Rng) -> Vec<f32> {
+        let mut p = self.init(rng);
+        if let Some(table) = self.embedding {
+            p[table..]
+                .iter_mut()
+                .for_each(|v| *v = ((2.0 * rng.uniform() - 1.0) * 0.05) as f32);
+        }
+        p
+    }
+
+    /// Sets the gradient of `scale · Σ_t −ln softmax(y_t)[next_t]` over the chunk last run by
+    /// [`Net::forward_tokens`] (softmax + cross-entropy: `scale · (p_t − onehot(next_t))`) for
+    /// [`Net::backward`]; returns the chunk's summed cross-entropy in nats.
+    pub fn set_cross_entropy_gradient<R: Real>(
+        &self,
+        cache: &mut Cache<R>,
+        next: &[u32],
+        scale: R,
+    ) -> f64 {
+        let vocabulary = self.arch.targets;
+        let mut nats = 0.0;
+        for ((dy, y), &target) in cache
+            .dy
+            .chunks_exact_mut(vocabulary)
+            .zip(cache.y.chunks_exact(vocabulary))
+            .zip(next)
+        {
+            dy.copy_from_slice(y);
+            R::softmax(dy);
+            let target = target as usize;
+            nats -= dy[target].ln().to_f64();
+            dy[target] = dy[target] - R::ONE;
+            dy.iter_mut().for_each(|d| *d = scale * *d);
+        }
+        nats
+    }
+
+    #[cfg(test)]
+    /// Summed cross-entropy in nats of the chunk last run by [`Net::forward_tokens`], whose next tokens
+    /// are `next`; leaves the probabilities in the cache's gradient buffer.
+    pub fn cross_entropy<R: Real>(&self, cache: &mut Cache<R>, next: &[u32]) -> f64 {
+        let vocabulary = self.arch.targets;
+        let mut nats = 0.0;
+        for ((probabilities, y), &target) in cache
+            .dy
+            .chunks_exact_mut(vocabulary)
+            .zip(cache.y.chunks_exact(vocabulary))
+            .zip(next)
+        {
+            probabilities.copy_from_slice(y);
+            R::softmax(probabilities);
+            nats -= probabilities[target as usize].ln().to_f64();
+        }
+        nats
+    }
+
+    /// The trained token model as an engine model: streaming (no fixed length), token-id input.
+    pub fn to_text_spec(&self, p: &[f32]) -> Result<ModelSpec> {
+        let table = self
+            .embedding
+            .ok_or_else(|| anyhow::anyhow!("not a token model"))?;
+        let (vocabulary, width) = (self.arch.targets, self.arch.features);
+        let mut layers = vec![Layer::Embedding(Embedding {
+            table: Tensor::matrix(
+                vocabulary,
+                width,
+                p[table..table + vocabulary * width].to_vec(),
+            )?,
+        })];
+        for rec in &self.recs {
+            layers.push(self.recurrent_spec(p, rec)?);
+        }
+        layers.push(Layer::Dense(Dense {
+            weight: Tensor::matrix(
+                self.head_out,
+                self.head_in,
+                p[self.head_weight..self.head_weight + self.head_out * self.head_in].to_vec(),
+            )?,
+            bias: Some(Tensor::vector(
+                p[self.head_bias..self.head_bias + self.head_out].to_vec(),
+            )),
+            activation: Activation::Softmax,
+        }));
+        Ok(ModelSpec {
+            input: Input {
+                kind: InputKind::Tokens,
+                steps: None,
+            },
+            layers,
+            io: IoLayout {
+                input: InputLayout::BatchFirst,
+                output: OutputLayout::BatchFirst,
+            },
+            name: "trained".to_string(),
+            source: "tinyrnn train-text".to_string(),
+            vocabulary: None,
+            scaling: Default::default(),
+            annotations: Default::default(),
+            fixed: None,
+        })
+    }
+}
+
 #[cfg(test)]
 impl Net {
     /// The parameter vector of a spec written by [`Net::to_spec`] for this network.
@@ -891,6 +1137,15 @@ impl Net {
             }
         }
         Ok(p)
+    }
+}
+
+/// Writes direction `pass`'s output `h` into `out`: copied, or added to the forward direction's for a sum.
+fn merge<R: Real>(rec: &RecLayer, pass: usize, out: &mut [R], h: &[R]) {
+    if rec.merge_sum && pass == 1 {
+        add_to(out, h);
+    } else {
+        out.copy_from_slice(h);
     }
 }
 
@@ -1109,6 +1364,7 @@ mod tests {
             layers,
             hidden: 4,
             bidirectional,
+            merge_sum: false,
             head,
             window: 5,
             horizon: 2,
@@ -1227,6 +1483,22 @@ mod tests {
     }
 
     #[test]
+    fn bidirectional_sum_gradients() {
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            for head in [Head::Dense, Head::KeepLast] {
+                check(Architecture {
+                    merge_sum: true,
+                    ..arch(cell, 1, true, head)
+                });
+            }
+        }
+        check(Architecture {
+            merge_sum: true,
+            ..arch(CellKind::Lstm, 2, true, Head::Dense)
+        });
+    }
+
+    #[test]
     fn keep_last_head_gradients() {
         for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
             check(arch(cell, 1, false, Head::KeepLast));
@@ -1334,6 +1606,123 @@ mod tests {
                 .iter()
                 .all(|&v| v == 0.0)
         );
+    }
+
+    /// A token model with random (not initial) parameters and a random text of three chunks.
+    fn text_case(cell: CellKind, layers: usize, seed: u64) -> (Net, Vec<f64>, Vec<u32>) {
+        let (vocabulary, chunk) = (7, 5);
+        let net = Net::new_text(cell, layers, 4, 3, vocabulary, chunk).unwrap();
+        let mut rng = Rng::new(seed);
+        let p: Vec<f64> = net
+            .init_text(&mut rng)
+            .iter()
+            .map(|&v| f64::from(v) + 0.3 * rng.normal())
+            .collect();
+        let ids = (0..3 * chunk + 1)
+            .map(|_| rng.below(vocabulary) as u32)
+            .collect();
+        (net, p, ids)
+    }
+
+    /// Cross-entropy of the second chunk of `ids` at parameters `q`, starting from the state the first
+    /// chunk reached at parameters `p` (held fixed: truncated backpropagation stops at the chunk's start).
+    fn second_chunk_nats(net: &Net, p: &[f64], q: &[f64], ids: &[u32]) -> f64 {
+        let t = net.arch.window;
+        let mut cache = net.cache::<f64>();
+        net.forward_tokens(p, &ids[..t], &mut cache, false);
+        net.forward_tokens(q, &ids[t..2 * t], &mut cache, true);
+        net.cross_entropy(&mut cache, &ids[t + 1..2 * t + 1])
+    }
+
+    fn check_text(cell: CellKind, layers: usize) {
+        let (net, p, ids) = text_case(cell, layers, 17);
+        let t = net.arch.window;
+        let mut cache = net.cache::<f64>();
+        net.forward_tokens(&p, &ids[..t], &mut cache, false);
+        net.forward_tokens(&p, &ids[t..2 * t], &mut cache, true);
+        let nats = net.set_cross_entropy_gradient(&mut cache, &ids[t + 1..2 * t + 1], 1.0);
+        assert!((nats - second_chunk_nats(&net, &p, &p, &ids)).abs() < 1e-12);
+        let mut grad = vec![0.0; p.len()];
+        net.backward(&p, &mut cache, &mut grad);
+        let table = net.embedding.unwrap();
+        assert!(
+            grad[table..].iter().any(|g| g.abs() > 1e-3),
+            "the embedding gets no gradient"
+        );
+        let h = 1e-6;
+        let mut q = p.clone();
+        for i in 0..p.len() {
+            q[i] = p[i] + h;
+            let up = second_chunk_nats(&net, &p, &q, &ids);
+            q[i] = p[i] - h;
+            let down = second_chunk_nats(&net, &p, &q, &ids);
+            q[i] = p[i];
+            let numeric = (up - down) / (2.0 * h);
+            let err = (numeric - grad[i]).abs() / 1f64.max(numeric.abs()).max(grad[i].abs());
+            assert!(
+                err < 1e-6,
+                "{cell:?} × {layers}: parameter {i} relative error {err:e} ({numeric} vs {})",
+                grad[i]
+            );
+        }
+    }
+
+    #[test]
+    fn token_model_gradients() {
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            check_text(cell, 1);
+            check_text(cell, 2);
+        }
+    }
+
+    #[test]
+    fn engine_streams_what_the_token_trainer_computes() {
+        use crate::run::AlignedBlob;
+        for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+            for layers in [1, 2] {
+                let (net, p, ids) = text_case(cell, layers, 5);
+                let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+                let blob = crate::write::to_blob(&net.to_text_spec(&p32).unwrap()).unwrap();
+                let aligned = AlignedBlob::new(&blob);
+                let model = aligned.open().unwrap();
+                let mut memory = vec![0.0; model.memory().total()];
+                let mut runtime = tinyrnn::Runtime::new(&model, &mut memory).unwrap();
+                let vocabulary = net.arch.targets;
+                let mut output = vec![0.0f32; vocabulary];
+                let mut cache = net.cache::<f32>();
+                let t = net.arch.window;
+                for (k, chunk) in ids.chunks_exact(t).enumerate() {
+                    net.forward_tokens(&p32, chunk, &mut cache, k > 0);
+                    let mut probabilities = cache.y.clone();
+                    probabilities
+                        .chunks_exact_mut(vocabulary)
+                        .for_each(f32::softmax);
+                    for (s, &id) in chunk.iter().enumerate() {
+                        runtime.step_token(id, &mut output).unwrap();
+                        // The same operations in the same order with the engine's functions.
+                        assert_eq!(
+                            output,
+                            probabilities[s * vocabulary..(s + 1) * vocabulary],
+                            "{cell:?} × {layers}, chunk {k}, step {s}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_cross_entropy_gradient_is_softmax_minus_one_hot() {
+        let (net, p, ids) = text_case(CellKind::Gru, 1, 3);
+        let t = net.arch.window;
+        let mut cache = net.cache::<f64>();
+        net.forward_tokens(&p, &ids[..t], &mut cache, false);
+        net.set_cross_entropy_gradient(&mut cache, &ids[1..t + 1], 0.5);
+        for (row, &next) in cache.dy.chunks_exact(net.arch.targets).zip(&ids[1..]) {
+            let sum: f64 = row.iter().sum();
+            assert!(sum.abs() < 1e-12, "{sum}");
+            assert!(row[next as usize] < 0.0 && row.iter().filter(|d| **d < 0.0).count() == 1);
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Optimisation: a small seeded random number generator, Adam, and global-norm gradient clipping.
+//! Optimisation: a small seeded random number generator, Adam, Adagrad, and gradient clipping (by global
+//! norm, or element-wise as min-char-rnn does).
 
 /// SplitMix64: a tiny, well-mixed generator; the same seed gives the same stream on every machine.
 #[derive(Clone, Debug)]
@@ -85,6 +86,47 @@ impl Adam {
     }
 }
 
+/// Adagrad as min-char-rnn runs it: `m += g²; p −= lr · g / √(m + 1e-8)`.
+#[derive(Clone, Debug)]
+pub(crate) struct Adagrad {
+    memory: Vec<f32>,
+    lr: f32,
+}
+
+impl Adagrad {
+    /// An optimiser for `n` parameters.
+    pub fn new(n: usize, lr: f32) -> Self {
+        Adagrad {
+            memory: vec![0.0; n],
+            lr,
+        }
+    }
+
+    /// One update of `params` along `grad`.
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+        for ((p, g), m) in params.iter_mut().zip(grad).zip(self.memory.iter_mut()) {
+            *m += g * g;
+            *p -= self.lr * g / (*m + 1e-8).sqrt();
+        }
+    }
+}
+
+/// Clamps every gradient element into `[−limit, limit]` (min-char-rnn's `np.clip`; 0 or less: no
+/// clipping). Returns how many elements were clamped.
+pub(crate) fn clip_elementwise(grad: &mut [f32], limit: f32) -> usize {
+    if limit <= 0.0 {
+        return 0;
+    }
+    let mut clamped = 0;
+    for g in grad.iter_mut() {
+        if g.abs() > limit {
+            *g = g.clamp(-limit, limit);
+            clamped += 1;
+        }
+    }
+    clamped
+}
+
 /// Scales `grad` so its L2 norm is at most `max_norm` (0 or less: no clipping). Returns the norm before.
 pub(crate) fn clip_global_norm(grad: &mut [f32], max_norm: f32) -> f32 {
     let norm = grad
@@ -122,6 +164,25 @@ mod tests {
             adam.step(&mut p, &g);
         }
         assert!(p[0].abs() < 1e-2 && (p[1] - 1.0).abs() < 1e-2, "{p:?}");
+    }
+
+    #[test]
+    fn adagrad_minimises_a_quadratic() {
+        let mut p = vec![3.0f32, -2.0];
+        let mut adagrad = Adagrad::new(2, 0.5);
+        for _ in 0..2000 {
+            let g = [2.0 * p[0], 2.0 * (p[1] - 1.0)];
+            adagrad.step(&mut p, &g);
+        }
+        assert!(p[0].abs() < 1e-2 && (p[1] - 1.0).abs() < 1e-2, "{p:?}");
+    }
+
+    #[test]
+    fn elementwise_clipping_clamps_each_value() {
+        let mut g = vec![7.0f32, -6.0, 0.5, -5.0];
+        assert_eq!(clip_elementwise(&mut g, 5.0), 2);
+        assert_eq!(g, [5.0, -5.0, 0.5, -5.0]);
+        assert_eq!(clip_elementwise(&mut g, 0.0), 0);
     }
 
     #[test]
