@@ -41,6 +41,29 @@ fn committed_reference_model_is_what_the_generator_writes() {
 }
 
 #[test]
+fn committed_window_reference_is_what_the_generator_writes_and_runs_to_its_outputs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/integer/window-model.trnn"
+    );
+    let committed = std::fs::read(path).expect("window-model.trnn");
+    assert!(
+        committed == tinyrnn_conformance::integer_window_reference_blob(),
+        "tests/data/integer is stale: run `cargo run -p tinyrnn-conformance --example integer_reference`"
+    );
+    let aligned = AlignedBlob::new(&committed);
+    let model = aligned.open().unwrap();
+    let x: Vec<i16> = rows(&data("window-input.csv")).concat();
+    let expected: Vec<i16> = rows(&data("window-expected.csv")).concat();
+    let steps = x.len() / 3;
+    let mut memory = vec![0.0f32; model.window_memory(steps).unwrap().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    let mut y = vec![0i16; model.output_len(steps).unwrap()];
+    runtime.run_window_i16(&x, &mut y).unwrap();
+    assert_eq!(y, expected);
+}
+
+#[test]
 fn host_streams_the_committed_reference_outputs() {
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
