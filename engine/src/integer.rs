@@ -297,9 +297,11 @@ fn residual(
         }
         let last = i64::from(fixed::requantize(i64::from(last), input_frac, of));
         let outputs = y.iter_mut().zip(forecast).skip(j).step_by(targets);
-        for ((y, f), p) in outputs.zip(projected.iter()) {
+        for (s, (y, f)) in outputs.enumerate() {
+            // Without skip weights validation reserves no scratch: the projection is 0.
+            let p = i64::from(projected.get(s).copied().unwrap_or(0));
             let f = i64::from(fixed::requantize(i64::from(*f), forecast_frac, of));
-            *y = fixed::requantize_i16(f + last + i64::from(*p), of, of);
+            *y = fixed::requantize_i16(f + last + p, of, of);
         }
     }
 }
