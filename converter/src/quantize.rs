@@ -96,8 +96,9 @@ impl std::str::FromStr for RangeRule {
 pub struct Options {
     /// How `i8x16` turns calibration data into ranges.
     pub ranges: RangeRule,
-    /// With calibration data: move each weight row's mean rounding error on that data into the row's
-    /// bias (`b_r −= ΔW_r · mean(x)`), so the quantized layer is unbiased where the data lies.
+    /// `i8w` with calibration data: move each weight row's mean rounding error on that data into the
+    /// row's bias (`b_r −= ΔW_r · mean(x)`), so the quantized layer is unbiased where the data lies.
+    /// (`i8x16` does not: measured, it moved the fixtures' median error by 3 %.)
     pub bias_correction: bool,
     /// `i8x16`: recurrent kernels with at most this many columns (hidden units) are stored as int16
     /// rather than int8 (0: none). Default [`NARROW_KERNEL`].
