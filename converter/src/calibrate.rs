@@ -9,6 +9,7 @@ use tinyrnn::format::{Cell, InputKind, InputLayout, Layer, OutputLayout};
 use tinyrnn::Runtime;
 
 use crate::npy::{self, Array, Data};
+use crate::quantize::RangeRule;
 use crate::run::{self, AlignedBlob};
 use crate::spec::ModelSpec;
 use crate::write::to_blob;
@@ -190,6 +191,12 @@ pub struct Ranges {
 /// bidirectional or reverse layer before it sees prefixes of each window instead, which samples the
 /// same distribution).
 pub fn ranges(spec: &ModelSpec, data: &Array) -> Result<Ranges> {
+    ranges_with(spec, data, RangeRule::MinMax)
+}
+
+/// [`ranges`], each magnitude taken by `rule` (the LSTM cell state always by its largest value).
+pub fn ranges_with(spec: &ModelSpec, data: &Array, rule: RangeRule) -> Result<Ranges> {
+    let max_abs = |values: &[f32]| magnitude(values, rule);
     let input = match (&data.data, spec.input.kind) {
         (Data::Float(v), InputKind::Features(_)) => max_abs(v),
         (_, InputKind::Tokens) => 0.0,
@@ -204,7 +211,7 @@ pub fn ranges(spec: &ModelSpec, data: &Array) -> Result<Ranges> {
     let mut layers = Vec::with_capacity(spec.layers.len());
     for (k, layer) in spec.layers.iter().enumerate() {
         let needs_run = match layer {
-            Layer::Recurrent(_) => true,
+            Layer::Recurrent(_) | Layer::SubtractLast | Layer::Residual(_) => true,
             Layer::Dense(d) => !matches!(
                 d.activation,
                 tinyrnn::format::Activation::Sigmoid | tinyrnn::format::Activation::Tanh
@@ -245,6 +252,8 @@ fn prefix(spec: &ModelSpec, k: usize) -> ModelSpec {
         ..spec.clone()
     };
     cut.io.output = OutputLayout::BatchFirst;
+    // The output scaler describes the whole model's output, not a cut's (its width need not match).
+    cut.scaling.output = None;
     cut
 }
 
@@ -320,6 +329,24 @@ fn cell_range(prefix: &ModelSpec, blob: &[u8], data: &Array) -> Result<f32> {
     Ok(largest)
 }
 
+/// The magnitude of `values` by `rule`; NaN counts as infinite.
+pub fn magnitude(values: &[f32], rule: RangeRule) -> f32 {
+    let RangeRule::Percentile(p) = rule else {
+        return max_abs(values);
+    };
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut abs: Vec<f32> = values
+        .iter()
+        .map(|v| if v.is_nan() { f32::INFINITY } else { v.abs() })
+        .collect();
+    // The smallest magnitude at or above which lie at most (100 − p) % of the values.
+    let rank = ((p / 100.0 * abs.len() as f64).ceil() as usize).clamp(1, abs.len());
+    let (_, value, _) = abs.select_nth_unstable_by(rank - 1, f32::total_cmp);
+    *value
+}
+
 fn max_abs(values: &[f32]) -> f32 {
     values.iter().fold(0.0f32, |m, v| {
         if v.is_nan() {
@@ -340,6 +367,11 @@ pub struct Moments {
     /// Of each direction's hidden state (the recurrent kernel's columns); `None` where the layer's
     /// output does not show one direction's `h` alone (a bidirectional sum, product or average).
     pub state: [Option<Vec<f64>>; 2],
+    /// Mean of the layer's input, where `input` is known: `i8w` bias correction moves each row's mean
+    /// rounding error `ΔW_r · mean(x)` into its bias.
+    pub input_mean: Option<Vec<f64>>,
+    /// Mean of each direction's hidden state, where `state` is known.
+    pub state_mean: [Option<Vec<f64>>; 2],
 }
 
 /// The [`Moments`] of every layer, from running each prefix of `spec` over `data`.
@@ -376,6 +408,10 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
                 .as_ref()
                 .map(|(rows, width)| second_moment(rows, *width, 0, *width)),
             state: [None, None],
+            input_mean: previous
+                .as_ref()
+                .map(|(rows, width)| mean(rows, *width, 0, *width)),
+            state_mean: [None, None],
         };
         if let Layer::Recurrent(r) = layer {
             let hidden = r.hidden as usize;
@@ -385,16 +421,23 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
                         Some(second_moment(&values, width, 0, hidden)),
                         Some(second_moment(&values, width, hidden, hidden)),
                     ];
+                    m.state_mean = [
+                        Some(mean(&values, width, 0, hidden)),
+                        Some(mean(&values, width, hidden, hidden)),
+                    ];
                 }
                 tinyrnn::format::Direction::Bidirectional(_) => {}
-                _ => m.state[0] = Some(second_moment(&values, width, 0, hidden)),
+                _ => {
+                    m.state[0] = Some(second_moment(&values, width, 0, hidden));
+                    m.state_mean[0] = Some(mean(&values, width, 0, hidden));
+                }
             }
         }
         out.push(m);
         // A recurrent prefix returned every timestep; what the next layer sees is the real output.
         previous = match layer {
             Layer::Recurrent(r) if !r.return_sequences => {
-                let blob = to_blob(&ModelSpec {
+                let mut cut = ModelSpec {
                     layers: spec.layers[..=k].to_vec(),
                     fixed: None,
                     io: tinyrnn::format::IoLayout {
@@ -402,7 +445,9 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
                         ..spec.io
                     },
                     ..spec.clone()
-                })?;
+                };
+                cut.scaling.output = None;
+                let blob = to_blob(&cut)?;
                 let y = run::run_batch(&blob, data)?;
                 let width = *y.shape.last().unwrap_or(&1);
                 match y.data {
@@ -428,4 +473,17 @@ fn second_moment(values: &[f32], width: usize, from: usize, n: usize) -> Vec<f64
         }
     }
     h
+}
+
+/// The mean over the rows of `values` (each `width` wide) of columns `from..from + n`.
+fn mean(values: &[f32], width: usize, from: usize, n: usize) -> Vec<f64> {
+    let mut sum = vec![0.0f64; n];
+    let mut count = 0usize;
+    for row in values.chunks_exact(width.max(1)) {
+        let x = &row[from.min(row.len())..(from + n).min(row.len())];
+        sum.iter_mut().zip(x).for_each(|(s, &v)| *s += f64::from(v));
+        count += 1;
+    }
+    sum.iter_mut().for_each(|s| *s /= count.max(1) as f64);
+    sum
 }

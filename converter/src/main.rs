@@ -61,6 +61,20 @@ enum Command {
         /// the rest.
         #[arg(long, value_name = "X.npy|X.csv")]
         calibrate: Option<PathBuf>,
+        /// How i8x16 turns the calibration data into ranges: `minmax` (the largest magnitude seen) or
+        /// `percentile:P` (the P-th percentile of the magnitudes, e.g. percentile:99.99: rare outliers
+        /// saturate instead of coarsening every other value).
+        #[arg(
+            long,
+            value_name = "RULE",
+            default_value = "minmax",
+            requires = "calibrate"
+        )]
+        calibration: quantize::RangeRule,
+        /// Leave the biases as trained: without this, i8w moves each weight row's mean rounding error
+        /// on the calibration data into the row's bias.
+        #[arg(long)]
+        no_bias_correction: bool,
         /// Where to write the quantized blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
@@ -438,10 +452,17 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             mode,
             calibrate,
+            calibration,
+            no_bias_correction,
             output,
         } => {
             let blob = read_blob(&model)?;
-            quantize_and_report(&blob, mode, calibrate.as_deref(), &output)
+            let options = quantize::Options {
+                ranges: calibration,
+                bias_correction: !no_bias_correction,
+                ..quantize::Options::default()
+            };
+            quantize_and_report_with(&blob, mode, calibrate.as_deref(), &options, &output)
                 .with_context(|| format!("quantizing {}", model.display()))
         }
         Command::Train(args) => trainer::train(&args.request()).map(|_| ()),
@@ -926,6 +947,18 @@ fn quantize_and_report(
     data: Option<&Path>,
     output: &Path,
 ) -> Result<()> {
+    quantize_and_report_with(f32_blob, mode, data, &quantize::Options::default(), output)
+}
+
+/// [`quantize_and_report`] with the quantizer's options (for the chosen mode; the table's other modes
+/// use the same).
+fn quantize_and_report_with(
+    f32_blob: &[u8],
+    mode: quantize::Mode,
+    data: Option<&Path>,
+    options: &quantize::Options,
+    output: &Path,
+) -> Result<()> {
     let aligned = run::AlignedBlob::new(f32_blob);
     let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
     let loaded = match data {
@@ -936,7 +969,8 @@ fn quantize_and_report(
         Some(x) => Some(calibrate::split(x, spec.io.input)?),
         None => None,
     };
-    let quantized = quantize::quantize_with(&spec, mode, split.as_ref().map(|s| &s.calibration))?;
+    let calibration = split.as_ref().map(|s| &s.calibration);
+    let quantized = quantize::quantize_with_options(&spec, mode, calibration, options)?;
     let blob = write::to_blob(&quantized)?;
     write_blob(output, &write::with_self_test(&blob)?)?;
     print!("{}", describe(output, &blob)?);
@@ -945,9 +979,8 @@ fn quantize_and_report(
     for other in [quantize::Mode::I8w, quantize::Mode::I8x16] {
         if other == mode {
             table.push((other.name(), blob.clone()));
-        } else if let Ok(b) =
-            quantize::quantize_with(&spec, other, split.as_ref().map(|s| &s.calibration))
-                .and_then(|q| write::to_blob(&q))
+        } else if let Ok(b) = quantize::quantize_with_options(&spec, other, calibration, options)
+            .and_then(|q| write::to_blob(&q))
         {
             table.push((other.name(), b));
         }

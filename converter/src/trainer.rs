@@ -572,12 +572,6 @@ fn evaluate(
 /// Trains, evaluates, writes the blob and the plots, and prints the summary.
 pub fn train(request: &Request) -> Result<Trained> {
     let s = &request.settings;
-    if request.quantize == Some(crate::quantize::Mode::I8x16) && (s.window_norm || s.skip) {
-        bail!(
-            "--quantize i8x16 cannot run --window-norm or --skip (their layers run in f32 and i8w only); \
-             drop them or use --quantize i8w"
-        );
-    }
     let p = prepare(&request.csv, s)?;
     let [train_rows, val_rows, test_rows] = p.ranges.clone();
     let input_scalers = fit_scalers(

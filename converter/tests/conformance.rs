@@ -478,12 +478,13 @@ fn i8x16_stays_close_to_f32_on_every_fixture() {
 }
 
 /// The largest `i8x16` error allowed on any fixture, as a fraction of the f32 output range over the
-/// fixture's windows. Measured worst: 2.5e-2 (`keras/embedding_simple_rnn`, whose output range is only
-/// 0.016). Issue 4's target of 2e-3 is met by the median, not by the worst fixtures (BENCHMARKS.md).
-const I8X16_BOUND: f32 = 3e-2;
+/// fixture's windows. Measured worst: 2.1e-2 (`keras/embedding_simple_rnn`, whose output range is only
+/// 0.016: an absolute error of 3.4e-4, set by its int8 embedding table). Issue 4's target of 2e-3 is met
+/// by the median and by 122 of 136 fixtures, not by the worst (BENCHMARKS.md has the breakdown).
+const I8X16_BOUND: f32 = 2.5e-2;
 /// The largest median `i8x16` error over the fixtures, as a fraction of the output range. Measured:
-/// 9.2e-4 (target 2e-3).
-const I8X16_MEDIAN_BOUND: f32 = 1.5e-3;
+/// 2.1e-4 with int16 kernels, recurrent kernels and Dense weights of at most 8 columns (target 2e-3).
+const I8X16_MEDIAN_BOUND: f32 = 4e-4;
 /// Outputs whose range over the fixture's windows is below this are near-constant (a single window's
 /// final state); their error is checked in absolute terms instead.
 const DEGENERATE_RANGE: f32 = 1e-3;
@@ -491,12 +492,13 @@ const DEGENERATE_RANGE: f32 = 1e-3;
 const DEGENERATE_ABS_BOUND: f32 = 2e-4;
 
 /// The largest `i8w` error allowed on any fixture, as a fraction of the f32 output range over the
-/// fixture's windows. Measured worst: 2.0e-2 with calibration-aware rounding (3.6e-2 with plain
-/// rounding); issue 4's target of 5e-4 is not met by per-row int8 weights on these random-weight
-/// fixtures (see BENCHMARKS.md). This guards regressions.
-const I8W_BOUND: f32 = 3e-2;
-/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.5e-3.
-const I8W_MEDIAN_BOUND: f32 = 3.5e-3;
+/// fixture's windows. Measured worst: 1.85e-2 with calibration-aware rounding and bias correction (2.0e-2
+/// without the correction, 3.6e-2 with plain rounding); issue 4's target of 5e-4 is not met by per-row
+/// int8 weights on these random-weight fixtures (see BENCHMARKS.md). This guards regressions.
+const I8W_BOUND: f32 = 2.5e-2;
+/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.1e-3
+/// (2.4e-3 without bias correction).
+const I8W_MEDIAN_BOUND: f32 = 2.5e-3;
 
 #[test]
 fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
@@ -521,4 +523,277 @@ fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(tested > 100, "only {tested} fixtures carried a self-test");
+}
+
+/// Where each quantized fixture's error comes from (the breakdown in BENCHMARKS.md). Per fixture:
+/// - `i8w`: the error with every matrix int8, and with one kind of matrix put back in f32 at a time
+///   (input kernels, recurrent kernels, Dense weights, embedding tables): what each kind contributes.
+/// - `i8x16`: the error of the f32 model holding the integer model's own rounded parameters against
+///   the f32 model (parameter rounding), of the integer model against that twin (arithmetic: the
+///   activation and state formats, table sigmoid and tanh, requantization rounding, saturation), of the
+///   integer model calibrated on the measured windows themselves (what calibration on other windows
+///   costs), and which layer formats the measured windows overflow.
+///
+/// A measurement, not a check: `cargo test -p tinyrnn-converter --test conformance breakdown --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "measurement for BENCHMARKS.md; run with --ignored"]
+fn quantization_error_breakdown() {
+    use tinyrnn::format::Layer;
+    use tinyrnn_converter::calibrate;
+    use tinyrnn_converter::quantize::{
+        error_per_output, quantize_with, quantize_with_options, Mode, Options, RangeRule,
+    };
+    use tinyrnn_converter::spec::{ModelSpec, Tensor};
+
+    let relative = |reference: &[u8], other: &[u8], x: &npy::Array, range: f32| -> f32 {
+        let errors = error_per_output(reference, other, x).expect("error");
+        errors.iter().fold(0.0f32, |m, e| m.max(e.max_abs)) / range
+    };
+    let plain = |t: Tensor| -> Result<Tensor, ()> {
+        Ok(Tensor {
+            quant: None,
+            integer: None,
+            ..t
+        })
+    };
+    let twin = |q: &ModelSpec| -> ModelSpec {
+        ModelSpec {
+            layers: q
+                .layers
+                .iter()
+                .map(|l| l.clone().try_map(plain).expect("plain"))
+                .collect(),
+            fixed: None,
+            ..q.clone()
+        }
+    };
+    // The i8w model with one kind of matrix restored from the f32 model.
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    enum Kind {
+        Kernel,
+        Recurrent,
+        Dense,
+        Table,
+    }
+    let restore = |q: &ModelSpec, f: &ModelSpec, kind: Kind| -> ModelSpec {
+        let mut out = q.clone();
+        for (l, o) in out.layers.iter_mut().zip(&f.layers) {
+            match (l, o) {
+                (Layer::Recurrent(r), Layer::Recurrent(ro)) => {
+                    for (w, wo) in [Some(&mut r.forward), r.backward.as_mut()]
+                        .into_iter()
+                        .zip([Some(&ro.forward), ro.backward.as_ref()])
+                    {
+                        let (Some(w), Some(wo)) = (w, wo) else {
+                            continue;
+                        };
+                        match kind {
+                            Kind::Kernel => w.kernel = wo.kernel.clone(),
+                            Kind::Recurrent => w.recurrent = wo.recurrent.clone(),
+                            _ => {}
+                        }
+                    }
+                }
+                (Layer::Dense(d), Layer::Dense(dof)) if kind == Kind::Dense => {
+                    d.weight = dof.weight.clone()
+                }
+                (Layer::Embedding(e), Layer::Embedding(eo)) if kind == Kind::Table => {
+                    e.table = eo.table.clone()
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    struct Row {
+        name: String,
+        range: f32,
+        i8w: f32,
+        uncorrected: f32,
+        restored: Vec<(Kind, f32)>,
+        percentile: f32,
+        i8x16: f32,
+        rounding: f32,
+        arithmetic: f32,
+        self_calibrated: f32,
+        overflow: Vec<String>,
+    }
+    let mut rows = Vec::new();
+    for case in cases() {
+        if case.error_contains.is_some() || case.model.extension().is_some_and(|e| e == "h5") {
+            continue;
+        }
+        let (Ok(spec), Some(input)) = (
+            import::import_with_arch(&case.model, case.arch.as_deref()),
+            &case.input,
+        ) else {
+            continue;
+        };
+        let x = npy::read(input).expect("input fixture");
+        let f32_blob = write::to_blob(&spec).expect("blob");
+        let y = run::run_batch(&f32_blob, &x).expect("f32 run");
+        let npy::Data::Float(values) = &y.data else {
+            unreachable!()
+        };
+        let range = values.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+            - values.iter().fold(f32::INFINITY, |m, v| m.min(*v));
+        if range < DEGENERATE_RANGE {
+            continue;
+        }
+        let calibration = reversed_in_time(&x, spec.io.input);
+        let blob = |s: &ModelSpec| write::to_blob(s).expect("blob");
+        let w8 = quantize_with(&spec, Mode::I8w, Some(&calibration)).expect("i8w");
+        let i8w = relative(&f32_blob, &blob(&w8), &x, range);
+        let no_correction = Options {
+            bias_correction: false,
+            ..Options::default()
+        };
+        let uncorrected =
+            quantize_with_options(&spec, Mode::I8w, Some(&calibration), &no_correction)
+                .map(|s| relative(&f32_blob, &blob(&s), &x, range))
+                .expect("i8w");
+        let percentile = Options {
+            ranges: RangeRule::Percentile(99.99),
+            ..Options::default()
+        };
+        let percentile = quantize_with_options(&spec, Mode::I8x16, Some(&calibration), &percentile)
+            .map(|s| relative(&f32_blob, &blob(&s), &x, range))
+            .unwrap_or(f32::NAN);
+        let restored = [Kind::Kernel, Kind::Recurrent, Kind::Dense, Kind::Table]
+            .into_iter()
+            .filter(|&k| {
+                spec.layers.iter().any(|l| {
+                    matches!(
+                        (l, k),
+                        (Layer::Recurrent(_), Kind::Kernel | Kind::Recurrent)
+                            | (Layer::Dense(_), Kind::Dense)
+                            | (Layer::Embedding(_), Kind::Table)
+                    )
+                })
+            })
+            .map(|k| {
+                (
+                    k,
+                    relative(&f32_blob, &blob(&restore(&w8, &spec, k)), &x, range),
+                )
+            })
+            .collect();
+        let Ok(q16) = quantize_with(&spec, Mode::I8x16, Some(&calibration)) else {
+            continue;
+        };
+        let q16_blob = blob(&q16);
+        let twin_blob = blob(&twin(&q16));
+        let self_calibrated = quantize_with(&spec, Mode::I8x16, Some(&x))
+            .map(|s| relative(&f32_blob, &blob(&s), &x, range))
+            .unwrap_or(f32::NAN);
+        // Formats the measured windows overflow: their f32 range beyond what the format holds.
+        let mut overflow = Vec::new();
+        if let (Ok(measured), Some(fixed)) = (calibrate::ranges(&spec, &x), &q16.fixed) {
+            let holds = |frac: u8| 32767.0 / 2f32.powi(i32::from(frac));
+            if measured.input > holds(fixed.input_frac) {
+                overflow.push(format!(
+                    "input {:.2}>{:.2}",
+                    measured.input,
+                    holds(fixed.input_frac)
+                ));
+            }
+            for (k, (m, f)) in measured.layers.iter().zip(&fixed.layers).enumerate() {
+                if m.output > holds(f.output_frac) {
+                    overflow.push(format!(
+                        "L{k} out {:.2}>{:.2}",
+                        m.output,
+                        holds(f.output_frac)
+                    ));
+                }
+                if m.cell > 0.0 && m.cell > holds(f.cell_frac) {
+                    overflow.push(format!("L{k} c {:.2}>{:.2}", m.cell, holds(f.cell_frac)));
+                }
+            }
+        }
+        rows.push(Row {
+            name: case.name.clone(),
+            range,
+            i8w,
+            uncorrected,
+            restored,
+            percentile,
+            i8x16: relative(&f32_blob, &q16_blob, &x, range),
+            rounding: relative(&f32_blob, &twin_blob, &x, range),
+            arithmetic: relative(&twin_blob, &q16_blob, &x, range),
+            self_calibrated,
+            overflow,
+        });
+    }
+    let print = |r: &Row| {
+        let restored: Vec<String> = r
+            .restored
+            .iter()
+            .map(|(k, e)| format!("{k:?} f32 {e:.2e}"))
+            .collect();
+        println!(
+            "{:<58} range {:<8.4} i8w {:.2e} (no bias correction {:.2e}) [{}] | i8x16 {:.2e} = rounding {:.2e} + arithmetic {:.2e}; self-calibrated {:.2e}; percentile:99.99 {:.2e}; overflow [{}]",
+            r.name,
+            r.range,
+            r.i8w,
+            r.uncorrected,
+            restored.join(", "),
+            r.i8x16,
+            r.rounding,
+            r.arithmetic,
+            r.self_calibrated,
+            r.percentile,
+            r.overflow.join(", ")
+        );
+    };
+    rows.sort_by(|a, b| b.i8w.total_cmp(&a.i8w));
+    println!("== worst 10 by i8w ==");
+    rows.iter().take(10).for_each(print);
+    rows.sort_by(|a, b| b.i8x16.total_cmp(&a.i8x16));
+    println!("== worst 10 by i8x16 ==");
+    rows.iter().take(10).for_each(print);
+    let median = |mut v: Vec<f32>| {
+        v.sort_by(f32::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "== medians over {}: i8w {:.2e} (no bias correction {:.2e}); i8x16 {:.2e}, rounding {:.2e}, arithmetic {:.2e}, self-calibrated {:.2e}, percentile:99.99 {:.2e}",
+        rows.len(),
+        median(rows.iter().map(|r| r.i8w).collect()),
+        median(rows.iter().map(|r| r.uncorrected).collect()),
+        median(rows.iter().map(|r| r.i8x16).collect()),
+        median(rows.iter().map(|r| r.rounding).collect()),
+        median(rows.iter().map(|r| r.arithmetic).collect()),
+        median(rows.iter().map(|r| r.self_calibrated).collect()),
+        median(rows.iter().map(|r| r.percentile).collect()),
+    );
+    for kind in [Kind::Kernel, Kind::Recurrent, Kind::Dense, Kind::Table] {
+        // Over the fixtures that have this kind of matrix.
+        let with: Vec<f32> = rows
+            .iter()
+            .filter_map(|r| r.restored.iter().find(|(k, _)| *k == kind).map(|(_, e)| *e))
+            .collect();
+        let without: Vec<f32> = rows
+            .iter()
+            .filter(|r| r.restored.iter().any(|(k, _)| *k == kind))
+            .map(|r| r.i8w)
+            .collect();
+        println!(
+            "== i8w with {kind:?} matrices in f32: median {:.2e} over {} fixtures (all int8: {:.2e})",
+            median(with.clone()),
+            with.len(),
+            median(without)
+        );
+    }
+    let better = rows.iter().filter(|r| r.i8w < r.uncorrected).count();
+    let worse = rows.iter().filter(|r| r.i8w > r.uncorrected).count();
+    println!("== bias correction: {better} fixtures better, {worse} worse");
+    let worst = |f: fn(&Row) -> f32| rows.iter().map(f).fold(0.0f32, f32::max);
+    println!(
+        "== worst: i8w {:.2e} (no bias correction {:.2e}); i8x16 {:.2e}, percentile:99.99 {:.2e}",
+        worst(|r| r.i8w),
+        worst(|r| r.uncorrected),
+        worst(|r| r.i8x16),
+        worst(|r| r.percentile),
+    );
 }

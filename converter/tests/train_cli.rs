@@ -432,29 +432,71 @@ fn train_quantize_writes_a_calibrated_integer_model() {
     );
 }
 
+/// Window normalisation and the skip path run integer-only too: `--window-norm --skip --quantize i8x16`
+/// writes an integer model whose test MSE is within 2 % of the f32 model's.
 #[test]
-fn train_quantize_i8x16_refuses_window_layers_before_training() {
-    let dir = scratch("quantize-refused");
+fn train_quantize_i8x16_runs_window_norm_and_skip() {
+    let dir = scratch("quantize-window-norm");
     let csv = kpi_csv();
+    let blob = dir.join("kpi.trnn");
     let out = tinyrnn(&[
         "train",
         "--csv",
         csv.to_str().unwrap(),
         "--inputs",
-        "CQI",
+        "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
         "--targets",
-        "CQI",
+        "CQI,DL_PRB_USAGE_RATE",
         "--window",
-        "5",
+        "8",
         "--horizon",
         "2",
+        "--cell",
+        "gru",
+        "--hidden",
+        "4",
         "--window-norm",
+        "--skip",
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
         "--quantize",
         "i8x16",
         "-o",
-        dir.join("x.trnn").to_str().unwrap(),
+        blob.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--quantize i8x16 cannot run --window-norm"));
-    assert!(!dir.join("x.trnn").exists());
+    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+    let quantized = dir.join("kpi-i8x16.trnn");
+    let bytes = std::fs::read(&quantized).expect("the quantized blob is written");
+    let aligned = AlignedBlob::new(&bytes);
+    let model = aligned.open().unwrap();
+    assert!(model.is_integer());
+    assert!(model
+        .layers()
+        .any(|l| matches!(l, tinyrnn::format::Layer::SubtractLast)));
+    assert!(model
+        .layers()
+        .any(|l| matches!(l, tinyrnn::format::Layer::Residual(_))));
+    let eval = |path: &Path| -> f64 {
+        let out = tinyrnn(&[
+            "eval",
+            path.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "eval failed: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let all = stdout
+            .lines()
+            .find(|l| l.starts_with("all "))
+            .unwrap_or_else(|| panic!("no 'all' row in {stdout}"));
+        all.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (f32_mse, int_mse) = (eval(&blob), eval(&quantized));
+    println!("window-norm + skip: test MSE f32 {f32_mse}, i8x16 {int_mse}");
+    assert!(
+        int_mse <= f32_mse * 1.02,
+        "i8x16 test MSE {int_mse} against f32 {f32_mse}"
+    );
 }

@@ -13,7 +13,7 @@
 //! not pulled towards zero by truncation. Nothing here touches a float: built for a core without an FPU,
 //! it links no soft-float routine (`tests/nofloat`).
 
-use crate::cell::{self, Mat};
+use crate::cell::{self, Mat, Values};
 use crate::format::{
     Activation, Cell, CellWeights, Dense, Direction, FixedLayer, Layer, Merge, Recurrent,
     PEEPHOLE_FRAC, PRE_FRAC,
@@ -117,7 +117,7 @@ pub(crate) fn advance(
             }
             Layer::Dense(d) => dense(d, format, x, y),
             Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
-            // Refused at open in integer-only models.
+            // Windowed only: validation marks models with these layers not streamable.
             Layer::SubtractLast | Layer::Residual(_) => {}
         }
         core::mem::swap(&mut cur, &mut next);
@@ -148,7 +148,10 @@ pub(crate) fn advance(
 }
 
 /// A whole window of an integer model from the state the caller has reset: `fill` writes the
-/// `steps × features` input into the first sequence buffer, `emit` receives the output.
+/// `steps × features` input into the first sequence buffer, `emit` receives the output. `raw(k)` is value
+/// `k` of that same input (in the input format), which a [`Layer::Residual`] reads back after the layers
+/// before it have overwritten the buffers.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn window(
     model: &Model<'_>,
     state: &mut [f32],
@@ -156,6 +159,7 @@ pub(crate) fn window(
     steps: usize,
     input: Input<'_>,
     fill: impl FnOnce(&mut [i16]),
+    raw: impl Fn(usize) -> i16,
     emit: impl FnOnce(&[i16]),
 ) {
     let sequence = model.activation_words(steps * model.max_width());
@@ -166,7 +170,11 @@ pub(crate) fn window(
         fill(cur);
     }
     let state = halves_mut(state);
-    let formats = model.fixed_point().map_or(&[][..], |f| &f.layers[..]);
+    let fixed = model.fixed_point();
+    let formats = fixed.map_or(&[][..], |f| &f.layers[..]);
+    let input_frac = u32::from(fixed.map_or(0, |f| f.input_frac));
+    // Format of the values entering the current layer.
+    let mut frac = input_frac;
     let mut t = steps;
     for ((layer, plan), format) in model.layers().zip(model.plans()).zip(formats) {
         let (w_in, w_out) = (plan.input_width, plan.output_width);
@@ -208,16 +216,121 @@ pub(crate) fn window(
                 copy(next, x.get(t.saturating_sub(keep) * w_in..).unwrap_or(&[]));
                 t = keep;
             }
-            // Refused at open in integer-only models.
-            Layer::SubtractLast | Layer::Residual(_) => {}
+            Layer::SubtractLast => {
+                subtract_last(x, t, w_in, frac, u32::from(format.output_frac), next)
+            }
+            Layer::Residual(r) => {
+                let forecast = (x, frac);
+                let raw: (&dyn Fn(usize) -> i16, _, _, _) =
+                    (&raw, steps, model.input_width(), input_frac);
+                residual(r, forecast, raw, format, next, cells);
+            }
             Layer::LastStep => {
                 copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
                 t = 1;
             }
         }
+        frac = u32::from(format.output_frac);
         core::mem::swap(&mut cur, &mut next);
     }
     emit(cur.get(..t * model.output_width()).unwrap_or(&[]));
+}
+
+/// Window normalisation: `y[t, f] = x[t, f] − x[T−1, f]`, from the input format `from` into the
+/// layer's output format `to` (the difference is formed in `i32`, so only the narrowing saturates).
+fn subtract_last(x: &[i16], steps: usize, width: usize, from: u32, to: u32, y: &mut [i16]) {
+    let last = x.get(steps.saturating_sub(1) * width..).unwrap_or(&[]);
+    // Row by row through `get`, as for the embedding above.
+    for k in 0..steps {
+        let x_row = x.get(k * width..(k + 1) * width).unwrap_or(&[]);
+        if let Some(y_row) = y.get_mut(k * width..(k + 1) * width) {
+            y_row
+                .iter_mut()
+                .zip(x_row.iter().zip(last))
+                .for_each(|(y, (x, l))| {
+                    *y = fixed::requantize_i16(i64::from(*x) - i64::from(*l), from, to)
+                });
+        }
+    }
+}
+
+/// `y[s, j] = forecast[s, j] + l_j + Σ_t skip[s, t] · (x_j[t] − l_j) + skip_bias[s]` in integers (see
+/// [`crate::format::Residual`]): the forecast arrives in its own format, the raw window `x` in the model's
+/// input format; each skip row's pair takes `Σ_t skip[s, t] · (x_j[t] − l_j)` (input format) into the
+/// layer's output format, in which the skip bias is stored. Every term is summed in `i64` and narrowed
+/// once. `scratch` holds the window's deviations (`T` values) and one target's projection (`horizon`).
+fn residual(
+    r: &crate::format::Residual<Mat<'_>>,
+    (forecast, forecast_frac): (&[i16], u32),
+    (raw, steps, width, input_frac): (&dyn Fn(usize) -> i16, usize, usize, u32),
+    format: &FixedLayer,
+    y: &mut [i16],
+    scratch: &mut [i32],
+) {
+    let of = u32::from(format.output_frac);
+    let targets = r.inputs.len().max(1);
+    let values = forecast.len();
+    let horizon = values / targets;
+    let (series, projected) = scratch.split_at_mut(steps.min(scratch.len()));
+    let projected = projected.get_mut(..horizon).unwrap_or(&mut []);
+    let bias = r.skip_bias.as_ref().map_or(&[][..], |b| b.i32());
+    for (j, &feature) in r.inputs.iter().enumerate() {
+        let feature = feature as usize;
+        let last = if r.add_last {
+            i32::from(raw(steps.saturating_sub(1) * width + feature))
+        } else {
+            0
+        };
+        projected.iter_mut().for_each(|p| *p = 0);
+        if let Some(skip) = &r.skip {
+            series
+                .iter_mut()
+                .enumerate()
+                .for_each(|(t, s)| *s = i32::from(raw(t * width + feature)) - last);
+            // Validation allows `horizon` rows (shared) or `horizon·targets` (target j's block).
+            let block = if skip.rows == values { j } else { 0 };
+            for (s, p) in projected.iter_mut().enumerate() {
+                let row = block * horizon + s;
+                let b = bias.get(row).copied().unwrap_or(0);
+                *p = row_dot(skip, row, series).saturating_add(b);
+            }
+        }
+        let last = i64::from(fixed::requantize(i64::from(last), input_frac, of));
+        let outputs = y.iter_mut().zip(forecast).skip(j).step_by(targets);
+        for (s, (y, f)) in outputs.enumerate() {
+            // Without skip weights validation reserves no scratch: the projection is 0.
+            let p = i64::from(projected.get(s).copied().unwrap_or(0));
+            let f = i64::from(fixed::requantize(i64::from(*f), forecast_frac, of));
+            *y = fixed::requantize_i16(f + last + p, of, of);
+        }
+    }
+}
+
+/// Row `row` of an integer-only matrix times a vector of `i16` or `i32` values, requantized by the
+/// row's pair: products summed in `i64` and rescaled in `i128`, so nothing wraps for any row length or
+/// value.
+fn row_dot<T: Copy + Into<i64>>(w: &Mat<'_>, row: usize, x: &[T]) -> i32 {
+    let one = w.rows(row, 1);
+    let (acc, pair) = match one.values {
+        Values::I8Requant { values, requant } => (
+            values.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
+                acc.saturating_add(i64::from(w as i8) * x.into())
+            }),
+            requant,
+        ),
+        Values::I16Requant { values, requant } => (
+            values.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
+                acc.saturating_add(i64::from(w) * x.into())
+            }),
+            requant,
+        ),
+        _ => return 0,
+    };
+    let multiplier = pair.first().copied().unwrap_or(0);
+    let shift = pair.get(1).map_or(1, |&s| (s as u32).clamp(1, 62));
+    let product = i128::from(acc) * i128::from(multiplier);
+    let rounded = ((product >> (shift - 1)) + 1) >> 1;
+    rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
 }
 
 /// Runs a recurrent layer over a packed `steps × input` window (see the f32 driver in
@@ -312,22 +425,33 @@ fn dense(d: &Dense<Mat<'_>>, format: &FixedLayer, x: &[i16], y: &mut [i16]) {
         softmax(d, of, bias, x, y);
         return;
     }
-    let table = matches!(d.activation, Activation::Sigmoid | Activation::Tanh);
-    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
-        let pre = sum.saturating_add(bias.get(row).copied().unwrap_or(0));
-        let value = match d.activation {
-            _ if table => {
-                return fixed::requantize_i16(
-                    i64::from(fixed::activate(d.activation, pre)),
-                    GATE_FRAC,
-                    of,
-                )
-            }
-            Activation::Relu => pre.max(0),
-            _ => pre,
-        };
-        fixed::saturate_i16(value)
-    });
+    let finish = |row: usize, sum: i32| dense_output(d.activation, of, bias, row, sum);
+    if let Values::I16Requant { .. } = d.weight.values {
+        // Narrow int16 weights (the converter's choice for few columns): one row at a time.
+        y.iter_mut()
+            .enumerate()
+            .for_each(|(row, out)| *out = finish(row, row_dot(&d.weight, row, x)));
+        return;
+    }
+    kernels::matvec_q_map(&d.weight, x, y, finish);
+}
+
+/// One Dense output from its row's requantized sum: bias, activation, narrowing to the output format.
+#[inline]
+fn dense_output(activation: Activation, of: u32, bias: &[i32], row: usize, sum: i32) -> i16 {
+    let pre = sum.saturating_add(bias.get(row).copied().unwrap_or(0));
+    let value = match activation {
+        Activation::Sigmoid | Activation::Tanh => {
+            return fixed::requantize_i16(
+                i64::from(fixed::activate(activation, pre)),
+                GATE_FRAC,
+                of,
+            )
+        }
+        Activation::Relu => pre.max(0),
+        _ => pre,
+    };
+    fixed::saturate_i16(value)
 }
 
 /// y = softmax(W x + b) without a buffer of sums: one pass finds the largest pre-activation, a second

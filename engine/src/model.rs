@@ -1292,10 +1292,6 @@ fn valid_requant(pair: &[i32]) -> bool {
 /// peephole, initial state) stays f32. In an integer-only model every matrix is
 /// [`DType::I8Requant`], biases and peepholes are [`DType::I32`] and initial states [`DType::I16`].
 fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Error> {
-    // Window normalisation and the skip path run in f32 and i8w only.
-    if integer && matches!(layer, Layer::SubtractLast | Layer::Residual(_)) {
-        return Err(Error::UnsupportedLayer { layer: id });
-    }
     let (matrix_ok, vector, state): (fn(DType) -> bool, DType, DType) = if integer {
         (
             |d| matches!(d, DType::I8Requant | DType::I16Requant),

@@ -226,6 +226,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Source::Features(input),
                 output.len(),
                 |x| quantize_into(x, input, in_scale),
+                |k| input.get(k).map_or(0, |v| quantize_one(*v, in_scale)),
                 |y| dequantize_into(output, y, out_scale),
             );
         }
@@ -244,6 +245,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Source::Tokens(tokens),
                 output.len(),
                 |_| {},
+                |_| 0,
                 |y| dequantize_into(output, y, out_scale),
             );
         }
@@ -288,6 +290,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
             Source::Fixed(input),
             output.len(),
             |x| copy_i16(x, input),
+            |k| input.get(k).copied().unwrap_or(0),
             |y| copy_i16(output, y),
         )
     }
@@ -305,6 +308,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
             Source::Tokens(tokens),
             output.len(),
             |_| {},
+            |_| 0,
             |y| copy_i16(output, y),
         )
     }
@@ -351,6 +355,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
         source: Source<'_>,
         output_len: usize,
         fill: impl FnOnce(&mut [i16]),
+        raw: impl Fn(usize) -> i16,
         emit: impl FnOnce(&[i16]),
     ) -> Result<usize, Error> {
         let (steps, out_steps) = self.check_window(source, output_len)?;
@@ -366,6 +371,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
             steps,
             input,
             fill,
+            raw,
             emit,
         );
         Ok(out_steps)
@@ -793,7 +799,13 @@ impl Source<'_> {
 fn quantize_into(dst: &mut [i16], src: &[f32], scale: f32) {
     dst.iter_mut()
         .zip(src)
-        .for_each(|(d, s)| *d = libm::roundf(s * scale) as i16);
+        .for_each(|(d, s)| *d = quantize_one(*s, scale));
+}
+
+/// One value of [`quantize_into`].
+#[inline]
+fn quantize_one(value: f32, scale: f32) -> i16 {
+    libm::roundf(value * scale) as i16
 }
 
 /// Converts an integer model's `i16` output to f32: `y / scale` (exact).

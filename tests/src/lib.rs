@@ -343,14 +343,22 @@ pub fn quantized_sample_models(seed: u64, mode: Mode) -> Vec<(ModelSpec, usize)>
 /// The integer-only reference model: LSTM(8, peepholes, initial states) → GRU(8, reset-after) →
 /// Dense(2), reading 3 features, with seeded random weights, quantized to `i8x16` and calibrated on
 /// [`integer_reference_input`]. `tests/data/integer/model.trnn` is this blob (the `integer` test checks
-/// that it still is), and the thumbv6m probe and firmware run it.
+/// that it still is), and the thumbv6m probe and firmware run it. Its recurrent kernels and Dense
+/// weights stay int8 (the quantizer would make these 8-column ones int16 by default): the instruction
+/// counts in BENCHMARKS.md and the firmware's canned outputs are of this model.
 pub fn integer_reference_blob() -> Vec<u8> {
     use tinyrnn_converter::npy::Array;
-    use tinyrnn_converter::quantize::{quantize_with, Mode};
+    use tinyrnn_converter::quantize::{quantize_with_options, Mode, Options};
     let spec = integer_reference_spec();
     let x = integer_reference_input();
     let calibration = Array::float(vec![1, x.len() / 3, 3], x).expect("shape");
-    let quantized = quantize_with(&spec, Mode::I8x16, Some(&calibration)).expect("quantize");
+    let options = Options {
+        int16_recurrent_columns: 0,
+        int16_dense_columns: 0,
+        ..Options::default()
+    };
+    let quantized =
+        quantize_with_options(&spec, Mode::I8x16, Some(&calibration), &options).expect("quantize");
     tinyrnn_converter::write::to_blob(&quantized).expect("blob")
 }
 
@@ -400,4 +408,74 @@ fn libm_free_sin(x: f32) -> f32 {
         sum += term;
     }
     sum
+}
+
+/// Window length of [`integer_window_reference_blob`].
+pub const WINDOW_REFERENCE_STEPS: usize = 16;
+
+/// The integer-only window-normalised reference forecaster: `SubtractLast` → GRU(8, reset-after) →
+/// Dense(8) → `Residual` (targets: features 0 and 2, horizon 4, one skip map per target), reading
+/// windows of [`WINDOW_REFERENCE_STEPS`] × 3 features, with seeded weights, quantized to `i8x16` with the
+/// converter's defaults and calibrated on 32 random walks. `tests/data/integer/window-model.trnn` is this
+/// blob; the firmware runs [`integer_window_reference_input`] through it on a Cortex-M0 (QEMU) and CI
+/// compares its output with the host's (`window-expected.csv`).
+pub fn integer_window_reference_blob() -> Vec<u8> {
+    use tinyrnn_converter::npy::Array;
+    use tinyrnn_converter::quantize::quantize_with;
+    let steps = WINDOW_REFERENCE_STEPS;
+    let calibration: Vec<f32> = (0..32u64)
+        .flat_map(|k| random_walk(100 + k, steps))
+        .collect();
+    let calibration = Array::float(vec![32, steps, 3], calibration).expect("shape");
+    let quantized = quantize_with(
+        &integer_window_reference_spec(),
+        Mode::I8x16,
+        Some(&calibration),
+    )
+    .expect("quantize");
+    tinyrnn_converter::write::to_blob(&quantized).expect("blob")
+}
+
+/// The f32 model [`integer_window_reference_blob`] quantizes.
+pub fn integer_window_reference_spec() -> ModelSpec {
+    use tinyrnn::format::Residual;
+    let (steps, horizon, targets) = (WINDOW_REFERENCE_STEPS, 4, [0u16, 2]);
+    let mut rng = Rng::new(23);
+    let mut gru = RecurrentOptions::new(Cell::Gru { reset_after: true }, 8);
+    gru.return_sequences = false;
+    let rows = horizon * targets.len();
+    let skip: Vec<f32> = (0..rows * steps)
+        .map(|_| 1.0 / steps as f32 + rng.uniform(0.05))
+        .collect();
+    let layers = vec![
+        Layer::SubtractLast,
+        recurrent(&mut rng, 3, gru),
+        dense(&mut rng, 8, rows, Activation::Linear),
+        Layer::Residual(Residual {
+            inputs: targets.iter().copied().collect(),
+            add_last: true,
+            skip: Some(Tensor::matrix(rows, steps, skip).expect("shape")),
+            skip_bias: Some(Tensor::vector(rng.values(rows, 0.05))),
+        }),
+    ];
+    model("integer_window_reference", 3, Some(steps as u32), layers)
+}
+
+/// One window for [`integer_window_reference_blob`]: a seeded random walk around levels within ±3.
+pub fn integer_window_reference_input() -> Vec<f32> {
+    random_walk(7, WINDOW_REFERENCE_STEPS)
+}
+
+/// `steps` timesteps of 3 features: levels in ±3, steps of ±0.15.
+fn random_walk(seed: u64, steps: usize) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let mut level = rng.values(3, 3.0);
+    let mut out = Vec::with_capacity(steps * 3);
+    for _ in 0..steps {
+        for v in level.iter_mut() {
+            *v += rng.uniform(0.15);
+        }
+        out.extend_from_slice(&level);
+    }
+    out
 }

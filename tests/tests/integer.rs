@@ -41,6 +41,29 @@ fn committed_reference_model_is_what_the_generator_writes() {
 }
 
 #[test]
+fn committed_window_reference_is_what_the_generator_writes_and_runs_to_its_outputs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/integer/window-model.trnn"
+    );
+    let committed = std::fs::read(path).expect("window-model.trnn");
+    assert!(
+        committed == tinyrnn_conformance::integer_window_reference_blob(),
+        "tests/data/integer is stale: run `cargo run -p tinyrnn-conformance --example integer_reference`"
+    );
+    let aligned = AlignedBlob::new(&committed);
+    let model = aligned.open().unwrap();
+    let x: Vec<i16> = rows(&data("window-input.csv")).concat();
+    let expected: Vec<i16> = rows(&data("window-expected.csv")).concat();
+    let steps = x.len() / 3;
+    let mut memory = vec![0.0f32; model.window_memory(steps).unwrap().total()];
+    let mut runtime = Runtime::new(&model, &mut memory).unwrap();
+    let mut y = vec![0i16; model.output_len(steps).unwrap()];
+    runtime.run_window_i16(&x, &mut y).unwrap();
+    assert_eq!(y, expected);
+}
+
+#[test]
 fn host_streams_the_committed_reference_outputs() {
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -332,5 +355,104 @@ fn an_integer_state_restores_whatever_f32_its_words_read_as() {
     assert!(!values.is_empty());
     for (i, &v) in values.iter().enumerate() {
         assert_eq!(v, if i % 2 == 0 { 0 } else { 0x7fc0 }, "value {i}");
+    }
+}
+
+/// Window normalisation and the skip path in `i8x16`: a forecaster `SubtractLast → GRU → Dense →
+/// Residual` (one shared skip map, one per target, and none), calibrated on random-walk windows around a
+/// level far from zero, stays within issue 4's `i8x16` bound (2e-3 of the output range) of its f32
+/// model on held-out windows, and its f32 edges give the same bits as its `i16` entry point.
+#[test]
+fn window_norm_and_skip_run_integer_only_within_the_bound() {
+    use tinyrnn::format::{Activation, Layer, Residual};
+    use tinyrnn_converter::spec::Tensor;
+    let (features, steps, horizon) = (3usize, 24usize, 4usize);
+    let targets = [0u16, 2];
+    let mut rng = Rng::new(17);
+    // Random walks: a level in ±3, steps of ±0.15.
+    let mut walks = |count: usize| -> Vec<f32> {
+        let mut out = Vec::with_capacity(count * steps * features);
+        for _ in 0..count {
+            let mut level: Vec<f32> = rng.values(features, 3.0);
+            for _ in 0..steps {
+                for v in level.iter_mut() {
+                    *v += rng.uniform(0.15);
+                }
+                out.extend_from_slice(&level);
+            }
+        }
+        out
+    };
+    let (calibration, held_out) = (walks(48), walks(16));
+    // (per-target skip maps, skip map at all)
+    for (per_target, with_skip) in [(false, true), (true, true), (false, false)] {
+        let mut rng = Rng::new(if per_target { 5 } else { 4 });
+        let mut options = RecurrentOptions::new(Cell::Gru { reset_after: true }, 8);
+        options.return_sequences = false;
+        let rows = if per_target {
+            horizon * targets.len()
+        } else {
+            horizon
+        };
+        // A skip map near the last-value forecast, as training leaves it: small weights around 1/T.
+        let skip: Vec<f32> = (0..rows * steps)
+            .map(|_| 1.0 / steps as f32 + rng.uniform(0.05))
+            .collect();
+        let layers = vec![
+            Layer::SubtractLast,
+            recurrent(&mut rng, features, options),
+            dense(&mut rng, 8, horizon * targets.len(), Activation::Linear),
+            Layer::Residual(Residual {
+                inputs: targets.iter().copied().collect(),
+                add_last: true,
+                skip: with_skip.then(|| Tensor::matrix(rows, steps, skip).unwrap()),
+                skip_bias: with_skip.then(|| Tensor::vector(rng.values(rows, 0.05))),
+            }),
+        ];
+        let spec = model("window norm", features, Some(steps as u32), layers);
+        let data = Array::float(vec![48, steps, features], calibration.clone()).unwrap();
+        let quantized = quantize_with(&spec, Mode::I8x16, Some(&data)).unwrap();
+        let (f32_blob, int_blob) = (
+            AlignedBlob::new(&to_blob(&spec).unwrap()),
+            AlignedBlob::new(&to_blob(&quantized).unwrap()),
+        );
+        let (reference, integer) = (f32_blob.open().unwrap(), int_blob.open().unwrap());
+        assert!(integer.is_integer());
+        let fixed = integer.fixed_point().unwrap().clone();
+        let in_scale = 2f32.powi(i32::from(fixed.input_frac));
+        let out_frac = integer.output_frac().unwrap();
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        for x in held_out.chunks_exact(steps * features) {
+            let y = window(&integer, x);
+            want.extend(window(&reference, x));
+            // The i16 entry point on the same quantized input gives the same bits.
+            let xq: Vec<i16> = x.iter().map(|v| (v * in_scale).round() as i16).collect();
+            let mut memory = vec![0.0f32; integer.window_memory(steps).unwrap().total()];
+            let mut runtime = Runtime::new(&integer, &mut memory).unwrap();
+            let mut yq = vec![0i16; integer.output_len(steps).unwrap()];
+            runtime.run_window_i16(&xq, &mut yq).unwrap();
+            let back: Vec<f32> = yq
+                .iter()
+                .map(|&q| f32::from(q) / 2f32.powi(i32::from(out_frac)))
+                .collect();
+            assert_eq!(back, y);
+            got.extend(y);
+        }
+        let range = want.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+            - want.iter().fold(f32::INFINITY, |m, v| m.min(*v));
+        let max_abs = want
+            .iter()
+            .zip(&got)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        println!(
+            "window norm (skip: {with_skip}, per target: {per_target}): max |err| {max_abs:.3e}, \
+             range {range:.3}, {:.3e} of the range; formats {fixed:?}",
+            max_abs / range
+        );
+        assert!(
+            max_abs / range <= 2e-3,
+            "error {max_abs:.3e} is {:.3e} of the output range {range:.3}",
+            max_abs / range
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The integer-only step links no floating point on a core without an FPU: `tests/nofloat` is built as a
 //! `thumbv6m-none-eabi` ELF (Cortex-M0+) that opens the `i8x16` reference model
-//! (`tests/data/integer/model.trnn`: LSTM → GRU → Dense) and streams it through `Runtime::step_i16`, and
+//! (`tests/data/integer/model.trnn`: LSTM → GRU → Dense), streams it through `Runtime::step_i16` and
+//! runs a window through `Runtime::run_window_i16` (whose code holds `SubtractLast` and `Residual`), and
 //! its symbol table must hold no soft-float routine. A second build with one f32 multiply added shows
 //! that the scan finds them.
 //!

@@ -7,7 +7,9 @@
 //! the canned `i16` input `tests/data/integer/input.csv` through `Runtime::step_i16`, and prints each
 //! step's output as `y <a>,<b>`. CI strips the prefix and compares the lines byte for byte with
 //! `tests/data/integer/expected.csv`, which the host engine wrote: the integer path gives the same bits on
-//! both. Exits 0 when every line was printed.
+//! both. It then runs one window through the window-normalised forecaster
+//! `tests/data/integer/window-model.trnn` (`Runtime::run_window_i16`) and prints `w <8 values>`, compared
+//! the same way with `window-expected.csv`. Exits 0 when every line was printed.
 //!
 //! ```text
 //! cargo run --release --target thumbv6m-none-eabi --features integer --bin integer
@@ -34,6 +36,14 @@ static INPUT: &str = include_str!("../../../tests/data/integer/input.csv");
 
 /// Engine memory in words (the model needs 85; `tinyrnn inspect` says 340 bytes).
 const WORDS: usize = 128;
+
+/// The window-normalised reference forecaster (`SubtractLast` → GRU → Dense → `Residual`), one window of
+/// three `i16` per line, and its window length; `tests/examples/integer_reference.rs` writes them.
+static WINDOW_MODEL: &[u8] = include_blob!("../../../tests/data/integer/window-model.trnn");
+static WINDOW_INPUT: &str = include_str!("../../../tests/data/integer/window-input.csv");
+const WINDOW_STEPS: usize = 16;
+/// Engine memory in words for one window of it (the model needs 180).
+const WINDOW_WORDS: usize = 192;
 
 #[entry]
 fn main() -> ! {
@@ -71,6 +81,7 @@ fn run() -> Result<usize, tinyrnn::Error> {
         hprintln!("y {},{}", y[0], y[1]);
         steps += 1;
     }
+    run_window()?;
     #[cfg(not(feature = "microbit"))]
     {
         let float_ticks = run_f32(model.fixed_point().map_or(0, |f| f.input_frac))?;
@@ -105,6 +116,32 @@ fn run_f32(input_frac: u8) -> Result<u32, tinyrnn::Error> {
         ticks = ticks.wrapping_add(timer::ticks().wrapping_sub(start));
     }
     Ok(ticks)
+}
+
+/// Runs the window-normalised forecaster over its one window and prints its forecast as `w a,b,…`
+/// (CI compares it with `tests/data/integer/window-expected.csv`).
+fn run_window() -> Result<(), tinyrnn::Error> {
+    let model = Model::open(WINDOW_MODEL)?;
+    let mut words = Aligned([0u32; WINDOW_WORDS]);
+    let mut runtime = Runtime::new(&model, as_f32_words(&mut words.0))?;
+    let mut x = [0i16; 3 * WINDOW_STEPS];
+    for (row, line) in x.chunks_exact_mut(3).zip(WINDOW_INPUT.lines()) {
+        row.copy_from_slice(&parse_row(line));
+    }
+    let mut y = [0i16; 8];
+    runtime.run_window_i16(&x, &mut y)?;
+    hprintln!(
+        "w {},{},{},{},{},{},{},{}",
+        y[0],
+        y[1],
+        y[2],
+        y[3],
+        y[4],
+        y[5],
+        y[6],
+        y[7]
+    );
+    Ok(())
 }
 
 /// One line of the input file: three `i16`.

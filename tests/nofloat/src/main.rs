@@ -1,4 +1,5 @@
-//! Runs the engine's integer-only step (`Runtime::step_i16`) on the `i8x16` reference model
+//! Runs the engine's integer-only step (`Runtime::step_i16`) and window (`Runtime::run_window_i16`, which
+//! holds window normalisation and the skip path) on the `i8x16` reference model
 //! (`tests/data/integer/model.trnn`: LSTM → GRU → Dense) from a bare `thumbv6m-none-eabi` entry point.
 //! `tests/tests/nofloat.rs` builds this ELF and checks that no soft-float routine is linked.
 #![no_std]
@@ -31,6 +32,10 @@ pub extern "C" fn _start() -> ! {
                 x[0] = x[0].wrapping_add(output[0]);
                 black_box(&output);
             }
+            // The windowed path too (window normalisation and the skip path live there).
+            let mut window = [0i16; 4];
+            let _ = runtime.run_window_i16(black_box(&[0i16; 6]), &mut window);
+            black_box(&window);
             #[cfg(feature = "with-float")]
             black_box(black_box(1.5f32) * black_box(f32::from(output[0])));
         }

@@ -1,0 +1,250 @@
+//! The quantizer's calibration options: percentile ranges for `i8x16` (`--calibration`) and bias
+//! correction for `i8w`, each against the rule it replaces, on data made to show the difference.
+
+use std::process::Command;
+
+use tinyrnn::format::{
+    Activation, Cell, CellWeights, Dense, Direction, Input, InputKind, InputLayout, IoLayout,
+    Layer, OutputLayout, Recurrent,
+};
+use tinyrnn_converter::npy::{Array, Data};
+use tinyrnn_converter::quantize::{
+    error_per_output, quantize_with_options, Mode, Options, RangeRule,
+};
+use tinyrnn_converter::run::run_batch;
+use tinyrnn_converter::spec::{ModelSpec, Tensor};
+use tinyrnn_converter::write::to_blob;
+
+/// Deterministic values in `[-scale, scale)`.
+fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let unit =
+                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * unit - 1.0) * scale
+        })
+        .collect()
+}
+
+fn spec(features: u32, layers: Vec<Layer<Tensor>>) -> ModelSpec {
+    ModelSpec {
+        input: Input {
+            kind: InputKind::Features(features),
+            steps: None,
+        },
+        layers,
+        io: IoLayout {
+            input: InputLayout::BatchFirst,
+            output: OutputLayout::BatchFirst,
+        },
+        name: "calibration options".into(),
+        source: "hand-built".into(),
+        vocabulary: None,
+        scaling: Default::default(),
+        annotations: Default::default(),
+        fixed: None,
+    }
+}
+
+/// A GRU(6) → Dense(2) forecaster with seeded weights, reading 3 features.
+fn gru_model() -> ModelSpec {
+    let matrix =
+        |seed, rows, cols| Tensor::matrix(rows, cols, noise(seed, rows * cols, 0.6)).unwrap();
+    let gru = Layer::Recurrent(Recurrent {
+        cell: Cell::Gru { reset_after: true },
+        hidden: 6,
+        activation: Activation::Tanh,
+        gate_activation: Activation::Sigmoid,
+        clip: None,
+        direction: Direction::Forward,
+        return_sequences: false,
+        forward: CellWeights {
+            kernel: matrix(1, 18, 3),
+            recurrent: matrix(2, 18, 6),
+            bias: Some(Tensor::vector(noise(3, 18, 0.3))),
+            recurrent_bias: Some(Tensor::vector(noise(4, 18, 0.3))),
+            peephole: None,
+            initial_h: None,
+            initial_c: None,
+        },
+        backward: None,
+    });
+    let head = Layer::Dense(Dense {
+        weight: matrix(5, 2, 6),
+        bias: Some(Tensor::vector(noise(6, 2, 0.3))),
+        activation: Activation::Linear,
+    });
+    spec(3, vec![gru, head])
+}
+
+fn windows(seed: u64, batch: usize, steps: usize, scale: f32) -> Array {
+    Array::float(vec![batch, steps, 3], noise(seed, batch * steps * 3, scale)).unwrap()
+}
+
+fn worst_error(spec: &ModelSpec, quantized: &ModelSpec, x: &Array) -> f32 {
+    let (a, b) = (to_blob(spec).unwrap(), to_blob(quantized).unwrap());
+    error_per_output(&a, &b, x)
+        .unwrap()
+        .iter()
+        .fold(0.0f32, |m, e| m.max(e.max_abs))
+}
+
+/// One wild value among 3,840 calibration inputs: min/max gives the input format its range (and most
+/// of its resolution away); the 99.9th percentile lets it saturate, and on held-out windows without
+/// such a value the integer model is closer to f32.
+#[test]
+fn percentile_calibration_beats_minmax_on_data_with_an_outlier() {
+    let model = gru_model();
+    let mut calibration = windows(11, 40, 32, 1.0);
+    if let Data::Float(v) = &mut calibration.data {
+        v[1000] = 200.0;
+    }
+    let held_out = windows(12, 16, 32, 1.0);
+    let error = |ranges| {
+        let options = Options {
+            ranges,
+            ..Options::default()
+        };
+        let q = quantize_with_options(&model, Mode::I8x16, Some(&calibration), &options).unwrap();
+        (
+            worst_error(&model, &q, &held_out),
+            q.fixed.as_ref().unwrap().input_frac,
+        )
+    };
+    let (minmax, minmax_frac) = error(RangeRule::MinMax);
+    let (percentile, percentile_frac) = error(RangeRule::Percentile(99.9));
+    println!(
+        "outlier: minmax {minmax:.3e} (input Q.{minmax_frac}), percentile:99.9 {percentile:.3e} \
+         (input Q.{percentile_frac})"
+    );
+    assert!(percentile_frac > minmax_frac + 4);
+    assert!(
+        percentile < 0.5 * minmax,
+        "percentile {percentile:.3e}, minmax {minmax:.3e}"
+    );
+}
+
+#[test]
+fn range_rules_parse_and_say_what_they_expect() {
+    assert_eq!("minmax".parse(), Ok(RangeRule::MinMax));
+    assert_eq!("percentile:99.99".parse(), Ok(RangeRule::Percentile(99.99)));
+    for bad in [
+        "percentile:0",
+        "percentile:100.5",
+        "percentile:x",
+        "max",
+        "",
+    ] {
+        let err = bad.parse::<RangeRule>().unwrap_err();
+        assert!(err.contains("'minmax' or 'percentile:P'"), "{bad}: {err}");
+    }
+}
+
+/// Inputs far from zero (about 5 and 3): per-row int8 rounding leaves every output with a constant
+/// offset `ΔW_r · mean(x)`. Bias correction moves it into the bias, so on held-out data the mean signed
+/// error nearly vanishes and the worst error shrinks.
+#[test]
+fn bias_correction_removes_the_mean_rounding_error_of_i8w() {
+    let weight = vec![0.7, 0.3337, -0.412, 0.9013, 0.05, -0.2671];
+    let model = spec(
+        2,
+        vec![Layer::Dense(Dense {
+            weight: Tensor::matrix(3, 2, weight).unwrap(),
+            bias: None,
+            activation: Activation::Linear,
+        })],
+    );
+    let data = |seed| {
+        let mut v = noise(seed, 64 * 2, 0.1);
+        v.chunks_exact_mut(2).for_each(|p| {
+            p[0] += 5.0;
+            p[1] += 3.0;
+        });
+        Array::float(vec![64, 1, 2], v).unwrap()
+    };
+    let (calibration, held_out) = (data(21), data(22));
+    let mean_error = |q: &ModelSpec| -> f64 {
+        let run = |s: &ModelSpec| match run_batch(&to_blob(s).unwrap(), &held_out).unwrap().data {
+            Data::Float(v) => v,
+            Data::Int(_) => unreachable!(),
+        };
+        let (want, got) = (run(&model), run(q));
+        let n = want.len() as f64;
+        // The largest per-output mean signed error.
+        (0..3)
+            .map(|o| {
+                want.iter()
+                    .zip(&got)
+                    .skip(o)
+                    .step_by(3)
+                    .map(|(a, b)| f64::from(b - a))
+                    .sum::<f64>()
+                    / (n / 3.0)
+            })
+            .fold(0.0f64, |m, e| m.max(e.abs()))
+    };
+    let quantize = |bias_correction| {
+        let options = Options {
+            bias_correction,
+            ..Options::default()
+        };
+        quantize_with_options(&model, Mode::I8w, Some(&calibration), &options).unwrap()
+    };
+    let (plain, corrected) = (quantize(false), quantize(true));
+    let (plain_mean, corrected_mean) = (mean_error(&plain), mean_error(&corrected));
+    let (plain_max, corrected_max) = (
+        worst_error(&model, &plain, &held_out),
+        worst_error(&model, &corrected, &held_out),
+    );
+    println!(
+        "bias correction: mean error {plain_mean:.3e} → {corrected_mean:.3e}, worst {plain_max:.3e} → \
+         {corrected_max:.3e}"
+    );
+    assert!(plain_mean > 1e-3, "the rounding left no offset to correct");
+    assert!(corrected_mean < 0.1 * plain_mean);
+    assert!(corrected_max < plain_max);
+    let Layer::Dense(d) = &corrected.layers[0] else {
+        unreachable!()
+    };
+    assert!(d.bias.is_some(), "a bias is created where there was none");
+}
+
+#[test]
+fn cli_takes_a_calibration_rule_and_names_a_bad_one() {
+    let bin = env!("CARGO_BIN_EXE_tinyrnn");
+    let dir = std::env::temp_dir().join(format!("tinyrnn-calibration-rule-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (f32_blob, int_blob, x) = (
+        dir.join("f32.trnn"),
+        dir.join("i8x16.trnn"),
+        dir.join("x.npy"),
+    );
+    std::fs::write(&f32_blob, to_blob(&gru_model()).unwrap()).unwrap();
+    let data = windows(31, 20, 16, 1.0);
+    let Data::Float(values) = &data.data else {
+        unreachable!()
+    };
+    tinyrnn_converter::npy::write_f32(&x, &data.shape, values).unwrap();
+    let run = |rule: &str| {
+        Command::new(bin)
+            .args(["quantize", f32_blob.to_str().unwrap(), "--mode", "i8x16"])
+            .args(["--calibrate", x.to_str().unwrap(), "--calibration", rule])
+            .args(["-o", int_blob.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let ok = run("percentile:99.9");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = run("percentile:101");
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("'minmax' or 'percentile:P'"), "{err}");
+}
