@@ -5,7 +5,7 @@
 //! `G·H × input` for kernels and `G·H × H` for recurrent kernels, gate blocks stacked by rows.
 
 use crate::activation::{apply, scalar};
-use crate::format::{Cell, CellWeights, DType, Recurrent};
+use crate::format::{Activation, Cell, CellWeights, DType, Recurrent};
 use crate::kernels::float::{add, add_product, clip};
 use crate::kernels::{matvec, matvec_add};
 
@@ -153,6 +153,33 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// What a cell body needs of its layer besides the weights: small and `Copy`, so a streaming step can
+/// take it from the model's compact layer without resolving (and copying) every tensor of the layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CellSpec {
+    /// The cell type.
+    pub cell: Cell,
+    /// The output / candidate activation.
+    pub activation: Activation,
+    /// The gates' activation.
+    pub gate_activation: Activation,
+    /// The pre-activation clip, if any.
+    pub clip: Option<f32>,
+}
+
+impl CellSpec {
+    /// The spec of a recurrent layer, whatever its tensors are.
+    #[inline]
+    pub(crate) fn of<T>(layer: &Recurrent<T>) -> Self {
+        Self {
+            cell: layer.cell,
+            activation: layer.activation,
+            gate_activation: layer.gate_activation,
+            clip: layer.clip,
+        }
+    }
+}
+
 /// Scratch words one timestep of `layer` needs.
 pub(crate) fn scratch_words(cell: Cell, hidden: usize) -> usize {
     2 * cell.gates() * hidden
@@ -181,7 +208,7 @@ pub(crate) fn reset(weights: &CellWeights<Mat<'_>>, h: &mut [f32], c: &mut [f32]
 /// Advances one direction by one timestep: reads `x`, updates `h` (and `c` for an LSTM) in place.
 /// `scratch` holds at least [`scratch_words`] values.
 pub(crate) fn step(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     x: &[f32],
     h: &mut [f32],
@@ -213,7 +240,7 @@ pub(crate) fn step(
 /// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
 /// With a clip, every gate's pre-activation is clamped to [-clip, clip] before its activation.
 fn lstm(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     input_forget: bool,
     pre: &mut [f32],
@@ -262,7 +289,7 @@ fn lstm(
 /// reset-before: n = act(Wn x + bn + Rn (r ⊙ h))
 /// h' = (1 − z) ⊙ n + z ⊙ h
 fn gru(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     reset_after: bool,
     pre: &mut [f32],

@@ -487,30 +487,32 @@ impl<'m, 'b> Runtime<'m, 'b> {
             .state
             .split_at_mut_checked(model.recurrent_state())
             .ok_or(too_small)?;
-        for (layer, plan) in model.layers().zip(model.plans()) {
+        // The compact layers: a step resolves only the tensors it uses, and copies no whole layer.
+        for (stage, plan) in model.compact_layers().iter().zip(model.plans()) {
             let x = cur.get(..plan.input_width).unwrap_or(&[]);
             let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
-            match &layer {
-                Layer::Embedding(e) => {
+            match stage {
+                Stage::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         let token = ids.first().copied().unwrap_or(0) as usize;
-                        kernels::row(&e.table, token, y);
+                        kernels::row(&model.mat(e.table), token, y);
                     }
                 }
-                Layer::Recurrent(r) => {
+                Stage::Recurrent(r) => {
                     let words = cell::state_words(r.cell, r.hidden as usize);
                     let slot = recurrent_state
                         .get_mut(plan.state_offset..plan.state_offset + words)
                         .unwrap_or(&mut []);
                     let (h, c) = slot.split_at_mut((r.hidden as usize).min(slot.len()));
-                    cell::step(r, &r.forward, x, h, c, cells);
+                    let weights = model.weights(&r.forward);
+                    cell::step(&cell::CellSpec::of(r), &weights, x, h, c, cells);
                     copy(y, h);
                 }
-                Layer::Dense(d) => dense(d, x, y),
+                Stage::Dense(d) => dense(&model.dense(d), x, y),
                 // Per step, every timestep is the last one so far.
-                Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
+                Stage::Crop { .. } | Stage::KeepLast { .. } | Stage::LastStep => copy(y, x),
                 // Validation marks models with these layers not streamable.
-                Layer::SubtractLast | Layer::Residual(_) => copy(y, x),
+                Stage::SubtractLast | Stage::Residual { .. } => copy(y, x),
             }
             core::mem::swap(&mut cur, &mut next);
         }
@@ -681,7 +683,7 @@ fn recurrent_window(
         for k in 0..steps {
             let t = if reversed { steps - 1 - k } else { k };
             let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
-            cell::step(r, weights, x, h, c, scratch);
+            cell::step(&cell::CellSpec::of(r), weights, x, h, c, scratch);
             if r.return_sequences {
                 let row = out
                     .get_mut(t * out_width..(t + 1) * out_width)

@@ -22,11 +22,192 @@ pub const TANH_MAX_ERROR: f32 = TANH_BOUND;
 
 /// `Σ w_i x_i` of int8 weights (two's-complement bytes) and int16 values, accumulated in `i32` with
 /// saturation instead of wrap-around.
+///
+/// A row of at most [`EXACT_TERMS`] terms cannot leave the `i32` range at any partial sum, so its
+/// saturating sum is its plain sum, which is computed without a check per term (on Armv7E-M two terms
+/// per `SMLAD`); longer rows take the saturating fold. Both give the same bits.
 #[inline]
 pub fn dot_i8_i16(w: &[u8], x: &[i16]) -> i32 {
+    let n = w.len().min(x.len());
+    if n <= EXACT_TERMS {
+        let (w, x) = (w.get(..n).unwrap_or(&[]), x.get(..n).unwrap_or(&[]));
+        #[cfg(tinyrnn_dsp)]
+        return dot_paired(w, x);
+        #[cfg(not(tinyrnn_dsp))]
+        return dot_plain(w, x);
+    }
+    dot_saturating(w, x)
+}
+
+/// Longest row whose plain `i32` sum equals its saturating one: each term is at most
+/// `128 × 32768 = 2^22` in magnitude, and `511 × 2^22 < 2^31 − 1`.
+pub const EXACT_TERMS: usize = 511;
+
+/// The reference: a saturating add per term.
+#[inline]
+fn dot_saturating(w: &[u8], x: &[i16]) -> i32 {
     w.iter().zip(x).fold(0i32, |acc, (&w, &x)| {
         acc.saturating_add(i32::from(w as i8) * i32::from(x))
     })
+}
+
+/// The plain sum, four terms per iteration (for cores without the DSP extension; no partial sum of
+/// the rows it gets can overflow, see [`EXACT_TERMS`]).
+#[cfg_attr(tinyrnn_dsp, allow(dead_code))]
+#[inline]
+fn dot_plain(w: &[u8], x: &[i16]) -> i32 {
+    let (w4, w_rest) = w.as_chunks::<4>();
+    let (x4, x_rest) = x.as_chunks::<4>();
+    let term = |w: u8, x: i16| i32::from(w as i8).wrapping_mul(i32::from(x));
+    let mut acc = 0i32;
+    for (w, x) in w4.iter().zip(x4) {
+        acc = acc
+            .wrapping_add(term(w[0], x[0]))
+            .wrapping_add(term(w[1], x[1]))
+            .wrapping_add(term(w[2], x[2]))
+            .wrapping_add(term(w[3], x[3]));
+    }
+    w_rest
+        .iter()
+        .zip(x_rest)
+        .fold(acc, |acc, (&w, &x)| acc.wrapping_add(term(w, x)))
+}
+
+/// The plain sum shaped for the Armv7E-M DSP instructions, four terms per iteration: one word of four
+/// weights is split by `SXTB16` into its even and odd bytes as two `i16` pairs, the inputs are paired
+/// to match by `PKHBT`/`PKHTB`, and two `SMLAD`s add the four products. [`dsp`] runs the instructions
+/// on Armv7E-M and emulates them elsewhere, so host tests check this arrangement bit for bit. Callers
+/// give equal lengths of at most [`EXACT_TERMS`].
+#[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+#[inline]
+fn dot_paired(w: &[u8], x: &[i16]) -> i32 {
+    let (w4, w_rest) = w.as_chunks::<4>();
+    let (x4, x_rest) = x.as_chunks::<4>();
+    let mut acc = 0i32;
+    for (w, x) in w4.iter().zip(x4) {
+        let weights = u32::from_le_bytes(*w);
+        let x01 = dsp::pair(x[0], x[1]);
+        let x23 = dsp::pair(x[2], x[3]);
+        // Even weights (bytes 0 and 2) meet x0 and x2; odd ones (bytes 1 and 3) meet x1 and x3.
+        acc = dsp::smlad(dsp::sxtb16(weights), dsp::pkhbt(x01, x23), acc);
+        acc = dsp::smlad(dsp::sxtb16_ror8(weights), dsp::pkhtb(x23, x01), acc);
+    }
+    w_rest.iter().zip(x_rest).fold(acc, |acc, (&w, &x)| {
+        acc.wrapping_add(i32::from(w as i8) * i32::from(x))
+    })
+}
+
+/// The Armv7E-M DSP instructions [`dot_paired`] uses: inline assembly on `thumbv7em` (`cfg(tinyrnn_dsp)`,
+/// set by the build script), plain Rust with the same results elsewhere. Each is pure: no memory, no
+/// flags the compiler relies on (`SMLAD` may set the sticky Q flag, which nothing here reads).
+mod dsp {
+    /// Two `i16` as one word, `lo` in bits 0..16.
+    #[inline(always)]
+    pub(super) fn pair(lo: i16, hi: i16) -> u32 {
+        u32::from(lo as u16) | (u32::from(hi as u16) << 16)
+    }
+
+    /// The halves of a word as `i16`s.
+    #[cfg_attr(tinyrnn_dsp, allow(dead_code))]
+    #[inline(always)]
+    fn halves(word: u32) -> (i32, i32) {
+        (
+            i32::from(word as u16 as i16),
+            i32::from((word >> 16) as u16 as i16),
+        )
+    }
+
+    /// `SXTB16`: bytes 0 and 2, sign-extended to the two halves.
+    #[inline(always)]
+    pub(super) fn sxtb16(word: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: a register-to-register instruction of Armv7E-M (`cfg(tinyrnn_dsp)` is set only for
+            // such targets); it reads `word` and writes `out` only.
+            unsafe {
+                core::arch::asm!("sxtb16 {o}, {i}", o = lateout(reg) out, i = in(reg) word,
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        pair(
+            i16::from(word as u8 as i8),
+            i16::from((word >> 16) as u8 as i8),
+        )
+    }
+
+    /// `SXTB16 …, ROR #8`: bytes 1 and 3, sign-extended to the two halves.
+    #[inline(always)]
+    pub(super) fn sxtb16_ror8(word: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: as in `sxtb16`.
+            unsafe {
+                core::arch::asm!("sxtb16 {o}, {i}, ror #8", o = lateout(reg) out, i = in(reg) word,
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        sxtb16(word >> 8)
+    }
+
+    /// `PKHBT a, b, LSL #16`: the low half of `a`, then the low half of `b`.
+    #[inline(always)]
+    pub(super) fn pkhbt(a: u32, b: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: as in `sxtb16`.
+            unsafe {
+                core::arch::asm!("pkhbt {o}, {a}, {b}, lsl #16", o = lateout(reg) out, a = in(reg) a,
+                    b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        ((a & 0xffff) | (b << 16))
+    }
+
+    /// `PKHTB a, b, ASR #16`: the high half of `b` (moved down), then the high half of `a`.
+    #[inline(always)]
+    pub(super) fn pkhtb(a: u32, b: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: as in `sxtb16`.
+            unsafe {
+                core::arch::asm!("pkhtb {o}, {a}, {b}, asr #16", o = lateout(reg) out, a = in(reg) a,
+                    b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        ((a & 0xffff_0000) | (b >> 16))
+    }
+
+    /// `SMLAD a, b, acc`: `acc + a.lo × b.lo + a.hi × b.hi`, wrapping.
+    #[inline(always)]
+    pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: i32;
+            // SAFETY: as in `sxtb16`; the Q flag it may set is not read by compiled code.
+            unsafe {
+                core::arch::asm!("smlad {o}, {a}, {b}, {c}", o = lateout(reg) out, a = in(reg) a,
+                    b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        {
+            let ((a0, a1), (b0, b1)) = (halves(a), halves(b));
+            acc.wrapping_add(a0 * b0).wrapping_add(a1 * b1)
+        }
+    }
 }
 
 /// `round(acc × multiplier / 2^shift)`, saturated to `i32`: how an accumulator moves from one scale to
@@ -328,9 +509,57 @@ const SIGMOID_BOUND: f32 = 7e-5;
 const TANH_BOUND: f32 = 1.2e-4;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
+
+    /// A small xorshift generator for the property tests.
+    pub(crate) struct Xorshift(pub(crate) u32);
+
+    impl Xorshift {
+        pub(crate) fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+    }
+
+    #[test]
+    fn every_dot_product_matches_the_saturating_reference() {
+        let mut rng = Xorshift(0x9e37_79b9);
+        let rounds = if cfg!(miri) { 40 } else { 2000 };
+        for round in 0..rounds {
+            // Random lengths around the remainder cases and the exactness limit, random and extreme values.
+            let n = match round % 4 {
+                0 => (rng.next() % 9) as usize,
+                1 => (rng.next() % 70) as usize,
+                2 => EXACT_TERMS - 2 + (rng.next() % 5) as usize,
+                _ => (rng.next() % 1200) as usize,
+            };
+            let extreme = round % 3 == 0;
+            let w: std::vec::Vec<u8> = (0..n)
+                .map(|_| if extreme { 0x80 } else { rng.next() as u8 })
+                .collect();
+            let x: std::vec::Vec<i16> = (0..n)
+                .map(|_| if extreme { i16::MIN } else { rng.next() as i16 })
+                .collect();
+            let reference = dot_saturating(&w, &x);
+            assert_eq!(dot_i8_i16(&w, &x), reference, "n = {n}");
+            if n <= EXACT_TERMS {
+                assert_eq!(dot_plain(&w, &x), reference, "plain, n = {n}");
+                assert_eq!(dot_paired(&w, &x), reference, "paired, n = {n}");
+            }
+            // Unequal lengths use the common prefix.
+            let cut = n / 2;
+            assert_eq!(
+                dot_i8_i16(&w, &x[..cut]),
+                dot_saturating(&w[..cut], &x[..cut])
+            );
+        }
+        // Past the limit, saturation shows: 600 × 2^22 is beyond i32.
+        assert_eq!(dot_i8_i16(&[0x80; 600], &[i16::MIN; 600]), i32::MAX);
+    }
 
     /// Largest error of `f` against `exact` over every Q·.12 input in `[−20, 20]` and the `i32` extremes.
     fn max_error(f: fn(i32) -> i16, exact: fn(f64) -> f64) -> f64 {
