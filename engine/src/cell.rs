@@ -4,7 +4,7 @@
 //! Gate order is the Keras/PyTorch order: LSTM `i f g o`, GRU `z r n`. Every weight matrix is row-major,
 //! `G·H × input` for kernels and `G·H × H` for recurrent kernels, gate blocks stacked by rows.
 
-use crate::activation::{apply, scalar};
+use crate::activation::{apply_with, scalar_with};
 use crate::format::{Activation, Cell, CellWeights, DType, Recurrent};
 use crate::kernels::float::{add, add_product, clip};
 use crate::kernels::{matvec, matvec_add};
@@ -165,10 +165,12 @@ pub(crate) struct CellSpec {
     pub gate_activation: Activation,
     /// The pre-activation clip, if any.
     pub clip: Option<f32>,
+    /// Whether sigmoid and tanh are the fast approximations of [`crate::activation`].
+    pub fast: bool,
 }
 
 impl CellSpec {
-    /// The spec of a recurrent layer, whatever its tensors are.
+    /// The spec of a recurrent layer, whatever its tensors are, with the exact activations.
     #[inline]
     pub(crate) fn of<T>(layer: &Recurrent<T>) -> Self {
         Self {
@@ -176,7 +178,14 @@ impl CellSpec {
             activation: layer.activation,
             gate_activation: layer.gate_activation,
             clip: layer.clip,
+            fast: false,
         }
+    }
+
+    /// The same spec with the fast activations when `fast` is set.
+    #[inline]
+    pub(crate) fn fast(self, fast: bool) -> Self {
+        Self { fast, ..self }
     }
 }
 
@@ -228,7 +237,7 @@ pub(crate) fn step(
             matvec_add(&weights.recurrent, h, pre);
             clip(pre, layer.clip);
             h.copy_from_slice_checked(pre);
-            apply(layer.activation, h);
+            apply_with(layer.activation, h, layer.fast);
         }
         Cell::Lstm { input_forget } => lstm(layer, weights, input_forget, pre, h, c),
         Cell::Gru { reset_after } => gru(layer, weights, reset_after, pre, extra, h),
@@ -260,7 +269,8 @@ fn lstm(
     clip(i, layer.clip);
     clip(f, layer.clip);
     clip(g, layer.clip);
-    let (ga, act) = (layer.gate_activation, layer.activation);
+    let (ga, act, fast) = (layer.gate_activation, layer.activation, layer.fast);
+    let scalar = |activation, x| scalar_with(activation, x, fast);
     for (((c, i), f), g) in c
         .iter_mut()
         .zip(i.iter_mut())
@@ -309,13 +319,13 @@ fn gru(
         let (rh_zr, rh_n) = rh.split_at_mut((2 * hidden).min(rh.len()));
         add(zr, rh_zr);
         clip(zr, layer.clip);
-        apply(layer.gate_activation, zr);
+        apply_with(layer.gate_activation, zr, layer.fast);
         let r = zr.get(hidden..).unwrap_or(&[]);
         add_product(n, r, rh_n);
     } else {
         matvec_add(&recurrent.rows(0, 2 * hidden), h, zr);
         clip(zr, layer.clip);
-        apply(layer.gate_activation, zr);
+        apply_with(layer.gate_activation, zr, layer.fast);
         let r = zr.get(hidden..).unwrap_or(&[]);
         let rh = extra.get_mut(..hidden).unwrap_or(&mut []);
         rh.iter_mut()
@@ -324,7 +334,7 @@ fn gru(
         matvec_add(&recurrent.rows(2 * hidden, hidden), rh, n);
     }
     clip(n, layer.clip);
-    apply(layer.activation, n);
+    apply_with(layer.activation, n, layer.fast);
     let z = zr.get(..hidden).unwrap_or(&[]);
     for ((h, z), n) in h.iter_mut().zip(z).zip(n.iter()) {
         *h = (1.0 - z) * n + z * *h;

@@ -41,6 +41,8 @@ pub struct Runtime<'m, 'b> {
     scratch: &'b mut [f32],
     /// Streaming steps since the last reset, saturating at the kept history length.
     seen: usize,
+    /// Whether float recurrent cells use the fast sigmoid and tanh.
+    fast_activations: bool,
 }
 
 impl<'m, 'b> Runtime<'m, 'b> {
@@ -64,9 +66,25 @@ impl<'m, 'b> Runtime<'m, 'b> {
             state,
             scratch,
             seen: 0,
+            fast_activations: false,
         };
         runtime.reset();
         Ok(runtime)
+    }
+
+    /// Makes the recurrent cells of a float model use the fast sigmoid and tanh
+    /// ([`crate::activation::sigmoid_fast`], [`crate::activation::tanh_fast`], each within a documented
+    /// maximum error of the exact function) instead of the exact `libm` ones, which are the default.
+    /// Steps and windows both follow the setting; Dense layers and integer-only models are not
+    /// affected (the integer path has its own tables). A host runtime with the same setting gives the
+    /// same bits as the microcontroller.
+    pub fn set_fast_activations(&mut self, fast: bool) {
+        self.fast_activations = fast;
+    }
+
+    /// Whether the recurrent cells use the fast activations ([`Runtime::set_fast_activations`]).
+    pub fn fast_activations(&self) -> bool {
+        self.fast_activations
     }
 
     /// The model this runtime runs.
@@ -505,7 +523,14 @@ impl<'m, 'b> Runtime<'m, 'b> {
                         .unwrap_or(&mut []);
                     let (h, c) = slot.split_at_mut((r.hidden as usize).min(slot.len()));
                     let weights = model.weights(&r.forward);
-                    cell::step(&cell::CellSpec::of(r), &weights, x, h, c, cells);
+                    cell::step(
+                        &cell::CellSpec::of(r).fast(self.fast_activations),
+                        &weights,
+                        x,
+                        h,
+                        c,
+                        cells,
+                    );
                     copy(y, h);
                 }
                 Stage::Dense(d) => dense(&model.dense(d), x, y),
@@ -590,7 +615,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 }
                 Layer::Recurrent(r) => {
                     let slot = self.state.get_mut(plan.state_offset..).unwrap_or(&mut []);
-                    recurrent_window(r, x, t, w_in, next, cells, slot);
+                    recurrent_window(r, self.fast_activations, x, t, w_in, next, cells, slot);
                     if !r.return_sequences {
                         t = 1;
                     }
@@ -655,8 +680,10 @@ impl<'m, 'b> Runtime<'m, 'b> {
 
 /// Runs a recurrent layer over a packed `steps × input` window, writing each output row (or the one
 /// final row) into `out`. `state` starts with this layer's forward state, then its backward state.
+#[allow(clippy::too_many_arguments)]
 fn recurrent_window(
     r: &Recurrent<Mat<'_>>,
+    fast_activations: bool,
     input: &[f32],
     steps: usize,
     width: usize,
@@ -683,7 +710,14 @@ fn recurrent_window(
         for k in 0..steps {
             let t = if reversed { steps - 1 - k } else { k };
             let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
-            cell::step(&cell::CellSpec::of(r), weights, x, h, c, scratch);
+            cell::step(
+                &cell::CellSpec::of(r).fast(fast_activations),
+                weights,
+                x,
+                h,
+                c,
+                scratch,
+            );
             if r.return_sequences {
                 let row = out
                     .get_mut(t * out_width..(t + 1) * out_width)

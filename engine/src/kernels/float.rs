@@ -32,15 +32,20 @@ pub(crate) fn matvec_add(w: &[f32], x: &[f32], y: &mut [f32]) {
 /// [`dot`] per row (the trainer mirrors that order). `x` is not empty.
 #[inline(always)]
 fn for_each_row_dot(w: &[f32], x: &[f32], y: &mut [f32], mut finish: impl FnMut(&mut f32, f32)) {
-    let n = x.len();
-    let rows = y.len().min(w.len() / n.max(1));
+    // `max(1)`: never 0 here, but a zero chunk size would panic.
+    let n = x.len().max(1);
+    let rows = y.len().min(w.len() / n);
     let blocked = rows - rows % BLOCK;
     let (w_blocks, w_tail) = w.split_at_checked(blocked * n).unwrap_or((&[], w));
     let (y_blocks, y_tail) = y
         .split_at_mut_checked(blocked)
         .unwrap_or((&mut [], &mut []));
+    // Arrays of BLOCK outputs, not `chunks_exact_mut`: two zipped `ChunksExact` make `Zip::new` divide
+    // by a chunk size it cannot see is non-zero, a panic path.
     for (out, rows) in y_blocks
-        .chunks_exact_mut(BLOCK)
+        .as_chunks_mut::<BLOCK>()
+        .0
+        .iter_mut()
         .zip(w_blocks.chunks_exact(BLOCK * n))
     {
         let sums = dot4(rows, n, x);

@@ -65,17 +65,34 @@ fn main() -> ! {
 
 fn run() -> Result<(), tinyrnn::Error> {
     let mut memory = [0.0f32; WORDS];
-    for (group, (label, blob)) in MODELS.iter().enumerate() {
+    let mut group = 0;
+    for (label, blob) in MODELS.iter() {
         let model = Model::open(blob)?;
-        hprintln!("group {} {} {}", group, label, model.macs_per_step());
-        if group > 0 {
-            // SAFETY: the marker is a bare `bx lr` defined above; it touches no memory or register.
-            unsafe { bench_next() };
-        }
-        if model.is_integer() {
-            measure_i16(&model, &mut memory)?;
+        // Float models twice: exact activations, then the fast ones (`+fast`).
+        let variants: &[bool] = if model.is_integer() {
+            &[false]
         } else {
-            measure_f32(&model, &mut memory)?;
+            &[false, true]
+        };
+        for &fast in variants {
+            let suffix = if fast { "+fast" } else { "" };
+            hprintln!(
+                "group {} {}{} {}",
+                group,
+                label,
+                suffix,
+                model.macs_per_step()
+            );
+            if group > 0 {
+                // SAFETY: the marker is a bare `bx lr` defined above; it touches no memory or register.
+                unsafe { bench_next() };
+            }
+            if model.is_integer() {
+                measure_i16(&model, &mut memory)?;
+            } else {
+                measure_f32(&model, &mut memory, fast)?;
+            }
+            group += 1;
         }
     }
     // The reference reads the weights of the f32 run's own LSTM-32 blob (no second copy in flash).
@@ -85,7 +102,7 @@ fn run() -> Result<(), tinyrnn::Error> {
         if let Some(weights) = naive::weights(&model) {
             hprintln!(
                 "group {} naive-lstm h32 f32-reference {}",
-                MODELS.len(),
+                group,
                 naive::MACS
             );
             // SAFETY: as above.
@@ -99,7 +116,7 @@ fn run() -> Result<(), tinyrnn::Error> {
 /// The bench input, in `[-1, 1]` like the i8x16 models' calibration data.
 const INPUT: [f32; 3] = [0.25, -0.5, 0.75];
 
-fn measure_f32(model: &Model<'_>, memory: &mut [f32]) -> Result<(), tinyrnn::Error> {
+fn measure_f32(model: &Model<'_>, memory: &mut [f32], fast: bool) -> Result<(), tinyrnn::Error> {
     let input = INPUT;
     let mut output = [0.0f32; 64];
     let out = output
@@ -109,6 +126,7 @@ fn measure_f32(model: &Model<'_>, memory: &mut [f32]) -> Result<(), tinyrnn::Err
             got: 64,
         })?;
     let mut runtime = Runtime::new(model, memory)?;
+    runtime.set_fast_activations(fast);
     runtime.step(&input, out)?;
     for _ in 0..STEPS {
         // SAFETY: the markers are bare `bx lr`s defined above; the plugin counts the instructions
