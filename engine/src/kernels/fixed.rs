@@ -56,8 +56,8 @@ fn dot_saturating(w: &[u8], x: &[i16]) -> i32 {
 #[cfg_attr(tinyrnn_dsp, allow(dead_code))]
 #[inline]
 fn dot_plain(w: &[u8], x: &[i16]) -> i32 {
-    let (w4, w_rest) = w.as_chunks::<4>();
-    let (x4, x_rest) = x.as_chunks::<4>();
+    let (w4, w_rest) = super::as_chunks::<_, 4>(w);
+    let (x4, x_rest) = super::as_chunks::<_, 4>(x);
     let term = |w: u8, x: i16| i32::from(w as i8).wrapping_mul(i32::from(x));
     let mut acc = 0i32;
     for (w, x) in w4.iter().zip(x4) {
@@ -81,8 +81,8 @@ fn dot_plain(w: &[u8], x: &[i16]) -> i32 {
 #[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
 #[inline]
 fn dot_paired(w: &[u8], x: &[i16]) -> i32 {
-    let (w4, w_rest) = w.as_chunks::<4>();
-    let (x4, x_rest) = x.as_chunks::<4>();
+    let (w4, w_rest) = super::as_chunks::<_, 4>(w);
+    let (x4, x_rest) = super::as_chunks::<_, 4>(x);
     let mut acc = 0i32;
     for (w, x) in w4.iter().zip(x4) {
         let weights = u32::from_le_bytes(*w);
@@ -102,9 +102,9 @@ fn dot_paired(w: &[u8], x: &[i16]) -> i32 {
 #[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
 #[inline]
 fn dot_paired2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
-    let (a4, a_rest) = w0.as_chunks::<4>();
-    let (b4, b_rest) = w1.as_chunks::<4>();
-    let (x4, x_rest) = x.as_chunks::<4>();
+    let (a4, a_rest) = super::as_chunks::<_, 4>(w0);
+    let (b4, b_rest) = super::as_chunks::<_, 4>(w1);
+    let (x4, x_rest) = super::as_chunks::<_, 4>(x);
     let (mut acc0, mut acc1) = (0i32, 0i32);
     #[cfg(tinyrnn_dsp)]
     {
@@ -343,7 +343,7 @@ fn rows_requant(
 ) {
     let n = x.len().max(1);
     let requantize = |dot: i32, pair: &[i32; 2]| rescale(dot, pair[0], pair[1] as u32);
-    let pairs = requant.as_chunks::<2>().0;
+    let pairs = super::as_chunks::<_, 2>(requant).0;
     #[cfg(tinyrnn_dsp)]
     if n <= EXACT_TERMS {
         let rows = y.len().min(q.len() / n).min(pairs.len());
@@ -351,12 +351,10 @@ fn rows_requant(
         let (y_pairs, y_tail) = y.split_at_mut_checked(paired).unwrap_or((&mut [], &mut []));
         let (q_pairs, q_tail) = q.split_at_checked(paired * n).unwrap_or((&[], q));
         let (pairs_two, pairs_tail) = pairs.split_at_checked(paired).unwrap_or((&[], pairs));
-        for ((out, rows), two) in y_pairs
-            .as_chunks_mut::<2>()
-            .0
+        for ((out, rows), two) in super::as_chunks_mut::<_, 2>(y_pairs)
             .iter_mut()
             .zip(q_pairs.chunks_exact(2 * n))
-            .zip(pairs_two.as_chunks::<2>().0)
+            .zip(super::as_chunks::<_, 2>(pairs_two).0)
         {
             let (first, second) = rows.split_at_checked(n).unwrap_or((&[], &[]));
             let (d0, d1) = dot_paired2(first, second, x);

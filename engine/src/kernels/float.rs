@@ -42,9 +42,7 @@ fn for_each_row_dot(w: &[f32], x: &[f32], y: &mut [f32], mut finish: impl FnMut(
         .unwrap_or((&mut [], &mut []));
     // Arrays of BLOCK outputs, not `chunks_exact_mut`: two zipped `ChunksExact` make `Zip::new` divide
     // by a chunk size it cannot see is non-zero, a panic path.
-    for (out, rows) in y_blocks
-        .as_chunks_mut::<BLOCK>()
-        .0
+    for (out, rows) in super::as_chunks_mut::<_, BLOCK>(y_blocks)
         .iter_mut()
         .zip(w_blocks.chunks_exact(BLOCK * n))
     {
@@ -65,11 +63,11 @@ fn dot4(rows: &[f32], n: usize, x: &[f32]) -> [f32; BLOCK] {
     let (r0, rest) = rows.split_at_checked(n).unwrap_or((&[], &[]));
     let (r1, rest) = rest.split_at_checked(n).unwrap_or((&[], &[]));
     let (r2, r3) = rest.split_at_checked(n).unwrap_or((&[], &[]));
-    let (x4, x_tail) = x.as_chunks::<4>();
-    let (a4, a_tail) = r0.as_chunks::<4>();
-    let (b4, b_tail) = r1.as_chunks::<4>();
-    let (c4, c_tail) = r2.as_chunks::<4>();
-    let (d4, d_tail) = r3.as_chunks::<4>();
+    let (x4, x_tail) = super::as_chunks::<_, 4>(x);
+    let (a4, a_tail) = super::as_chunks::<_, 4>(r0);
+    let (b4, b_tail) = super::as_chunks::<_, 4>(r1);
+    let (c4, c_tail) = super::as_chunks::<_, 4>(r2);
+    let (d4, d_tail) = super::as_chunks::<_, 4>(r3);
     let (mut s0, mut s1, mut s2, mut s3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
     #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
     for ((((x, a), b), c), d) in x4.iter().zip(a4).zip(b4).zip(c4).zip(d4) {
