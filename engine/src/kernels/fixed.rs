@@ -60,6 +60,60 @@ fn dot_plain(w: &[u8], x: &[i16]) -> i32 {
     let (x4, x_rest) = super::as_chunks::<_, 4>(x);
     let term = |w: u8, x: i16| i32::from(w as i8).wrapping_mul(i32::from(x));
     let mut acc = 0i32;
+    #[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
+    {
+        // The loop below in assembly for cores without the DSP extension (Cortex-M0/M0+/M3): LLVM
+        // spills on the eight low registers of ARMv6-M and takes ~9 instructions per MAC; this takes 7.
+        let chunks = w4.len().min(x4.len());
+        if chunks > 0 {
+            // SAFETY: `w` and `x` start at slices of at least `chunks ≥ 1` groups of four values and
+            // move by one group per iteration, `chunks` times; the byte and halfword loads read
+            // within the current group only, at their natural alignment. The block reads memory
+            // only and writes only its operands and the flags. Every instruction is ARMv6-M Thumb
+            // (low registers, which the `reg` class gives on Thumb-1 targets).
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldrb {t}, [{w}, #0]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #0]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "ldrb {t}, [{w}, #1]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #2]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "ldrb {t}, [{w}, #2]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #4]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "ldrb {t}, [{w}, #3]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #6]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "adds {w}, {w}, #4",
+                    "adds {x}, {x}, #8",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) chunks => _,
+                    w = inout(reg) w4.as_ptr() => _,
+                    x = inout(reg) x4.as_ptr() => _,
+                    acc = inout(reg) acc,
+                    t = out(reg) _,
+                    u = out(reg) _,
+                    options(readonly, nostack),
+                );
+            }
+        }
+    }
+    #[cfg(not(all(target_arch = "arm", not(tinyrnn_dsp))))]
     for (w, x) in w4.iter().zip(x4) {
         acc = acc
             .wrapping_add(term(w[0], x[0]))
