@@ -356,6 +356,12 @@ impl<'a> Model<'a> {
         resolve_weights(weights, &self.tensors, self.data)
     }
 
+    /// One compact layer with its tensors viewed in the blob (what [`Model::layers`] yields for it).
+    #[inline]
+    pub(crate) fn resolve(&self, stage: &Stage) -> Layer<Mat<'a>> {
+        resolve(stage, &self.residual_inputs, &self.tensors, self.data)
+    }
+
     /// Tensor `i` of the model's table, viewed in the blob.
     #[inline]
     pub(crate) fn mat(&self, i: u8) -> Mat<'a> {

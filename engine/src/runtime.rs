@@ -598,52 +598,57 @@ impl<'m, 'b> Runtime<'m, 'b> {
             copy(cur, x);
         }
         let mut t = steps;
-        for (layer, plan) in model.layers().zip(model.plans()) {
+        // The compact layers: each arm resolves only the tensors it uses (cheap for tiny models run
+        // window by window, such as a forecaster's push).
+        for (stage, plan) in model.compact_layers().iter().zip(model.plans()) {
             let (w_in, w_out) = (plan.input_width, plan.output_width);
             let x = cur.get(..t * w_in).unwrap_or(&[]);
-            match &layer {
-                Layer::Embedding(e) => {
+            match stage {
+                Stage::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
+                        let table = model.mat(e.table);
                         // Row by row through `get`: a zip of `chunks_exact` keeps a division by the
                         // chunk size that the compiler cannot prove non-zero (a panic path).
                         for (k, &token) in ids.iter().enumerate() {
                             if let Some(row) = next.get_mut(k * w_out..(k + 1) * w_out) {
-                                kernels::row(&e.table, token as usize, row);
+                                kernels::row(&table, token as usize, row);
                             }
                         }
                     }
                 }
-                Layer::Recurrent(r) => {
+                Stage::Recurrent(r) => {
                     let slot = self.state.get_mut(plan.state_offset..).unwrap_or(&mut []);
-                    recurrent_window(r, self.fast_activations, x, t, w_in, next, cells, slot);
+                    let fast = self.fast_activations;
+                    recurrent_window(model, r, fast, x, t, w_in, next, cells, slot);
                     if !r.return_sequences {
                         t = 1;
                     }
                 }
-                Layer::Dense(d) => {
+                Stage::Dense(d) => {
+                    let d = model.dense(d);
                     for k in 0..t {
                         let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
                         if let Some(y_row) = next.get_mut(k * w_out..(k + 1) * w_out) {
-                            dense(d, x_row, y_row);
+                            dense(&d, x_row, y_row);
                         }
                     }
                 }
-                Layer::Crop { start, end } => {
+                Stage::Crop { start, end } => {
                     let keep = t.saturating_sub(*start as usize + *end as usize);
                     copy(next, x.get(*start as usize * w_in..).unwrap_or(&[]));
                     t = keep;
                 }
-                Layer::KeepLast { steps: keep } => {
+                Stage::KeepLast { steps: keep } => {
                     let keep = *keep as usize;
                     let from = t.saturating_sub(keep) * w_in;
                     copy(next, x.get(from..).unwrap_or(&[]));
                     t = keep;
                 }
-                Layer::LastStep => {
+                Stage::LastStep => {
                     copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
                     t = 1;
                 }
-                Layer::SubtractLast => {
+                Stage::SubtractLast => {
                     let last = x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]);
                     // Row by row through `get`, as for the embedding above.
                     for k in 0..t {
@@ -656,12 +661,14 @@ impl<'m, 'b> Runtime<'m, 'b> {
                         }
                     }
                 }
-                Layer::Residual(r) => {
+                Stage::Residual { .. } => {
                     copy(next, x);
-                    if let Source::Features(raw) = source {
+                    if let (Source::Features(raw), Layer::Residual(r)) =
+                        (source, model.resolve(stage))
+                    {
                         let width = model.input_width();
                         residual(
-                            r,
+                            &r,
                             raw,
                             steps,
                             width,
@@ -682,7 +689,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
 /// final row) into `out`. `state` starts with this layer's forward state, then its backward state.
 #[allow(clippy::too_many_arguments)]
 fn recurrent_window(
-    r: &Recurrent<Mat<'_>>,
+    model: &Model<'_>,
+    r: &Recurrent<u8>,
     fast_activations: bool,
     input: &[f32],
     steps: usize,
@@ -703,6 +711,7 @@ fn recurrent_window(
     ];
     for (pass, (weights, reversed)) in passes.into_iter().enumerate() {
         let Some(weights) = weights else { continue };
+        let weights = &model.weights(weights);
         let slot = state
             .get_mut(pass * words..(pass + 1) * words)
             .unwrap_or(&mut []);

@@ -35,6 +35,13 @@ fn for_each_row_dot(w: &[f32], x: &[f32], y: &mut [f32], mut finish: impl FnMut(
     // `max(1)`: never 0 here, but a zero chunk size would panic.
     let n = x.len().max(1);
     let rows = y.len().min(w.len() / n);
+    if rows < BLOCK {
+        // Tiny layers: the plain loop, without the blocks' setup.
+        for (out, row) in y.iter_mut().zip(w.chunks_exact(n)) {
+            finish(out, dot(row, x));
+        }
+        return;
+    }
     let blocked = rows - rows % BLOCK;
     let (w_blocks, w_tail) = w.split_at_checked(blocked * n).unwrap_or((&[], w));
     let (y_blocks, y_tail) = y
