@@ -40,8 +40,8 @@ fn exp2_reduced(t: f32) -> f32 {
     f32::from_bits((p.to_bits() as i32).wrapping_add(n_bits << 23) as u32)
 }
 
-/// A fast `1 / (1 + e^-x)`: `e^-x` from [`exp2_reduced`], within [`SIGMOID_FAST_MAX_ERROR`] of the exact
-/// value. NaN stays NaN; beyond `|x| ≈ 87` the result is the exact one rounded (0 or 1 within 1e-38).
+/// A fast `1 / (1 + e^-x)`: `e^-x` as `2^t` by range reduction and a degree-6 polynomial, within
+/// [`SIGMOID_FAST_MAX_ERROR`] of the exact value. NaN stays NaN; beyond `|x| ≈ 87` the result is the exact one rounded (0 or 1 within 1e-38).
 #[inline]
 pub fn sigmoid_fast(x: f32) -> f32 {
     if x.is_nan() {

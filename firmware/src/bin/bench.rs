@@ -199,6 +199,8 @@ mod naive {
         })
     }
 
+    // Index loops on purpose: this is the straightforward version the engine is compared with.
+    #[allow(clippy::needless_range_loop)]
     #[inline(never)]
     fn step(w: &Weights<'_>, x: &[f32; IN], h: &mut [f32; H], c: &mut [f32; H]) {
         let mut gates = [0.0f32; ROWS];
