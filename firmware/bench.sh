@@ -2,7 +2,8 @@
 # Instruction counts per streaming step, exact, with the qemu-insn plugin (../shared/tools/qemu-insn, or
 # QEMU_INSN=DIR), on QEMU's mps2-an386 (Cortex-M4F: f32, i8w, i8x16) and microbit (Cortex-M0: i8x16, and
 # f32 in soft-float). Each run ends with the naive Rust f32 LSTM reference of the bench binary. Prints
-# Markdown tables for BENCHMARKS.md.
+# Markdown tables for BENCHMARKS.md. Fails if a model's output on the emulated core is not the host engine's,
+# bit for bit.
 #   usage: firmware/bench.sh            (from the repository root or firmware/)
 #   env:   CARGO_TARGET_DIR (default firmware/target/bench), INSN_PLUGIN_OPTS (e.g. hist=on,histby=sym)
 set -euo pipefail
@@ -23,6 +24,11 @@ run() {
     cargo build -q --release --bin bench --features "$features" --target "$triple"
     QEMU_INSN_DIR="$work/plugin" sh "$insn/run.sh" "$target_dir/$triple/release/bench" >"$work/$triple-$mode.txt" 2>&1
   )
+  # The firmware's outputs must equal the host engine's bit for bit (check.txt, written by bench_models).
+  if ! diff <(grep '^check ' "$work/$triple-$mode.txt" | sed 's/^check //') "$work/$mode/check.txt" >&2; then
+    echo "bench: $triple $mode outputs differ from the host's (above: < firmware, > host)" >&2
+    exit 1
+  fi
   awk '
   /^group / { label[$2] = $3 " " $4 " " $5; macs[$2] = $6; next }
   /^insnregion: group / {

@@ -87,11 +87,13 @@ fn run() -> Result<(), tinyrnn::Error> {
                 // SAFETY: the marker is a bare `bx lr` defined above; it touches no memory or register.
                 unsafe { bench_next() };
             }
-            if model.is_integer() {
-                measure_i16(&model, &mut memory)?;
+            let check = if model.is_integer() {
+                measure_i16(&model, &mut memory)?
             } else {
-                measure_f32(&model, &mut memory, fast)?;
-            }
+                measure_f32(&model, &mut memory, fast)?
+            };
+            // The host computes the same (bench_models writes check.txt); bench.sh compares them.
+            hprintln!("check {}{} {:08x}", label, suffix, check);
             group += 1;
         }
     }
@@ -116,7 +118,17 @@ fn run() -> Result<(), tinyrnn::Error> {
 /// The bench input, in `[-1, 1]` like the i8x16 models' calibration data.
 const INPUT: [f32; 3] = [0.25, -0.5, 0.75];
 
-fn measure_f32(model: &Model<'_>, memory: &mut [f32], fast: bool) -> Result<(), tinyrnn::Error> {
+/// FNV-1a over 32-bit words: the check value of a step's output (the bits, so equal means bit-identical).
+fn fnv1a(words: impl Iterator<Item = u32>) -> u32 {
+    words.fold(0x811c_9dc5, |hash, word| {
+        word.to_le_bytes()
+            .iter()
+            .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    })
+}
+
+/// Measures `STEPS` steps after a warm-up; returns the check value of the last output.
+fn measure_f32(model: &Model<'_>, memory: &mut [f32], fast: bool) -> Result<u32, tinyrnn::Error> {
     let input = INPUT;
     let mut output = [0.0f32; 64];
     let out = output
@@ -137,10 +149,11 @@ fn measure_f32(model: &Model<'_>, memory: &mut [f32], fast: bool) -> Result<(), 
         unsafe { bench_stop() };
     }
     black_box(&out);
-    Ok(())
+    Ok(fnv1a(out.iter().map(|v| v.to_bits())))
 }
 
-fn measure_i16(model: &Model<'_>, memory: &mut [f32]) -> Result<(), tinyrnn::Error> {
+/// As [`measure_f32`], through the integer entry point.
+fn measure_i16(model: &Model<'_>, memory: &mut [f32]) -> Result<u32, tinyrnn::Error> {
     // The input in the model's fixed-point format (an integer shift: no float on the Cortex-M0).
     let frac = model.fixed_point().map_or(0, |f| f.input_frac);
     let one = 1i32 << u32::from(frac).min(14);
@@ -162,7 +175,7 @@ fn measure_i16(model: &Model<'_>, memory: &mut [f32]) -> Result<(), tinyrnn::Err
         unsafe { bench_stop() };
     }
     black_box(&out);
-    Ok(())
+    Ok(fnv1a(out.iter().map(|&v| v as u16 as u32)))
 }
 
 /// The naive reference: a plain f32 LSTM step (Keras gate order `i f g o`), no blocking, no tricks.
