@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# Instruction counts per streaming step on QEMU's mps2-an386 (Cortex-M4F), exact, with the qemu-insn
-# plugin (../shared/tools/qemu-insn, or QEMU_INSN=DIR). Prints a Markdown table for BENCHMARKS.md.
+# Instruction counts per streaming step, exact, with the qemu-insn plugin (../shared/tools/qemu-insn, or
+# QEMU_INSN=DIR), on QEMU's mps2-an386 (Cortex-M4F: f32, i8w, i8x16) and microbit (Cortex-M0: i8x16, and
+# f32 in soft-float). Each run ends with the naive Rust f32 LSTM reference of the bench binary. Prints
+# Markdown tables for BENCHMARKS.md. Fails if a model's output on the emulated core is not the host engine's,
+# bit for bit.
 #   usage: firmware/bench.sh            (from the repository root or firmware/)
+#   env:   CARGO_TARGET_DIR (default firmware/target/bench), INSN_PLUGIN_OPTS (e.g. hist=on,histby=sym)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 insn=${QEMU_INSN:-$root/../shared/tools/qemu-insn}
 work=${TMPDIR:-/tmp}/tinyrnn-bench
+target_dir=${CARGO_TARGET_DIR:-$root/firmware/target/bench}
 mkdir -p "$work"
 sh "$insn/build.sh" "$work/plugin" >/dev/null
-echo "| model (input 3) | MACs per step | instructions per step | instructions per MAC |"
-echo "|---|---:|---:|---:|"
-for mode in f32 i8w; do
+
+# run TRIPLE FEATURES MODE: one bench build and run; prints the table rows.
+run() {
+  local triple=$1 features=$2 mode=$3
   (cd "$root" && cargo run -q --release -p tinyrnn-conformance --example bench_models -- "$work/$mode" "$mode" >/dev/null)
   (
     cd "$root/firmware"
-    export TINYRNN_BENCH_MODELS="$work/$mode" CARGO_TARGET_DIR=target/bench
-    cargo build -q --release --bin bench --features bench
-    QEMU_INSN_DIR="$work/plugin" sh "$insn/run.sh" target/bench/thumbv7em-none-eabihf/release/bench >"$work/$mode.txt" 2>&1
+    export TINYRNN_BENCH_MODELS="$work/$mode" CARGO_TARGET_DIR="$target_dir"
+    cargo build -q --release --bin bench --features "$features" --target "$triple"
+    QEMU_INSN_DIR="$work/plugin" sh "$insn/run.sh" "$target_dir/$triple/release/bench" >"$work/$triple-$mode.txt" 2>&1
   )
+  # The firmware's outputs must equal the host engine's bit for bit (check.txt, written by bench_models).
+  if ! diff <(grep '^check ' "$work/$triple-$mode.txt" | sed 's/^check //') "$work/$mode/check.txt" >&2; then
+    echo "bench: $triple $mode outputs differ from the host's (above: < firmware, > host)" >&2
+    exit 1
+  fi
   awk '
   /^group / { label[$2] = $3 " " $4 " " $5; macs[$2] = $6; next }
   /^insnregion: group / {
@@ -27,6 +38,23 @@ for mode in f32 i8w; do
     if (id + 1 > g) g = id + 1
   }
   END {
-    for (k = 0; k < g; k++) printf "| %s | %d | %.0f | %.1f |\n", label[k], macs[k], mean[k], mean[k] / macs[k]
-  }' "$work/$mode.txt"
+    for (k = 0; k < g; k++) printf "| %s | %d | %.0f | %.2f |\n", label[k], macs[k], mean[k], mean[k] / macs[k]
+  }' "$work/$triple-$mode.txt"
+}
+
+header() {
+  echo
+  echo "$1"
+  echo
+  echo "| model (input 3) | MACs per step | instructions per step | instructions per MAC |"
+  echo "|---|---:|---:|---:|"
+}
+
+header "Cortex-M4F (mps2-an386, thumbv7em-none-eabihf)"
+for mode in f32 i8w i8x16; do
+  run thumbv7em-none-eabihf bench "$mode"
+done
+header "Cortex-M0 (microbit, thumbv6m-none-eabi)"
+for mode in i8x16 f32; do
+  run thumbv6m-none-eabi bench,microbit "$mode"
 done

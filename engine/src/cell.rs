@@ -4,8 +4,8 @@
 //! Gate order is the Keras/PyTorch order: LSTM `i f g o`, GRU `z r n`. Every weight matrix is row-major,
 //! `G·H × input` for kernels and `G·H × H` for recurrent kernels, gate blocks stacked by rows.
 
-use crate::activation::{apply, scalar};
-use crate::format::{Cell, CellWeights, DType, Recurrent};
+use crate::activation::{apply_with, scalar_with};
+use crate::format::{Activation, Cell, CellWeights, DType, Recurrent};
 use crate::kernels::float::{add, add_product, clip};
 use crate::kernels::{matvec, matvec_add};
 
@@ -153,6 +153,42 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// What a cell body needs of its layer besides the weights: small and `Copy`, so a streaming step can
+/// take it from the model's compact layer without resolving (and copying) every tensor of the layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct CellSpec {
+    /// The cell type.
+    pub cell: Cell,
+    /// The output / candidate activation.
+    pub activation: Activation,
+    /// The gates' activation.
+    pub gate_activation: Activation,
+    /// The pre-activation clip, if any.
+    pub clip: Option<f32>,
+    /// Whether sigmoid and tanh are the fast approximations of [`crate::activation`].
+    pub fast: bool,
+}
+
+impl CellSpec {
+    /// The spec of a recurrent layer, whatever its tensors are, with the exact activations.
+    #[inline]
+    pub(crate) fn of<T>(layer: &Recurrent<T>) -> Self {
+        Self {
+            cell: layer.cell,
+            activation: layer.activation,
+            gate_activation: layer.gate_activation,
+            clip: layer.clip,
+            fast: false,
+        }
+    }
+
+    /// The same spec with the fast activations when `fast` is set.
+    #[inline]
+    pub(crate) fn fast(self, fast: bool) -> Self {
+        Self { fast, ..self }
+    }
+}
+
 /// Scratch words one timestep of `layer` needs.
 pub(crate) fn scratch_words(cell: Cell, hidden: usize) -> usize {
     2 * cell.gates() * hidden
@@ -181,7 +217,7 @@ pub(crate) fn reset(weights: &CellWeights<Mat<'_>>, h: &mut [f32], c: &mut [f32]
 /// Advances one direction by one timestep: reads `x`, updates `h` (and `c` for an LSTM) in place.
 /// `scratch` holds at least [`scratch_words`] values.
 pub(crate) fn step(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     x: &[f32],
     h: &mut [f32],
@@ -201,7 +237,7 @@ pub(crate) fn step(
             matvec_add(&weights.recurrent, h, pre);
             clip(pre, layer.clip);
             h.copy_from_slice_checked(pre);
-            apply(layer.activation, h);
+            apply_with(layer.activation, h, layer.fast);
         }
         Cell::Lstm { input_forget } => lstm(layer, weights, input_forget, pre, h, c),
         Cell::Gru { reset_after } => gru(layer, weights, reset_after, pre, extra, h),
@@ -213,7 +249,7 @@ pub(crate) fn step(
 /// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
 /// With a clip, every gate's pre-activation is clamped to [-clip, clip] before its activation.
 fn lstm(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     input_forget: bool,
     pre: &mut [f32],
@@ -233,7 +269,8 @@ fn lstm(
     clip(i, layer.clip);
     clip(f, layer.clip);
     clip(g, layer.clip);
-    let (ga, act) = (layer.gate_activation, layer.activation);
+    let (ga, act, fast) = (layer.gate_activation, layer.activation, layer.fast);
+    let scalar = |activation, x| scalar_with(activation, x, fast);
     for (((c, i), f), g) in c
         .iter_mut()
         .zip(i.iter_mut())
@@ -262,7 +299,7 @@ fn lstm(
 /// reset-before: n = act(Wn x + bn + Rn (r ⊙ h))
 /// h' = (1 − z) ⊙ n + z ⊙ h
 fn gru(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     reset_after: bool,
     pre: &mut [f32],
@@ -282,13 +319,13 @@ fn gru(
         let (rh_zr, rh_n) = rh.split_at_mut((2 * hidden).min(rh.len()));
         add(zr, rh_zr);
         clip(zr, layer.clip);
-        apply(layer.gate_activation, zr);
+        apply_with(layer.gate_activation, zr, layer.fast);
         let r = zr.get(hidden..).unwrap_or(&[]);
         add_product(n, r, rh_n);
     } else {
         matvec_add(&recurrent.rows(0, 2 * hidden), h, zr);
         clip(zr, layer.clip);
-        apply(layer.gate_activation, zr);
+        apply_with(layer.gate_activation, zr, layer.fast);
         let r = zr.get(hidden..).unwrap_or(&[]);
         let rh = extra.get_mut(..hidden).unwrap_or(&mut []);
         rh.iter_mut()
@@ -297,7 +334,7 @@ fn gru(
         matvec_add(&recurrent.rows(2 * hidden, hidden), rh, n);
     }
     clip(n, layer.clip);
-    apply(layer.activation, n);
+    apply_with(layer.activation, n, layer.fast);
     let z = zr.get(..hidden).unwrap_or(&[]);
     for ((h, z), n) in h.iter_mut().zip(z).zip(n.iter()) {
         *h = (1.0 - z) * n + z * *h;

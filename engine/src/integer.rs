@@ -13,13 +13,13 @@
 //! not pulled towards zero by truncation. Nothing here touches a float: built for a core without an FPU,
 //! it links no soft-float routine (`tests/nofloat`).
 
-use crate::cell::{self, Mat, Values};
+use crate::cell::{self, CellSpec, Mat, Values};
 use crate::format::{
     Activation, Cell, CellWeights, Dense, Direction, FixedLayer, Layer, Merge, Recurrent,
     PEEPHOLE_FRAC, PRE_FRAC,
 };
 use crate::kernels::{self, fixed};
-use crate::model::Model;
+use crate::model::{Model, Stage};
 use crate::runtime::Status;
 
 /// Q·.15, the format of a gate's value.
@@ -96,29 +96,36 @@ pub(crate) fn advance(
     let (recurrent_state, rest) = state.split_at_mut(model.recurrent_state().min(state.len()));
     let history = rest.get_mut(..model.step_output_len()).unwrap_or(&mut []);
     let formats = model.fixed_point().map_or(&[][..], |f| &f.layers[..]);
-    for ((layer, plan), format) in model.layers().zip(model.plans()).zip(formats) {
+    // The compact layers: a step resolves only the tensors it uses, and copies no whole layer.
+    for ((stage, plan), format) in model
+        .compact_layers()
+        .iter()
+        .zip(model.plans())
+        .zip(formats)
+    {
         let x = cur.get(..plan.input_width).unwrap_or(&[]);
         let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
-        match &layer {
-            Layer::Embedding(e) => {
+        match stage {
+            Stage::Embedding(e) => {
                 if let Input::Tokens(ids) = input {
                     let token = ids.first().copied().unwrap_or(0) as usize;
-                    kernels::row_q(&e.table, token, y);
+                    kernels::row_q(&model.mat(e.table), token, y);
                 }
             }
-            Layer::Recurrent(r) => {
+            Stage::Recurrent(r) => {
                 let words = cell::state_words(r.cell, r.hidden as usize);
                 let slot = recurrent_state
                     .get_mut(plan.state_offset..plan.state_offset + words)
                     .unwrap_or(&mut []);
                 let (h, c) = slot.split_at_mut((r.hidden as usize).min(slot.len()));
-                step(r, &r.forward, format, x, h, c, cells);
+                let weights = model.weights(&r.forward);
+                step(&CellSpec::of(r), &weights, format, x, h, c, cells);
                 merge(r.direction, format, 0, y, h);
             }
-            Layer::Dense(d) => dense(d, format, x, y),
-            Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
+            Stage::Dense(d) => dense(&model.dense(d), format, x, y),
+            Stage::Crop { .. } | Stage::KeepLast { .. } | Stage::LastStep => copy(y, x),
             // Windowed only: validation marks models with these layers not streamable.
-            Layer::SubtractLast | Layer::Residual(_) => {}
+            Stage::SubtractLast | Stage::Residual { .. } => {}
         }
         core::mem::swap(&mut cur, &mut next);
     }
@@ -365,7 +372,7 @@ fn recurrent_window(
         for k in 0..steps {
             let t = if reversed { steps - 1 - k } else { k };
             let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
-            step(r, weights, format, x, h, c, scratch);
+            step(&CellSpec::of(r), weights, format, x, h, c, scratch);
             if r.return_sequences {
                 let row = out
                     .get_mut(t * out_width..(t + 1) * out_width)
@@ -481,7 +488,7 @@ fn softmax(d: &Dense<Mat<'_>>, of: u32, bias: &[i32], x: &[i16], y: &mut [i16]) 
 /// Advances one direction by one timestep: reads `x`, updates `h` (and `c` for an LSTM) in place.
 /// `scratch` holds at least [`cell::scratch_words`] values.
 fn step(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     format: &FixedLayer,
     x: &[i16],
@@ -518,7 +525,7 @@ fn step(
 /// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
 /// Gates are Q·.15, `c` is in the cell format `cf`, `h` in the state format.
 fn lstm(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     format: &FixedLayer,
     input_forget: bool,
@@ -591,7 +598,7 @@ fn lstm(
 /// h' = (1 − z) ⊙ n + z ⊙ h = n + z ⊙ (h − n), formed in Q·.15.
 #[allow(clippy::too_many_arguments)]
 fn gru(
-    layer: &Recurrent<Mat<'_>>,
+    layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
     format: &FixedLayer,
     reset_after: bool,

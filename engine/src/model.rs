@@ -356,6 +356,28 @@ impl<'a> Model<'a> {
         resolve_weights(weights, &self.tensors, self.data)
     }
 
+    /// One compact layer with its tensors viewed in the blob (what [`Model::layers`] yields for it).
+    #[inline]
+    pub(crate) fn resolve(&self, stage: &Stage) -> Layer<Mat<'a>> {
+        resolve(stage, &self.residual_inputs, &self.tensors, self.data)
+    }
+
+    /// Tensor `i` of the model's table, viewed in the blob.
+    #[inline]
+    pub(crate) fn mat(&self, i: u8) -> Mat<'a> {
+        view(i, &self.tensors, self.data)
+    }
+
+    /// The tensors of a compact dense layer.
+    #[inline]
+    pub(crate) fn dense(&self, d: &format::Dense<u8>) -> format::Dense<Mat<'a>> {
+        format::Dense {
+            weight: self.mat(d.weight),
+            bias: d.bias.map(|b| self.mat(b)),
+            activation: d.activation,
+        }
+    }
+
     pub(crate) fn plans(&self) -> &[Plan] {
         &self.plans
     }

@@ -41,6 +41,8 @@ pub struct Runtime<'m, 'b> {
     scratch: &'b mut [f32],
     /// Streaming steps since the last reset, saturating at the kept history length.
     seen: usize,
+    /// Whether float recurrent cells use the fast sigmoid and tanh.
+    fast_activations: bool,
 }
 
 impl<'m, 'b> Runtime<'m, 'b> {
@@ -64,9 +66,25 @@ impl<'m, 'b> Runtime<'m, 'b> {
             state,
             scratch,
             seen: 0,
+            fast_activations: false,
         };
         runtime.reset();
         Ok(runtime)
+    }
+
+    /// Makes the recurrent cells of a float model use the fast sigmoid and tanh
+    /// ([`crate::activation::sigmoid_fast`], [`crate::activation::tanh_fast`], each within a documented
+    /// maximum error of the exact function) instead of the exact `libm` ones, which are the default.
+    /// Steps and windows both follow the setting; Dense layers and integer-only models are not
+    /// affected (the integer path has its own tables). A host runtime with the same setting gives the
+    /// same bits as the microcontroller.
+    pub fn set_fast_activations(&mut self, fast: bool) {
+        self.fast_activations = fast;
+    }
+
+    /// Whether the recurrent cells use the fast activations ([`Runtime::set_fast_activations`]).
+    pub fn fast_activations(&self) -> bool {
+        self.fast_activations
     }
 
     /// The model this runtime runs.
@@ -493,30 +511,39 @@ impl<'m, 'b> Runtime<'m, 'b> {
             .state
             .split_at_mut_checked(model.recurrent_state())
             .ok_or(too_small)?;
-        for (layer, plan) in model.layers().zip(model.plans()) {
+        // The compact layers: a step resolves only the tensors it uses, and copies no whole layer.
+        for (stage, plan) in model.compact_layers().iter().zip(model.plans()) {
             let x = cur.get(..plan.input_width).unwrap_or(&[]);
             let y = next.get_mut(..plan.output_width).unwrap_or(&mut []);
-            match &layer {
-                Layer::Embedding(e) => {
+            match stage {
+                Stage::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
                         let token = ids.first().copied().unwrap_or(0) as usize;
-                        kernels::row(&e.table, token, y);
+                        kernels::row(&model.mat(e.table), token, y);
                     }
                 }
-                Layer::Recurrent(r) => {
+                Stage::Recurrent(r) => {
                     let words = cell::state_words(r.cell, r.hidden as usize);
                     let slot = recurrent_state
                         .get_mut(plan.state_offset..plan.state_offset + words)
                         .unwrap_or(&mut []);
                     let (h, c) = slot.split_at_mut((r.hidden as usize).min(slot.len()));
-                    cell::step(r, &r.forward, x, h, c, cells);
+                    let weights = model.weights(&r.forward);
+                    cell::step(
+                        &cell::CellSpec::of(r).fast(self.fast_activations),
+                        &weights,
+                        x,
+                        h,
+                        c,
+                        cells,
+                    );
                     copy(y, h);
                 }
-                Layer::Dense(d) => dense(d, x, y),
+                Stage::Dense(d) => dense(&model.dense(d), x, y),
                 // Per step, every timestep is the last one so far.
-                Layer::Crop { .. } | Layer::KeepLast { .. } | Layer::LastStep => copy(y, x),
+                Stage::Crop { .. } | Stage::KeepLast { .. } | Stage::LastStep => copy(y, x),
                 // Validation marks models with these layers not streamable.
-                Layer::SubtractLast | Layer::Residual(_) => copy(y, x),
+                Stage::SubtractLast | Stage::Residual { .. } => copy(y, x),
             }
             core::mem::swap(&mut cur, &mut next);
         }
@@ -577,52 +604,57 @@ impl<'m, 'b> Runtime<'m, 'b> {
             copy(cur, x);
         }
         let mut t = steps;
-        for (layer, plan) in model.layers().zip(model.plans()) {
+        // The compact layers: each arm resolves only the tensors it uses (cheap for tiny models run
+        // window by window, such as a forecaster's push).
+        for (stage, plan) in model.compact_layers().iter().zip(model.plans()) {
             let (w_in, w_out) = (plan.input_width, plan.output_width);
             let x = cur.get(..t * w_in).unwrap_or(&[]);
-            match &layer {
-                Layer::Embedding(e) => {
+            match stage {
+                Stage::Embedding(e) => {
                     if let Source::Tokens(ids) = source {
+                        let table = model.mat(e.table);
                         // Row by row through `get`: a zip of `chunks_exact` keeps a division by the
                         // chunk size that the compiler cannot prove non-zero (a panic path).
                         for (k, &token) in ids.iter().enumerate() {
                             if let Some(row) = next.get_mut(k * w_out..(k + 1) * w_out) {
-                                kernels::row(&e.table, token as usize, row);
+                                kernels::row(&table, token as usize, row);
                             }
                         }
                     }
                 }
-                Layer::Recurrent(r) => {
+                Stage::Recurrent(r) => {
                     let slot = self.state.get_mut(plan.state_offset..).unwrap_or(&mut []);
-                    recurrent_window(r, x, t, w_in, next, cells, slot);
+                    let fast = self.fast_activations;
+                    recurrent_window(model, r, fast, x, t, w_in, next, cells, slot);
                     if !r.return_sequences {
                         t = 1;
                     }
                 }
-                Layer::Dense(d) => {
+                Stage::Dense(d) => {
+                    let d = model.dense(d);
                     for k in 0..t {
                         let x_row = x.get(k * w_in..(k + 1) * w_in).unwrap_or(&[]);
                         if let Some(y_row) = next.get_mut(k * w_out..(k + 1) * w_out) {
-                            dense(d, x_row, y_row);
+                            dense(&d, x_row, y_row);
                         }
                     }
                 }
-                Layer::Crop { start, end } => {
+                Stage::Crop { start, end } => {
                     let keep = t.saturating_sub(*start as usize + *end as usize);
                     copy(next, x.get(*start as usize * w_in..).unwrap_or(&[]));
                     t = keep;
                 }
-                Layer::KeepLast { steps: keep } => {
+                Stage::KeepLast { steps: keep } => {
                     let keep = *keep as usize;
                     let from = t.saturating_sub(keep) * w_in;
                     copy(next, x.get(from..).unwrap_or(&[]));
                     t = keep;
                 }
-                Layer::LastStep => {
+                Stage::LastStep => {
                     copy(next, x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]));
                     t = 1;
                 }
-                Layer::SubtractLast => {
+                Stage::SubtractLast => {
                     let last = x.get(t.saturating_sub(1) * w_in..).unwrap_or(&[]);
                     // Row by row through `get`, as for the embedding above.
                     for k in 0..t {
@@ -635,12 +667,14 @@ impl<'m, 'b> Runtime<'m, 'b> {
                         }
                     }
                 }
-                Layer::Residual(r) => {
+                Stage::Residual { .. } => {
                     copy(next, x);
-                    if let Source::Features(raw) = source {
+                    if let (Source::Features(raw), Layer::Residual(r)) =
+                        (source, model.resolve(stage))
+                    {
                         let width = model.input_width();
                         residual(
-                            r,
+                            &r,
                             raw,
                             steps,
                             width,
@@ -659,8 +693,11 @@ impl<'m, 'b> Runtime<'m, 'b> {
 
 /// Runs a recurrent layer over a packed `steps × input` window, writing each output row (or the one
 /// final row) into `out`. `state` starts with this layer's forward state, then its backward state.
+#[allow(clippy::too_many_arguments)]
 fn recurrent_window(
-    r: &Recurrent<Mat<'_>>,
+    model: &Model<'_>,
+    r: &Recurrent<u8>,
+    fast_activations: bool,
     input: &[f32],
     steps: usize,
     width: usize,
@@ -680,6 +717,7 @@ fn recurrent_window(
     ];
     for (pass, (weights, reversed)) in passes.into_iter().enumerate() {
         let Some(weights) = weights else { continue };
+        let weights = &model.weights(weights);
         let slot = state
             .get_mut(pass * words..(pass + 1) * words)
             .unwrap_or(&mut []);
@@ -687,7 +725,14 @@ fn recurrent_window(
         for k in 0..steps {
             let t = if reversed { steps - 1 - k } else { k };
             let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
-            cell::step(r, weights, x, h, c, scratch);
+            cell::step(
+                &cell::CellSpec::of(r).fast(fast_activations),
+                weights,
+                x,
+                h,
+                c,
+                scratch,
+            );
             if r.return_sequences {
                 let row = out
                     .get_mut(t * out_width..(t + 1) * out_width)

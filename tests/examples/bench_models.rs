@@ -1,7 +1,12 @@
 //! Writes the blobs the firmware's `bench` binary measures: one recurrent layer (input 3) of each cell at
-//! hidden 16, 32 and 64 in one numeric mode (f32 or i8w), with seeded random weights, plus a `list.rs`
-//! that the firmware includes to know them. One mode per build keeps the binary inside the 256 KiB of
-//! flash the QEMU layout allows.
+//! hidden 16, 32 and 64 in one numeric mode (f32, i8w or i8x16), with seeded random weights, plus a
+//! `list.rs` that the firmware includes to know them. One mode per build keeps the binary inside the
+//! 256 KiB of flash the QEMU layouts allow. `i8x16` is calibrated on 64 seeded random timesteps in
+//! `[-1, 1]` (the bench feeds inputs in that range).
+//!
+//! It also writes `check.txt`: per model (and per activation setting for float models) the FNV-1a hash of
+//! the output bits after the bench's 1 + 8 steps, computed by the host engine; `firmware/bench.sh`
+//! compares them with the firmware's, so the optimised Cortex-M kernels are checked bit for bit.
 //!
 //! `cargo run -p tinyrnn-conformance --example bench_models -- DIR MODE` (firmware/bench.sh runs it).
 
@@ -11,11 +16,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use tinyrnn::format::Cell;
 use tinyrnn_conformance::{model, recurrent, RecurrentOptions, Rng};
-use tinyrnn_converter::quantize::{quantize, Mode};
+use tinyrnn_converter::npy::Array;
+use tinyrnn_converter::quantize::{quantize, quantize_with, Mode};
 use tinyrnn_converter::write::to_blob;
 
 fn main() -> Result<()> {
-    let usage = "usage: bench_models DIR f32|i8w";
+    let usage = "usage: bench_models DIR f32|i8w|i8x16";
     let dir = PathBuf::from(std::env::args().nth(1).context(usage)?);
     let wanted = std::env::args().nth(2).context(usage)?;
     std::fs::create_dir_all(&dir)?;
@@ -30,6 +36,7 @@ fn main() -> Result<()> {
         ("rnn", Cell::SimpleRnn),
     ];
     let mut list = String::from("&[\n");
+    let mut checks = String::new();
     for (name, cell) in cells {
         for hidden in [16, 32, 64] {
             let mut rng = Rng::new(3);
@@ -42,9 +49,18 @@ fn main() -> Result<()> {
             let blob = match wanted.as_str() {
                 "f32" => to_blob(&spec)?,
                 "i8w" => to_blob(&quantize(&spec, Mode::I8w)?)?,
+                "i8x16" => {
+                    let mut data = Rng::new(7);
+                    let x: Vec<f32> = (0..64 * 3).map(|_| data.uniform(1.0)).collect();
+                    let calibration = Array::float(vec![1, 64, 3], x)?;
+                    to_blob(&quantize_with(&spec, Mode::I8x16, Some(&calibration))?)?
+                }
                 other => anyhow::bail!("unknown mode {other}; {usage}"),
             };
             let mode = wanted.as_str();
+            for (suffix, check) in host_checks(&blob)? {
+                writeln!(checks, "{name} h{hidden} {mode}{suffix} {check:08x}")?;
+            }
             {
                 let file = format!("{name}_{hidden}_{mode}.trnn");
                 std::fs::write(dir.join(&file), &blob)?;
@@ -58,6 +74,51 @@ fn main() -> Result<()> {
     }
     list.push_str("]\n");
     std::fs::write(dir.join("list.rs"), list)?;
+    std::fs::write(dir.join("check.txt"), checks)?;
     println!("wrote 9 {wanted} blobs to {}", dir.display());
     Ok(())
+}
+
+/// The bench's input and step count (`firmware/src/bin/bench.rs`).
+const INPUT: [f32; 3] = [0.25, -0.5, 0.75];
+const STEPS: usize = 1 + 8;
+
+/// FNV-1a over 32-bit words, as the bench binary computes it.
+fn fnv1a(words: impl Iterator<Item = u32>) -> u32 {
+    words.fold(0x811c_9dc5, |hash, word| {
+        word.to_le_bytes()
+            .iter()
+            .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    })
+}
+
+/// The check values the firmware must print for `blob`: `("", exact)` and `("+fast", fast)` for a float
+/// model, `("", integer)` for an integer-only one.
+fn host_checks(blob: &[u8]) -> Result<Vec<(&'static str, u32)>> {
+    let aligned = tinyrnn_converter::run::AlignedBlob::new(blob);
+    let model = aligned.open().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut memory = vec![0.0f32; model.memory().total()];
+    let err = |e: tinyrnn::Error| anyhow::anyhow!("{e}");
+    if model.is_integer() {
+        let frac = model.fixed_point().map_or(0, |f| f.input_frac);
+        let one = 1i32 << u32::from(frac).min(14);
+        let input = [(one / 4) as i16, (-one / 2) as i16, (3 * one / 4) as i16];
+        let mut runtime = tinyrnn::Runtime::new(&model, &mut memory).map_err(err)?;
+        let mut out = vec![0i16; model.step_output_len()];
+        for _ in 0..STEPS {
+            runtime.step_i16(&input, &mut out).map_err(err)?;
+        }
+        return Ok(vec![("", fnv1a(out.iter().map(|&v| v as u16 as u32)))]);
+    }
+    let mut checks = Vec::new();
+    for (suffix, fast) in [("", false), ("+fast", true)] {
+        let mut runtime = tinyrnn::Runtime::new(&model, &mut memory).map_err(err)?;
+        runtime.set_fast_activations(fast);
+        let mut out = vec![0.0f32; model.step_output_len()];
+        for _ in 0..STEPS {
+            runtime.step(&INPUT, &mut out).map_err(err)?;
+        }
+        checks.push((suffix, fnv1a(out.iter().map(|v| v.to_bits()))));
+    }
+    Ok(checks)
 }

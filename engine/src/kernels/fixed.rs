@@ -22,11 +22,320 @@ pub const TANH_MAX_ERROR: f32 = TANH_BOUND;
 
 /// `Σ w_i x_i` of int8 weights (two's-complement bytes) and int16 values, accumulated in `i32` with
 /// saturation instead of wrap-around.
+///
+/// A row of at most [`EXACT_TERMS`] terms cannot leave the `i32` range at any partial sum, so its
+/// saturating sum is its plain sum, which is computed without a check per term (on Armv7E-M two terms
+/// per `SMLAD`); longer rows take the saturating fold. Both give the same bits.
 #[inline]
 pub fn dot_i8_i16(w: &[u8], x: &[i16]) -> i32 {
+    let n = w.len().min(x.len());
+    if n <= EXACT_TERMS {
+        let (w, x) = (w.get(..n).unwrap_or(&[]), x.get(..n).unwrap_or(&[]));
+        #[cfg(tinyrnn_dsp)]
+        return dot_paired(w, x);
+        #[cfg(not(tinyrnn_dsp))]
+        return dot_plain(w, x);
+    }
+    dot_saturating(w, x)
+}
+
+/// Longest row whose plain `i32` sum equals its saturating one: each term is at most
+/// `128 × 32768 = 2^22` in magnitude, and `511 × 2^22 < 2^31 − 1`.
+pub const EXACT_TERMS: usize = 511;
+
+/// The reference: a saturating add per term.
+#[inline]
+fn dot_saturating(w: &[u8], x: &[i16]) -> i32 {
     w.iter().zip(x).fold(0i32, |acc, (&w, &x)| {
         acc.saturating_add(i32::from(w as i8) * i32::from(x))
     })
+}
+
+/// The plain sum, four terms per iteration (for cores without the DSP extension; no partial sum of
+/// the rows it gets can overflow, see [`EXACT_TERMS`]).
+#[cfg_attr(tinyrnn_dsp, allow(dead_code))]
+#[inline]
+fn dot_plain(w: &[u8], x: &[i16]) -> i32 {
+    let (w4, w_rest) = super::as_chunks::<_, 4>(w);
+    let (x4, x_rest) = super::as_chunks::<_, 4>(x);
+    let term = |w: u8, x: i16| i32::from(w as i8).wrapping_mul(i32::from(x));
+    let mut acc = 0i32;
+    #[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
+    {
+        // The loop below in assembly for cores without the DSP extension (Cortex-M0/M0+/M3): LLVM
+        // spills on the eight low registers of ARMv6-M and takes ~9 instructions per MAC; this takes 7.
+        let chunks = w4.len().min(x4.len());
+        if chunks > 0 {
+            // SAFETY: `w` and `x` start at slices of at least `chunks ≥ 1` groups of four values and
+            // move by one group per iteration, `chunks` times; the byte and halfword loads read
+            // within the current group only, at their natural alignment. The block reads memory
+            // only and writes only its operands and the flags. Every instruction is ARMv6-M Thumb
+            // (low registers, which the `reg` class gives on Thumb-1 targets).
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldrb {t}, [{w}, #0]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #0]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "ldrb {t}, [{w}, #1]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #2]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "ldrb {t}, [{w}, #2]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #4]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "ldrb {t}, [{w}, #3]",
+                    "sxtb {t}, {t}",
+                    "ldrh {u}, [{x}, #6]",
+                    "sxth {u}, {u}",
+                    "muls {t}, {u}, {t}",
+                    "adds {acc}, {acc}, {t}",
+                    "adds {w}, {w}, #4",
+                    "adds {x}, {x}, #8",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) chunks => _,
+                    w = inout(reg) w4.as_ptr() => _,
+                    x = inout(reg) x4.as_ptr() => _,
+                    acc = inout(reg) acc,
+                    t = out(reg) _,
+                    u = out(reg) _,
+                    options(readonly, nostack),
+                );
+            }
+        }
+    }
+    #[cfg(not(all(target_arch = "arm", not(tinyrnn_dsp))))]
+    for (w, x) in w4.iter().zip(x4) {
+        acc = acc
+            .wrapping_add(term(w[0], x[0]))
+            .wrapping_add(term(w[1], x[1]))
+            .wrapping_add(term(w[2], x[2]))
+            .wrapping_add(term(w[3], x[3]));
+    }
+    w_rest
+        .iter()
+        .zip(x_rest)
+        .fold(acc, |acc, (&w, &x)| acc.wrapping_add(term(w, x)))
+}
+
+/// The plain sum shaped for the Armv7E-M DSP instructions, four terms per iteration: one word of four
+/// weights is split by `SXTB16` into its even and odd bytes as two `i16` pairs, the inputs are paired
+/// to match by `PKHBT`/`PKHTB`, and two `SMLAD`s add the four products. [`dsp`] runs the instructions
+/// on Armv7E-M and emulates them elsewhere, so host tests check this arrangement bit for bit. Callers
+/// give equal lengths of at most [`EXACT_TERMS`].
+#[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+#[inline]
+fn dot_paired(w: &[u8], x: &[i16]) -> i32 {
+    let (w4, w_rest) = super::as_chunks::<_, 4>(w);
+    let (x4, x_rest) = super::as_chunks::<_, 4>(x);
+    let mut acc = 0i32;
+    for (w, x) in w4.iter().zip(x4) {
+        let weights = u32::from_le_bytes(*w);
+        let x01 = dsp::pair(x[0], x[1]);
+        let x23 = dsp::pair(x[2], x[3]);
+        // Even weights (bytes 0 and 2) meet x0 and x2; odd ones (bytes 1 and 3) meet x1 and x3.
+        acc = dsp::smlad(dsp::sxtb16(weights), dsp::pkhbt(x01, x23), acc);
+        acc = dsp::smlad(dsp::sxtb16_ror8(weights), dsp::pkhtb(x23, x01), acc);
+    }
+    w_rest.iter().zip(x_rest).fold(acc, |acc, (&w, &x)| {
+        acc.wrapping_add(i32::from(w as i8) * i32::from(x))
+    })
+}
+
+/// [`dot_paired`] of two rows at once: the input pairs are loaded and arranged once for both rows.
+/// Callers give rows of the input's length, at most [`EXACT_TERMS`].
+#[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+#[inline]
+fn dot_paired2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
+    let (a4, a_rest) = super::as_chunks::<_, 4>(w0);
+    let (b4, b_rest) = super::as_chunks::<_, 4>(w1);
+    let (x4, x_rest) = super::as_chunks::<_, 4>(x);
+    let (mut acc0, mut acc1) = (0i32, 0i32);
+    #[cfg(tinyrnn_dsp)]
+    {
+        // The loop below in assembly: LLVM splits the input-pair loads into halfword loads and runs
+        // out of registers, taking 3.6 instructions per MAC where this takes 2.
+        let chunks = a4.len().min(b4.len()).min(x4.len());
+        if chunks > 0 {
+            // SAFETY: `x`, `a` and `b` start at slices of at least `chunks ≥ 1` groups of four values
+            // (4 `i16` = two words for `x`, 4 bytes = one word for the rows) and each moves by one
+            // group per iteration, `chunks` times, so every load is inside its slice. Word loads at
+            // byte or halfword alignment are allowed on Armv7E-M (`cfg(tinyrnn_dsp)`), as the
+            // compiler's own code for `u32::from_le_bytes` assumes. The block reads memory only and
+            // writes only its operands and the flags.
+            unsafe {
+                core::arch::asm!(
+                    "2:",
+                    "ldr {e}, [{x}], #4",
+                    "ldr {o}, [{x}], #4",
+                    "ldr {w}, [{a}], #4",
+                    "pkhbt {t}, {e}, {o}, lsl #16",
+                    "pkhtb {o}, {o}, {e}, asr #16",
+                    "sxtb16 {e}, {w}",
+                    "smlad {acc0}, {e}, {t}, {acc0}",
+                    "sxtb16 {w}, {w}, ror #8",
+                    "smlad {acc0}, {w}, {o}, {acc0}",
+                    "ldr {w}, [{b}], #4",
+                    "sxtb16 {e}, {w}",
+                    "smlad {acc1}, {e}, {t}, {acc1}",
+                    "sxtb16 {w}, {w}, ror #8",
+                    "smlad {acc1}, {w}, {o}, {acc1}",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) chunks => _,
+                    x = inout(reg) x4.as_ptr() => _,
+                    a = inout(reg) a4.as_ptr() => _,
+                    b = inout(reg) b4.as_ptr() => _,
+                    acc0 = inout(reg) acc0,
+                    acc1 = inout(reg) acc1,
+                    e = out(reg) _,
+                    o = out(reg) _,
+                    w = out(reg) _,
+                    t = out(reg) _,
+                    options(readonly, nostack),
+                );
+            }
+        }
+    }
+    #[cfg(not(tinyrnn_dsp))]
+    for ((a, b), x) in a4.iter().zip(b4).zip(x4) {
+        let x01 = dsp::pair(x[0], x[1]);
+        let x23 = dsp::pair(x[2], x[3]);
+        let (even, odd) = (dsp::pkhbt(x01, x23), dsp::pkhtb(x23, x01));
+        let (a, b) = (u32::from_le_bytes(*a), u32::from_le_bytes(*b));
+        acc0 = dsp::smlad(dsp::sxtb16(a), even, acc0);
+        acc0 = dsp::smlad(dsp::sxtb16_ror8(a), odd, acc0);
+        acc1 = dsp::smlad(dsp::sxtb16(b), even, acc1);
+        acc1 = dsp::smlad(dsp::sxtb16_ror8(b), odd, acc1);
+    }
+    let term = |w: u8, x: i16| i32::from(w as i8) * i32::from(x);
+    for ((&a, &b), &x) in a_rest.iter().zip(b_rest).zip(x_rest) {
+        acc0 = acc0.wrapping_add(term(a, x));
+        acc1 = acc1.wrapping_add(term(b, x));
+    }
+    (acc0, acc1)
+}
+
+/// The Armv7E-M DSP instructions [`dot_paired`] uses: inline assembly on `thumbv7em` (`cfg(tinyrnn_dsp)`,
+/// set by the build script), plain Rust with the same results elsewhere. Each is pure: no memory, no
+/// flags the compiler relies on (`SMLAD` may set the sticky Q flag, which nothing here reads).
+mod dsp {
+    /// Two `i16` as one word, `lo` in bits 0..16.
+    #[inline(always)]
+    pub(super) fn pair(lo: i16, hi: i16) -> u32 {
+        u32::from(lo as u16) | (u32::from(hi as u16) << 16)
+    }
+
+    /// The halves of a word as `i16`s.
+    #[cfg_attr(tinyrnn_dsp, allow(dead_code))]
+    #[inline(always)]
+    fn halves(word: u32) -> (i32, i32) {
+        (
+            i32::from(word as u16 as i16),
+            i32::from((word >> 16) as u16 as i16),
+        )
+    }
+
+    /// `SXTB16`: bytes 0 and 2, sign-extended to the two halves.
+    #[inline(always)]
+    pub(super) fn sxtb16(word: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: a register-to-register instruction of Armv7E-M (`cfg(tinyrnn_dsp)` is set only for
+            // such targets); it reads `word` and writes `out` only.
+            unsafe {
+                core::arch::asm!("sxtb16 {o}, {i}", o = lateout(reg) out, i = in(reg) word,
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        pair(
+            i16::from(word as u8 as i8),
+            i16::from((word >> 16) as u8 as i8),
+        )
+    }
+
+    /// `SXTB16 …, ROR #8`: bytes 1 and 3, sign-extended to the two halves.
+    #[inline(always)]
+    pub(super) fn sxtb16_ror8(word: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: as in `sxtb16`.
+            unsafe {
+                core::arch::asm!("sxtb16 {o}, {i}, ror #8", o = lateout(reg) out, i = in(reg) word,
+                    options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        sxtb16(word >> 8)
+    }
+
+    /// `PKHBT a, b, LSL #16`: the low half of `a`, then the low half of `b`.
+    #[inline(always)]
+    pub(super) fn pkhbt(a: u32, b: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: as in `sxtb16`.
+            unsafe {
+                core::arch::asm!("pkhbt {o}, {a}, {b}, lsl #16", o = lateout(reg) out, a = in(reg) a,
+                    b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        ((a & 0xffff) | (b << 16))
+    }
+
+    /// `PKHTB a, b, ASR #16`: the high half of `b` (moved down), then the high half of `a`.
+    #[inline(always)]
+    pub(super) fn pkhtb(a: u32, b: u32) -> u32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: u32;
+            // SAFETY: as in `sxtb16`.
+            unsafe {
+                core::arch::asm!("pkhtb {o}, {a}, {b}, asr #16", o = lateout(reg) out, a = in(reg) a,
+                    b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        ((a & 0xffff_0000) | (b >> 16))
+    }
+
+    /// `SMLAD a, b, acc`: `acc + a.lo × b.lo + a.hi × b.hi`, wrapping.
+    #[inline(always)]
+    pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let out: i32;
+            // SAFETY: as in `sxtb16`; the Q flag it may set is not read by compiled code.
+            unsafe {
+                core::arch::asm!("smlad {o}, {a}, {b}, {c}", o = lateout(reg) out, a = in(reg) a,
+                    b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+            }
+            out
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        {
+            let ((a0, a1), (b0, b1)) = (halves(a), halves(b));
+            acc.wrapping_add(a0 * b0).wrapping_add(a1 * b1)
+        }
+    }
 }
 
 /// `round(acc × multiplier / 2^shift)`, saturated to `i32`: how an accumulator moves from one scale to
@@ -35,7 +344,15 @@ pub fn dot_i8_i16(w: &[u8], x: &[i16]) -> i32 {
 pub fn rescale(acc: i32, multiplier: i32, shift: u32) -> i32 {
     let shift = shift.clamp(1, 62);
     let product = i64::from(acc) * i64::from(multiplier);
-    let rounded = (product >> (shift - 1)).saturating_add(1) >> 1;
+    if shift >= 33 {
+        // The usual case (multipliers are normalized near 2^30): shifting right by 32 or more only
+        // needs the high word, a 32-bit shift instead of a 64-bit one. `|p| ≤ 2^62` keeps the high
+        // word within 2^30, so `+ 1` cannot overflow and the result needs no saturation.
+        let high = (product >> 32) as i32;
+        return ((high >> (shift - 33)) + 1) >> 1;
+    }
+    // `|p| ≤ 2^62`, so adding 1 after the first shift cannot overflow: a plain add, no saturation.
+    let rounded = ((product >> (shift - 1)) + 1) >> 1;
     saturate_i32(rounded)
 }
 
@@ -53,14 +370,7 @@ pub fn matvec_requant(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
         y.iter_mut().for_each(|v| *v = 0);
         return;
     }
-    for ((out, row), pair) in y
-        .iter_mut()
-        .zip(q.chunks_exact(x.len()))
-        .zip(requant_pairs(requant))
-    {
-        let (multiplier, shift) = pair;
-        *out = rescale(dot_i8_i16(row, x), multiplier, shift as u32);
-    }
+    rows_requant(q, requant, x, y, |out, value| *out = value);
 }
 
 /// The `(multiplier, shift)` pairs of a requantization table, one per row.
@@ -80,13 +390,53 @@ pub fn matvec_requant_add(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
     if x.is_empty() {
         return;
     }
-    for ((out, row), pair) in y
-        .iter_mut()
-        .zip(q.chunks_exact(x.len()))
-        .zip(requant_pairs(requant))
-    {
-        let (multiplier, shift) = pair;
-        *out = out.saturating_add(rescale(dot_i8_i16(row, x), multiplier, shift as u32));
+    rows_requant(q, requant, x, y, |out, value| {
+        *out = out.saturating_add(value)
+    });
+}
+
+/// Calls `finish(y_r, rescale(dot(row r, x), m_r, s_r))` for every row. On Armv7E-M, two rows per pass
+/// over `x` ([`dot_paired2`]: each input pair is loaded and arranged once for both); elsewhere one
+/// [`dot_i8_i16`] per row. The same bits either way. `x` is not empty.
+#[inline(always)]
+fn rows_requant(
+    q: &[u8],
+    requant: &[i32],
+    x: &[i16],
+    y: &mut [i32],
+    mut finish: impl FnMut(&mut i32, i32),
+) {
+    let n = x.len().max(1);
+    let requantize = |dot: i32, pair: &[i32; 2]| rescale(dot, pair[0], pair[1] as u32);
+    let pairs = super::as_chunks::<_, 2>(requant).0;
+    #[cfg(tinyrnn_dsp)]
+    if n <= EXACT_TERMS {
+        let rows = y.len().min(q.len() / n).min(pairs.len());
+        let paired = rows - rows % 2;
+        let (y_pairs, y_tail) = y.split_at_mut_checked(paired).unwrap_or((&mut [], &mut []));
+        let (q_pairs, q_tail) = q.split_at_checked(paired * n).unwrap_or((&[], q));
+        let (pairs_two, pairs_tail) = pairs.split_at_checked(paired).unwrap_or((&[], pairs));
+        for ((out, rows), two) in super::as_chunks_mut::<_, 2>(y_pairs)
+            .iter_mut()
+            .zip(q_pairs.chunks_exact(2 * n))
+            .zip(super::as_chunks::<_, 2>(pairs_two).0)
+        {
+            let (first, second) = rows.split_at_checked(n).unwrap_or((&[], &[]));
+            let (d0, d1) = dot_paired2(first, second, x);
+            finish(&mut out[0], requantize(d0, &two[0]));
+            finish(&mut out[1], requantize(d1, &two[1]));
+        }
+        for ((out, row), pair) in y_tail
+            .iter_mut()
+            .zip(q_tail.chunks_exact(n))
+            .zip(pairs_tail)
+        {
+            finish(out, requantize(dot_i8_i16(row, x), pair));
+        }
+        return;
+    }
+    for ((out, row), pair) in y.iter_mut().zip(q.chunks_exact(n)).zip(pairs) {
+        finish(out, requantize(dot_i8_i16(row, x), pair));
     }
 }
 
@@ -131,6 +481,12 @@ pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i3
 pub fn shift_round(x: i64, shift: i32) -> i64 {
     let shift = shift.clamp(-62, 62);
     if shift > 0 {
+        if let (Ok(x), true) = (i32::try_from(x), shift <= 32) {
+            // Most callers pass a widened `i32`: shift it as one (a 64-bit shift by a variable amount
+            // is a dozen instructions on a 32-bit core). `(q + 1) >> 1` written so it cannot overflow.
+            let q = x >> (shift - 1);
+            return i64::from((q >> 1) + (q & 1));
+        }
         (x >> (shift - 1)).saturating_add(1) >> 1
     } else {
         x.saturating_mul(1i64 << (-shift))
@@ -342,9 +698,130 @@ const SIGMOID_BOUND: f32 = 7e-5;
 const TANH_BOUND: f32 = 1.2e-4;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
+
+    /// A small xorshift generator for the property tests.
+    pub(crate) struct Xorshift(pub(crate) u32);
+
+    impl Xorshift {
+        pub(crate) fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+    }
+
+    #[test]
+    fn shift_round_fast_path_matches_the_64_bit_rounding() {
+        let reference = |x: i64, shift: i32| {
+            let shift = shift.clamp(-62, 62);
+            if shift > 0 {
+                (x >> (shift - 1)).saturating_add(1) >> 1
+            } else {
+                x.saturating_mul(1i64 << (-shift))
+            }
+        };
+        let mut rng = Xorshift(0x0bad_cafe);
+        let extremes = [
+            i64::MIN,
+            i64::from(i32::MIN),
+            -1,
+            0,
+            1,
+            i64::from(i32::MAX),
+            i64::MAX,
+        ];
+        let rounds = if cfg!(miri) { 200 } else { 200_000 };
+        for _ in 0..rounds {
+            let v = rng.next();
+            let x = match v % 4 {
+                0 => extremes[(v as usize / 4) % extremes.len()],
+                1 => i64::from(rng.next() as i32),
+                2 => i64::from(rng.next() as i32) >> (v % 31),
+                _ => (i64::from(rng.next()) << 32 | i64::from(rng.next())) >> (v % 63),
+            };
+            let shift = (rng.next() % 140) as i32 - 70;
+            assert_eq!(shift_round(x, shift), reference(x, shift), "{x} >> {shift}");
+        }
+    }
+
+    #[test]
+    fn rescale_matches_the_two_shift_rounding() {
+        let reference = |acc: i32, m: i32, shift: u32| {
+            let shift = shift.clamp(1, 62);
+            let p = i64::from(acc) * i64::from(m);
+            saturate_i32((p >> (shift - 1)).saturating_add(1) >> 1)
+        };
+        let mut rng = Xorshift(0x1234_5678);
+        let extremes = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX];
+        let rounds = if cfg!(miri) { 200 } else { 200_000 };
+        for round in 0..rounds {
+            let pick = |rng: &mut Xorshift| {
+                let v = rng.next();
+                if v % 5 == 0 {
+                    extremes[(v as usize / 5) % extremes.len()]
+                } else {
+                    (v as i32) >> (v % 31)
+                }
+            };
+            let (acc, m) = (pick(&mut rng), pick(&mut rng));
+            let shift = if round % 7 == 0 {
+                rng.next() % 70
+            } else {
+                1 + rng.next() % 62
+            };
+            assert_eq!(
+                rescale(acc, m, shift),
+                reference(acc, m, shift),
+                "{acc} × {m} >> {shift}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_dot_product_matches_the_saturating_reference() {
+        let mut rng = Xorshift(0x9e37_79b9);
+        let rounds = if cfg!(miri) { 40 } else { 2000 };
+        for round in 0..rounds {
+            // Random lengths around the remainder cases and the exactness limit, random and extreme values.
+            let n = match round % 4 {
+                0 => (rng.next() % 9) as usize,
+                1 => (rng.next() % 70) as usize,
+                2 => EXACT_TERMS - 2 + (rng.next() % 5) as usize,
+                _ => (rng.next() % 1200) as usize,
+            };
+            let extreme = round % 3 == 0;
+            let w: std::vec::Vec<u8> = (0..n)
+                .map(|_| if extreme { 0x80 } else { rng.next() as u8 })
+                .collect();
+            let x: std::vec::Vec<i16> = (0..n)
+                .map(|_| if extreme { i16::MIN } else { rng.next() as i16 })
+                .collect();
+            let reference = dot_saturating(&w, &x);
+            assert_eq!(dot_i8_i16(&w, &x), reference, "n = {n}");
+            if n <= EXACT_TERMS {
+                assert_eq!(dot_plain(&w, &x), reference, "plain, n = {n}");
+                assert_eq!(dot_paired(&w, &x), reference, "paired, n = {n}");
+                let other: std::vec::Vec<u8> = w.iter().map(|b| b.wrapping_mul(7)).collect();
+                assert_eq!(
+                    dot_paired2(&w, &other, &x),
+                    (reference, dot_saturating(&other, &x)),
+                    "two rows, n = {n}"
+                );
+            }
+            // Unequal lengths use the common prefix.
+            let cut = n / 2;
+            assert_eq!(
+                dot_i8_i16(&w, &x[..cut]),
+                dot_saturating(&w[..cut], &x[..cut])
+            );
+        }
+        // Past the limit, saturation shows: 600 × 2^22 is beyond i32.
+        assert_eq!(dot_i8_i16(&[0x80; 600], &[i16::MIN; 600]), i32::MAX);
+    }
 
     /// Largest error of `f` against `exact` over every Q·.12 input in `[−20, 20]` and the `i32` extremes.
     fn max_error(f: fn(i32) -> i16, exact: fn(f64) -> f64) -> f64 {

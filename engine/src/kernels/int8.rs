@@ -14,9 +14,7 @@ pub(crate) fn matvec(q: &[u8], scales: &[f32], x: &[f32], y: &mut [f32]) {
         y.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len().max(1))).zip(scales) {
-        *out = s * 128.0 * dot(row, x);
-    }
+    for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * 128.0 * dot);
 }
 
 /// `y_r += s_r Σ_j q_rj x_j`.
@@ -25,8 +23,146 @@ pub(crate) fn matvec_add(q: &[u8], scales: &[f32], x: &[f32], y: &mut [f32]) {
     if x.is_empty() {
         return;
     }
-    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len().max(1))).zip(scales) {
-        *out += s * 128.0 * dot(row, x);
+    for_each_row_dot(q, scales, x, y, |out, s, dot| *out += s * 128.0 * dot);
+}
+
+/// Rows of `W` one pass over `x` serves (Arm `eabihf` only; one row per pass elsewhere).
+const BLOCK: usize = 4;
+
+/// Calls `finish(y_r, s_r, dot(row r, x))` for every row. On Arm `eabihf`, four rows per pass over `x`
+/// in assembly ([`dot4`]); each row's sum is still formed left to right from 0 with the same
+/// operations, so the results are those of one [`dot`] per row, bit for bit. `x` is not empty.
+#[inline(always)]
+fn for_each_row_dot(
+    q: &[u8],
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    mut finish: impl FnMut(&mut f32, f32, f32),
+) {
+    let n = x.len().max(1);
+    let rows = y.len().min(q.len() / n).min(scales.len());
+    let blocked = if cfg!(all(target_arch = "arm", target_abi = "eabihf")) {
+        rows - rows % BLOCK
+    } else {
+        0
+    };
+    let (q_blocks, q_tail) = q.split_at_checked(blocked * n).unwrap_or((&[], q));
+    let (y_blocks, y_tail) = y
+        .split_at_mut_checked(blocked)
+        .unwrap_or((&mut [], &mut []));
+    let (s_blocks, s_tail) = scales.split_at_checked(blocked).unwrap_or((&[], scales));
+    for ((out, rows), s) in super::as_chunks_mut::<_, BLOCK>(y_blocks)
+        .iter_mut()
+        .zip(q_blocks.chunks_exact(BLOCK * n))
+        .zip(super::as_chunks::<_, BLOCK>(s_blocks).0)
+    {
+        let sums = dot4(rows, n, x);
+        for ((out, s), sum) in out.iter_mut().zip(s).zip(sums) {
+            finish(out, *s, sum);
+        }
+    }
+    for ((out, row), s) in y_tail.iter_mut().zip(q_tail.chunks_exact(n)).zip(s_tail) {
+        finish(out, *s, dot(row, x));
+    }
+}
+
+/// [`dot`] of four consecutive rows of `n` bytes (`rows` holds `4 n`) with `x`.
+#[cfg_attr(not(all(target_arch = "arm", target_abi = "eabihf")), allow(dead_code))]
+#[inline(always)]
+fn dot4(rows: &[u8], n: usize, x: &[f32]) -> [f32; BLOCK] {
+    let (r0, rest) = rows.split_at_checked(n).unwrap_or((&[], &[]));
+    let (r1, rest) = rest.split_at_checked(n).unwrap_or((&[], &[]));
+    let (r2, r3) = rest.split_at_checked(n).unwrap_or((&[], &[]));
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+    return [dot(r0, x), dot(r1, x), dot(r2, x), dot(r3, x)];
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    {
+        let (x4, x_tail) = super::as_chunks::<_, 4>(x);
+        let (a4, a_tail) = super::as_chunks::<_, 4>(r0);
+        let (b4, b_tail) = super::as_chunks::<_, 4>(r1);
+        let (c4, c_tail) = super::as_chunks::<_, 4>(r2);
+        let (d4, d_tail) = super::as_chunks::<_, 4>(r3);
+        let (mut s0, mut s1, mut s2, mut s3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        let chunks = x4
+            .len()
+            .min(a4.len())
+            .min(b4.len())
+            .min(c4.len())
+            .min(d4.len());
+        if chunks > 0 {
+            let (o0, o1, o2, o3): (u32, u32, u32, u32);
+            // SAFETY: each pointer starts at a slice of at least `chunks ≥ 1` groups of four values (four
+            // f32 for `x`, one word of four bytes per row) and moves by one group per iteration,
+            // `chunks` times, so every load is inside its slice (word loads at any byte alignment are
+            // allowed on Armv7-M). The block pushes s0–s15 and pops them before it ends, leaving every
+            // FPU register as it found it; it writes only the core registers named as operands and
+            // the flags; its stack use is the 64 bytes it pops again. Each weight becomes `q / 2^7`
+            // exactly (`VCVT` with 7 fraction bits), the product is rounded and then added (`VMLA` is
+            // not fused): the operations of `acc + value(q) * x`, in the same order.
+            unsafe {
+                core::arch::asm!(
+                    "vpush {{s0-s15}}",
+                    "vmov s0, s1, {zero}, {zero}",
+                    "vmov s2, s3, {zero}, {zero}",
+                    "2:",
+                    "vldmia {x}!, {{s8-s11}}",
+                    "ldr {w}, [{a}], #4",
+                    "sxtb {t}, {w}", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s0, s12, s8",
+                    "sxtb {t}, {w}, ror #8", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s0, s12, s9",
+                    "sxtb {t}, {w}, ror #16", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s0, s12, s10",
+                    "asr {t}, {w}, #24", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s0, s12, s11",
+                    "ldr {w}, [{b}], #4",
+                    "sxtb {t}, {w}", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s1, s12, s8",
+                    "sxtb {t}, {w}, ror #8", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s1, s12, s9",
+                    "sxtb {t}, {w}, ror #16", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s1, s12, s10",
+                    "asr {t}, {w}, #24", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s1, s12, s11",
+                    "ldr {w}, [{c}], #4",
+                    "sxtb {t}, {w}", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s2, s12, s8",
+                    "sxtb {t}, {w}, ror #8", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s2, s12, s9",
+                    "sxtb {t}, {w}, ror #16", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s2, s12, s10",
+                    "asr {t}, {w}, #24", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s2, s12, s11",
+                    "ldr {w}, [{d}], #4",
+                    "sxtb {t}, {w}", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s3, s12, s8",
+                    "sxtb {t}, {w}, ror #8", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s3, s12, s9",
+                    "sxtb {t}, {w}, ror #16", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s3, s12, s10",
+                    "asr {t}, {w}, #24", "vmov s12, {t}", "vcvt.f32.s32 s12, s12, #7", "vmla.f32 s3, s12, s11",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    "vmov {o0}, {o1}, s0, s1",
+                    "vmov {o2}, {o3}, s2, s3",
+                    "vpop {{s0-s15}}",
+                    zero = in(reg) 0u32,
+                    n = inout(reg) chunks => _,
+                    x = inout(reg) x4.as_ptr() => _,
+                    a = inout(reg) a4.as_ptr() => _,
+                    b = inout(reg) b4.as_ptr() => _,
+                    c = inout(reg) c4.as_ptr() => _,
+                    d = inout(reg) d4.as_ptr() => _,
+                    w = out(reg) _,
+                    t = out(reg) _,
+                    o0 = lateout(reg) o0,
+                    o1 = lateout(reg) o1,
+                    o2 = lateout(reg) o2,
+                    o3 = lateout(reg) o3,
+                    options(readonly),
+                );
+            }
+            (s0, s1, s2, s3) = (
+                f32::from_bits(o0),
+                f32::from_bits(o1),
+                f32::from_bits(o2),
+                f32::from_bits(o3),
+            );
+        }
+        for (j, x) in x_tail.iter().enumerate() {
+            let at = |tail: &[u8]| tail.get(j).map_or(0.0, |&q| value(q));
+            s0 += at(a_tail) * x;
+            s1 += at(b_tail) * x;
+            s2 += at(c_tail) * x;
+            s3 += at(d_tail) * x;
+        }
+        [s0, s1, s2, s3]
     }
 }
 
@@ -81,6 +217,33 @@ mod tests {
             &mut y,
         );
         assert!(y[0].is_finite(), "{y:?}");
+    }
+
+    #[test]
+    fn blocked_rows_are_bit_identical_to_one_dot_per_row() {
+        extern crate std;
+        use std::vec::Vec;
+        let mut rng = crate::kernels::fixed::tests::Xorshift(0x5eed_1234);
+        let rounds = if cfg!(miri) { 30 } else { 600 };
+        for round in 0..rounds {
+            let (rows, cols) = (1 + round % 11, 1 + (round / 11) % 19);
+            let q: Vec<u8> = (0..rows * cols).map(|_| rng.next() as u8).collect();
+            let scales: Vec<f32> = (0..rows)
+                .map(|_| (rng.next() % 1000) as f32 / 7e4)
+                .collect();
+            let x: Vec<f32> = (0..cols)
+                .map(|_| (rng.next() as i32 as f32) / (1u32 << 28) as f32)
+                .collect();
+            let mut y = std::vec![0.5f32; rows];
+            matvec(&q, &scales, &x, &mut y);
+            let mut z = std::vec![0.5f32; rows];
+            matvec_add(&q, &scales, &x, &mut z);
+            for (r, row) in q.chunks_exact(cols).enumerate() {
+                let reference = scales[r] * 128.0 * dot(row, &x);
+                assert_eq!(y[r].to_bits(), reference.to_bits(), "{rows}x{cols} row {r}");
+                assert_eq!(z[r].to_bits(), (0.5 + reference).to_bits());
+            }
+        }
     }
 
     #[test]

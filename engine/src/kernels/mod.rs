@@ -10,6 +10,30 @@ pub(crate) mod int8;
 
 use crate::cell::{Mat, Values};
 
+/// `slice.as_chunks::<N>()`, which is stable only from Rust 1.88 (above the crate's MSRV): the
+/// slice's whole groups of `N` as arrays, and the rest.
+#[inline(always)]
+pub(crate) fn as_chunks<T, const N: usize>(slice: &[T]) -> (&[[T; N]], &[T]) {
+    const { assert!(N > 0) };
+    let whole = slice.len() / N;
+    let (head, tail) = slice.split_at_checked(whole * N).unwrap_or((&[], slice));
+    // SAFETY: `head` holds `whole × N` consecutive `T`, which is the layout of `whole` arrays
+    // `[T; N]` (same alignment as `T`, no padding), borrowed for the same lifetime.
+    let chunks = unsafe { core::slice::from_raw_parts(head.as_ptr().cast::<[T; N]>(), whole) };
+    (chunks, tail)
+}
+
+/// [`as_chunks`] for a mutable slice (the rest is dropped).
+#[inline(always)]
+pub(crate) fn as_chunks_mut<T, const N: usize>(slice: &mut [T]) -> &mut [[T; N]] {
+    const { assert!(N > 0) };
+    let whole = slice.len() / N;
+    let head = slice.get_mut(..whole * N).unwrap_or(&mut []);
+    // SAFETY: as in `as_chunks` (`head.len() / N` whole arrays); `head` is borrowed mutably and
+    // uniquely for the returned lifetime.
+    unsafe { core::slice::from_raw_parts_mut(head.as_mut_ptr().cast::<[T; N]>(), head.len() / N) }
+}
+
 /// `y = W x`, where `W` has `x.len()` columns and `y.len()` rows.
 #[inline]
 pub(crate) fn matvec(w: &Mat<'_>, x: &[f32], y: &mut [f32]) {
@@ -113,5 +137,26 @@ pub(crate) fn matvec_q_map(
             r,
             fixed::rescale(fixed::dot_i8_i16(row, x), multiplier, shift as u32),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_slice_and_keep_the_rest() {
+        let values = [1, 2, 3, 4, 5, 6, 7];
+        let (chunks, rest) = as_chunks::<_, 2>(&values);
+        assert_eq!(chunks, &[[1, 2], [3, 4], [5, 6]]);
+        assert_eq!(rest, &[7]);
+        let (none, all) = as_chunks::<_, 8>(&values);
+        assert!(none.is_empty());
+        assert_eq!(all, &values);
+        let mut values = values;
+        for pair in as_chunks_mut::<_, 3>(&mut values) {
+            pair[0] = 0;
+        }
+        assert_eq!(values, [0, 2, 3, 0, 5, 6, 7]);
     }
 }

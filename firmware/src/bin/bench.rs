@@ -4,7 +4,12 @@
 //! For each model of the list (`TINYRNN_BENCH_MODELS/list.rs`: one recurrent layer per cell, size and
 //! numeric mode), it prints `group <n> <label> <MACs per step>`, warms the runtime up, then measures
 //! `STEPS` single steps, each between `bench_start` and `bench_stop`; `bench_next` separates the models.
-//! The plugin reports each group's count; the script pairs them with the printed labels.
+//! The plugin reports each group's count; the script pairs them with the printed labels. Integer-only
+//! (`i8x16`) models are stepped with `Runtime::step_i16`, the engine's integer entry point.
+//!
+//! The last group is a reference measured in the same run: a plain, naive Rust f32 LSTM step (input 3,
+//! hidden 32, the weights of the f32 run's `lstm h32` blob, `libm` activations through `tinyrnn::activation`), written here the way
+//! anyone would write it first. It is the "naive Rust" anchor of the performance issue.
 #![no_std]
 #![no_main]
 
@@ -18,8 +23,8 @@ use tinyrnn::{Model, Runtime};
 static MODELS: &[(&str, &[u8])] = include!(concat!(env!("TINYRNN_BENCH_MODELS"), "/list.rs"));
 /// Measured steps per model.
 const STEPS: usize = 8;
-/// Engine memory, in `f32` words: enough for hidden 64.
-const WORDS: usize = 2048;
+/// Engine memory, in `f32` words: enough for an LSTM of hidden 64 (state 128, scratch 640).
+const WORDS: usize = 1024;
 
 core::arch::global_asm!(
     ".section .text.bench_markers,\"ax\",%progbits",
@@ -60,34 +65,190 @@ fn main() -> ! {
 
 fn run() -> Result<(), tinyrnn::Error> {
     let mut memory = [0.0f32; WORDS];
-    let input = [0.25f32, -0.5, 0.75];
-    let mut output = [0.0f32; 64];
-    for (group, (label, blob)) in MODELS.iter().enumerate() {
+    let mut group = 0;
+    for (label, blob) in MODELS.iter() {
         let model = Model::open(blob)?;
-        hprintln!("group {} {} {}", group, label, model.macs_per_step());
-        let out =
-            output
-                .get_mut(..model.step_output_len())
-                .ok_or(tinyrnn::Error::OutputLength {
-                    expected: model.step_output_len(),
-                    got: 64,
-                })?;
-        let mut runtime = Runtime::new(&model, &mut memory)?;
-        runtime.step(&input, out)?;
-        if group > 0 {
-            // SAFETY: the marker is a bare `bx lr` defined above; it touches no memory or register.
-            unsafe { bench_next() };
+        // Float models twice: exact activations, then the fast ones (`+fast`).
+        let variants: &[bool] = if model.is_integer() {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        for &fast in variants {
+            let suffix = if fast { "+fast" } else { "" };
+            hprintln!(
+                "group {} {}{} {}",
+                group,
+                label,
+                suffix,
+                model.macs_per_step()
+            );
+            if group > 0 {
+                // SAFETY: the marker is a bare `bx lr` defined above; it touches no memory or register.
+                unsafe { bench_next() };
+            }
+            let check = if model.is_integer() {
+                measure_i16(&model, &mut memory)?
+            } else {
+                measure_f32(&model, &mut memory, fast)?
+            };
+            // The host computes the same (bench_models writes check.txt); bench.sh compares them.
+            hprintln!("check {}{} {:08x}", label, suffix, check);
+            group += 1;
         }
+    }
+    // The reference reads the weights of the f32 run's own LSTM-32 blob (no second copy in flash).
+    let reference = MODELS.iter().find(|(label, _)| *label == "lstm h32 f32");
+    if let Some((_, blob)) = reference {
+        let model = Model::open(blob)?;
+        if let Some(weights) = naive::weights(&model) {
+            hprintln!(
+                "group {} naive-lstm h32 f32-reference {}",
+                group,
+                naive::MACS
+            );
+            // SAFETY: as above.
+            unsafe { bench_next() };
+            naive::measure(&weights);
+        }
+    }
+    Ok(())
+}
+
+/// The bench input, in `[-1, 1]` like the i8x16 models' calibration data.
+const INPUT: [f32; 3] = [0.25, -0.5, 0.75];
+
+/// FNV-1a over 32-bit words: the check value of a step's output (the bits, so equal means bit-identical).
+fn fnv1a(words: impl Iterator<Item = u32>) -> u32 {
+    words.fold(0x811c_9dc5, |hash, word| {
+        word.to_le_bytes()
+            .iter()
+            .fold(hash, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    })
+}
+
+/// Measures `STEPS` steps after a warm-up; returns the check value of the last output.
+fn measure_f32(model: &Model<'_>, memory: &mut [f32], fast: bool) -> Result<u32, tinyrnn::Error> {
+    let input = INPUT;
+    let mut output = [0.0f32; 64];
+    let out = output
+        .get_mut(..model.step_output_len())
+        .ok_or(tinyrnn::Error::OutputLength {
+            expected: model.step_output_len(),
+            got: 64,
+        })?;
+    let mut runtime = Runtime::new(model, memory)?;
+    runtime.set_fast_activations(fast);
+    runtime.step(&input, out)?;
+    for _ in 0..STEPS {
+        // SAFETY: the markers are bare `bx lr`s defined above; the plugin counts the instructions
+        // between the two.
+        unsafe { bench_start() };
+        runtime.step(black_box(&input), black_box(&mut *out))?;
+        // SAFETY: as above.
+        unsafe { bench_stop() };
+    }
+    black_box(&out);
+    Ok(fnv1a(out.iter().map(|v| v.to_bits())))
+}
+
+/// As [`measure_f32`], through the integer entry point.
+fn measure_i16(model: &Model<'_>, memory: &mut [f32]) -> Result<u32, tinyrnn::Error> {
+    // The input in the model's fixed-point format (an integer shift: no float on the Cortex-M0).
+    let frac = model.fixed_point().map_or(0, |f| f.input_frac);
+    let one = 1i32 << u32::from(frac).min(14);
+    let input = [(one / 4) as i16, (-one / 2) as i16, (3 * one / 4) as i16];
+    let mut output = [0i16; 64];
+    let out = output
+        .get_mut(..model.step_output_len())
+        .ok_or(tinyrnn::Error::OutputLength {
+            expected: model.step_output_len(),
+            got: 64,
+        })?;
+    let mut runtime = Runtime::new(model, memory)?;
+    runtime.step_i16(&input, out)?;
+    for _ in 0..STEPS {
+        // SAFETY: as in `measure_f32`.
+        unsafe { bench_start() };
+        runtime.step_i16(black_box(&input), black_box(&mut *out))?;
+        // SAFETY: as above.
+        unsafe { bench_stop() };
+    }
+    black_box(&out);
+    Ok(fnv1a(out.iter().map(|&v| v as u16 as u32)))
+}
+
+/// The naive reference: a plain f32 LSTM step (Keras gate order `i f g o`), no blocking, no tricks.
+mod naive {
+    use super::{bench_start, bench_stop, black_box, INPUT, STEPS};
+    use tinyrnn::activation::{scalar, sigmoid};
+    use tinyrnn::format::{Activation, Layer};
+
+    const IN: usize = 3;
+    const H: usize = 32;
+    const ROWS: usize = 4 * H;
+    /// Multiply-accumulates per step, as `Model::macs_per_step` counts them.
+    pub const MACS: usize = ROWS * (IN + H);
+
+    /// The weights of the bench's own `lstm h32 f32` model, read in place from its blob.
+    pub struct Weights<'a> {
+        kernel: &'a [[f32; IN]; ROWS],
+        recurrent: &'a [[f32; H]; ROWS],
+        bias: &'a [f32; ROWS],
+    }
+
+    /// The weights of `model` if it is a one-layer f32 LSTM of input 3 and hidden 32 with a bias.
+    pub fn weights<'a>(model: &tinyrnn::Model<'a>) -> Option<Weights<'a>> {
+        let Some(Layer::Recurrent(r)) = model.layers().next() else {
+            return None;
+        };
+        let kernel: &[f32; ROWS * IN] = r.forward.kernel.f32().try_into().ok()?;
+        let recurrent: &[f32; ROWS * H] = r.forward.recurrent.f32().try_into().ok()?;
+        let bias: &[f32; ROWS] = r.forward.bias?.f32().try_into().ok()?;
+        Some(Weights {
+            kernel: kernel.as_chunks().0.try_into().ok()?,
+            recurrent: recurrent.as_chunks().0.try_into().ok()?,
+            bias,
+        })
+    }
+
+    // Index loops on purpose: this is the straightforward version the engine is compared with.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(never)]
+    fn step(w: &Weights<'_>, x: &[f32; IN], h: &mut [f32; H], c: &mut [f32; H]) {
+        let mut gates = [0.0f32; ROWS];
+        for (r, gate) in gates.iter_mut().enumerate() {
+            let mut sum = w.bias[r];
+            for j in 0..IN {
+                sum += w.kernel[r][j] * x[j];
+            }
+            for j in 0..H {
+                sum += w.recurrent[r][j] * h[j];
+            }
+            *gate = sum;
+        }
+        for k in 0..H {
+            let i = sigmoid(gates[k]);
+            let f = sigmoid(gates[H + k]);
+            let g = scalar(Activation::Tanh, gates[2 * H + k]);
+            let o = sigmoid(gates[3 * H + k]);
+            c[k] = f * c[k] + i * g;
+            h[k] = o * scalar(Activation::Tanh, c[k]);
+        }
+    }
+
+    pub fn measure(w: &Weights<'_>) {
+        let (mut h, mut c) = ([0.0f32; H], [0.0f32; H]);
+        step(w, &INPUT, &mut h, &mut c);
         for _ in 0..STEPS {
-            // SAFETY: as above; the plugin counts the instructions between the two markers.
+            // SAFETY: as in `measure_f32`.
             unsafe { bench_start() };
-            runtime.step(black_box(&input), black_box(&mut *out))?;
+            step(w, black_box(&INPUT), black_box(&mut h), black_box(&mut c));
             // SAFETY: as above.
             unsafe { bench_stop() };
         }
-        black_box(&out);
+        black_box((&h, &c));
     }
-    Ok(())
 }
 
 #[panic_handler]
