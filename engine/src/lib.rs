@@ -41,6 +41,7 @@ pub mod kernels;
 pub mod model;
 pub mod runtime;
 pub mod selftest;
+pub mod sized;
 pub mod slot;
 pub mod stream;
 pub mod text;
