@@ -6,7 +6,7 @@
 
 use crate::activation::{apply, scalar};
 use crate::format::{Cell, CellWeights, DType, Recurrent};
-use crate::kernels::float::{add, add_product, clip};
+use crate::kernels::float::{add, add_product, clip, dot};
 use crate::kernels::{matvec, matvec_add};
 
 /// The values of a tensor, viewed in place in the blob.
@@ -190,11 +190,59 @@ pub(crate) fn step(
 ) {
     let hidden = h.len();
     let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
-    // pre = W x + b, the input projection of every gate.
+    project_input(weights, x, pre);
+    step_projected(layer, weights, pre, extra, h, c);
+}
+
+/// `pre = W x + b`, the input projection of every gate.
+#[inline]
+pub(crate) fn project_input(weights: &CellWeights<Mat<'_>>, x: &[f32], pre: &mut [f32]) {
     matvec(&weights.kernel, x, pre);
     if let Some(bias) = &weights.bias {
         add(pre, bias.f32());
     }
+}
+
+/// Timesteps whose input projections a windowed run computes in one pass over the input kernel.
+pub(crate) const PROJECTION_BLOCK: usize = 4;
+
+/// [`project_input`] for up to [`PROJECTION_BLOCK`] timesteps `xs` at once, into consecutive blocks of
+/// `G·H` values of `pre`, reading each row of an f32 kernel once for all of them. Each sum is the one
+/// [`project_input`] computes, in the same order, so the bits are the same. Other element types go
+/// timestep by timestep.
+pub(crate) fn project_inputs(weights: &CellWeights<Mat<'_>>, xs: &[&[f32]], pre: &mut [f32]) {
+    let rows = weights.kernel.rows;
+    let cols = weights.kernel.cols;
+    let (Values::F32(kernel), 1..) = (weights.kernel.values, cols) else {
+        for (x, block) in xs.iter().zip(pre.chunks_mut(rows.max(1))) {
+            project_input(weights, x, block);
+        }
+        return;
+    };
+    for (r, row) in kernel.chunks_exact(cols).enumerate() {
+        for (k, x) in xs.iter().enumerate() {
+            if let Some(out) = pre.get_mut(k * rows + r) {
+                *out = dot(row, x);
+            }
+        }
+    }
+    if let Some(bias) = &weights.bias {
+        for block in pre.chunks_mut(rows.max(1)).take(xs.len()) {
+            add(block, bias.f32());
+        }
+    }
+}
+
+/// The rest of one timestep once `pre` holds the input projection ([`project_input`]); `pre` is
+/// overwritten, `extra` holds at least `G·H` values.
+pub(crate) fn step_projected(
+    layer: &Recurrent<Mat<'_>>,
+    weights: &CellWeights<Mat<'_>>,
+    pre: &mut [f32],
+    extra: &mut [f32],
+    h: &mut [f32],
+    c: &mut [f32],
+) {
     match layer.cell {
         Cell::SimpleRnn => {
             // h' = act(W x + b + R h)
