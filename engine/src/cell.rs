@@ -6,7 +6,7 @@
 
 use crate::activation::{apply, scalar};
 use crate::format::{Cell, CellWeights, DType, Recurrent};
-use crate::kernels::float::{add, add_product, clip, dot};
+use crate::kernels::float::{add, add_product, clip};
 use crate::kernels::{matvec, matvec_add};
 
 /// The values of a tensor, viewed in place in the blob.
@@ -213,21 +213,33 @@ pub(crate) const PROJECTION_BLOCK: usize = 4;
 pub(crate) fn project_inputs(weights: &CellWeights<Mat<'_>>, xs: &[&[f32]], pre: &mut [f32]) {
     let rows = weights.kernel.rows;
     let cols = weights.kernel.cols;
-    let (Values::F32(kernel), 1..) = (weights.kernel.values, cols) else {
+    let block = <[&[f32]; PROJECTION_BLOCK]>::try_from(xs).ok();
+    let (Values::F32(kernel), 1.., Some([x0, x1, x2, x3])) = (weights.kernel.values, cols, block)
+    else {
+        // A partial block, or int8 weights: one timestep at a time.
         for (x, block) in xs.iter().zip(pre.chunks_mut(rows.max(1))) {
             project_input(weights, x, block);
         }
         return;
     };
     for (r, row) in kernel.chunks_exact(cols).enumerate() {
-        for (k, x) in xs.iter().enumerate() {
+        // Each weight is read once for the four timesteps; each sum still runs left to right from
+        // 0.0, as `dot` does.
+        let mut sums = [0.0f32; PROJECTION_BLOCK];
+        for ((((w, a), b), c), d) in row.iter().zip(x0).zip(x1).zip(x2).zip(x3) {
+            sums[0] += w * a;
+            sums[1] += w * b;
+            sums[2] += w * c;
+            sums[3] += w * d;
+        }
+        for (k, sum) in sums.into_iter().enumerate() {
             if let Some(out) = pre.get_mut(k * rows + r) {
-                *out = dot(row, x);
+                *out = sum;
             }
         }
     }
     if let Some(bias) = &weights.bias {
-        for block in pre.chunks_mut(rows.max(1)).take(xs.len()) {
+        for block in pre.chunks_mut(rows.max(1)).take(PROJECTION_BLOCK) {
             add(block, bias.f32());
         }
     }
