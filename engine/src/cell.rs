@@ -226,11 +226,71 @@ pub(crate) fn step(
 ) {
     let hidden = h.len();
     let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
-    // pre = W x + b, the input projection of every gate.
+    project_input(weights, x, pre);
+    step_projected(layer, weights, pre, extra, h, c);
+}
+
+/// `pre = W x + b`, the input projection of every gate.
+#[inline]
+pub(crate) fn project_input(weights: &CellWeights<Mat<'_>>, x: &[f32], pre: &mut [f32]) {
     matvec(&weights.kernel, x, pre);
     if let Some(bias) = &weights.bias {
         add(pre, bias.f32());
     }
+}
+
+/// Timesteps whose input projections a windowed run computes in one pass over the input kernel.
+pub(crate) const PROJECTION_BLOCK: usize = 4;
+
+/// [`project_input`] for up to [`PROJECTION_BLOCK`] timesteps `xs` at once, into consecutive blocks of
+/// `G·H` values of `pre`, reading each row of an f32 kernel once for all of them. Each sum is the one
+/// [`project_input`] computes, in the same order, so the bits are the same. Other element types go
+/// timestep by timestep.
+pub(crate) fn project_inputs(weights: &CellWeights<Mat<'_>>, xs: &[&[f32]], pre: &mut [f32]) {
+    let rows = weights.kernel.rows;
+    let cols = weights.kernel.cols;
+    let block = <[&[f32]; PROJECTION_BLOCK]>::try_from(xs).ok();
+    let (Values::F32(kernel), 1.., Some([x0, x1, x2, x3])) = (weights.kernel.values, cols, block)
+    else {
+        // A partial block, or int8 weights: one timestep at a time.
+        for (x, block) in xs.iter().zip(pre.chunks_mut(rows.max(1))) {
+            project_input(weights, x, block);
+        }
+        return;
+    };
+    for (r, row) in kernel.chunks_exact(cols).enumerate() {
+        // Each weight is read once for the four timesteps; each sum still runs left to right from
+        // 0.0, as `dot` does.
+        let mut sums = [0.0f32; PROJECTION_BLOCK];
+        for ((((w, a), b), c), d) in row.iter().zip(x0).zip(x1).zip(x2).zip(x3) {
+            sums[0] += w * a;
+            sums[1] += w * b;
+            sums[2] += w * c;
+            sums[3] += w * d;
+        }
+        for (k, sum) in sums.into_iter().enumerate() {
+            if let Some(out) = pre.get_mut(k * rows + r) {
+                *out = sum;
+            }
+        }
+    }
+    if let Some(bias) = &weights.bias {
+        for block in pre.chunks_mut(rows.max(1)).take(PROJECTION_BLOCK) {
+            add(block, bias.f32());
+        }
+    }
+}
+
+/// The rest of one timestep once `pre` holds the input projection ([`project_input`]); `pre` is
+/// overwritten, `extra` holds at least `G·H` values.
+pub(crate) fn step_projected(
+    layer: &CellSpec,
+    weights: &CellWeights<Mat<'_>>,
+    pre: &mut [f32],
+    extra: &mut [f32],
+    h: &mut [f32],
+    c: &mut [f32],
+) {
     match layer.cell {
         Cell::SimpleRnn => {
             // h' = act(W x + b + R h)

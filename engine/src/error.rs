@@ -167,6 +167,20 @@ pub enum Error {
     BadVocabulary,
     /// A piece of text holds a token that is not in the vocabulary, and the model has no unknown-token id.
     UnknownToken,
+    /// A compile-time-sized front door ([`crate::sized`]) was opened on a layer that is not what its
+    /// type says.
+    SizedMismatch {
+        /// The layer.
+        layer: u8,
+        /// The front door's cell: `"LSTM"`, `"GRU"` or `"SimpleRNN"`.
+        cell: &'static str,
+        /// Input and hidden size of the front door's type.
+        expected: (u32, u32),
+        /// Input and hidden size of the blob's layer (`(0, 0)` when it is not a recurrent layer).
+        got: (u32, u32),
+        /// What does not fit.
+        problem: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -292,6 +306,17 @@ impl fmt::Display for Error {
             Error::BadSelfTest => write!(
                 f,
                 "the blob's self-test vector does not fit the model (type, shape, bounds or tolerance)"
+            ),
+            Error::SizedMismatch {
+                layer,
+                cell,
+                expected: (input, hidden),
+                got: (got_input, got_hidden),
+                problem,
+            } => write!(
+                f,
+                "layer {layer}: a sized {cell} of input {input} and hidden {hidden} cannot run it: \
+                 {problem} (the layer's input is {got_input}, its hidden size {got_hidden})"
             ),
         }
     }

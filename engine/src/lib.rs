@@ -78,6 +78,11 @@ pub mod model;
 )]
 pub mod runtime;
 pub mod selftest;
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "offsets within the compile-time sizes `I` and `H`, checked against the blob at open"
+)]
+pub mod sized;
 pub mod slot;
 pub mod stream;
 pub mod text;

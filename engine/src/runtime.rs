@@ -625,7 +625,16 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 Stage::Recurrent(r) => {
                     let slot = self.state.get_mut(plan.state_offset..).unwrap_or(&mut []);
                     let fast = self.fast_activations;
-                    recurrent_window(model, r, fast, x, t, w_in, next, cells, slot);
+                    // What the input sequence leaves free of its buffer holds a block of input
+                    // projections, so they take no memory of their own.
+                    let (x, spare) = cur.split_at_mut((t * w_in).min(cur.len()));
+                    let buffers = WindowBuffers {
+                        out: next,
+                        scratch: cells,
+                        spare,
+                        state: slot,
+                    };
+                    recurrent_window(model, r, fast, x, t, w_in, buffers);
                     if !r.return_sequences {
                         t = 1;
                     }
@@ -691,9 +700,22 @@ impl<'m, 'b> Runtime<'m, 'b> {
     }
 }
 
+/// The buffers a windowed recurrent layer works in.
+struct WindowBuffers<'a> {
+    /// Each output row (or the one final row).
+    out: &'a mut [f32],
+    /// The cell's scratch.
+    scratch: &'a mut [f32],
+    /// Free space for a block of input projections (may be too small for one).
+    spare: &'a mut [f32],
+    /// This layer's forward state, then its backward state.
+    state: &'a mut [f32],
+}
+
 /// Runs a recurrent layer over a packed `steps × input` window, writing each output row (or the one
 /// final row) into `out`. `state` starts with this layer's forward state, then its backward state.
-#[allow(clippy::too_many_arguments)]
+/// Where `spare` holds [`cell::PROJECTION_BLOCK`] input projections, they are computed a block of
+/// timesteps at a time, in one pass over the input kernel (the same bits as one at a time).
 fn recurrent_window(
     model: &Model<'_>,
     r: &Recurrent<u8>,
@@ -701,16 +723,31 @@ fn recurrent_window(
     input: &[f32],
     steps: usize,
     width: usize,
-    out: &mut [f32],
-    scratch: &mut [f32],
-    state: &mut [f32],
+    buffers: WindowBuffers<'_>,
 ) {
+    let WindowBuffers {
+        out,
+        scratch,
+        spare,
+        state,
+    } = buffers;
+    let spec = cell::CellSpec::of(r).fast(fast_activations);
     let hidden = r.hidden as usize;
     let words = cell::state_words(r.cell, hidden);
+    let rows = r.cell.gates() * hidden;
     let out_width = match r.direction {
         Direction::Bidirectional(Merge::Concat) => 2 * hidden,
         _ => hidden,
     };
+    // A block of projections in `spare`, else one at a time in the cell's own scratch.
+    let (block, scratch) = match spare.get_mut(..cell::PROJECTION_BLOCK * rows) {
+        Some(block) => (block, scratch),
+        None => {
+            let (pre, extra) = scratch.split_at_mut(rows.min(scratch.len()));
+            (pre, extra)
+        }
+    };
+    let block_steps = (block.len() / rows.max(1)).max(1);
     let passes = [
         (Some(&r.forward), matches!(r.direction, Direction::Reverse)),
         (r.backward.as_ref(), true),
@@ -722,23 +759,25 @@ fn recurrent_window(
             .get_mut(pass * words..(pass + 1) * words)
             .unwrap_or(&mut []);
         let (h, c) = slot.split_at_mut(hidden.min(slot.len()));
-        for k in 0..steps {
-            let t = if reversed { steps - 1 - k } else { k };
-            let x = input.get(t * width..(t + 1) * width).unwrap_or(&[]);
-            cell::step(
-                &cell::CellSpec::of(r).fast(fast_activations),
-                weights,
-                x,
-                h,
-                c,
-                scratch,
-            );
-            if r.return_sequences {
-                let row = out
-                    .get_mut(t * out_width..(t + 1) * out_width)
-                    .unwrap_or(&mut []);
-                merge(r.direction, pass, row, h);
+        let time = |k: usize| if reversed { steps - 1 - k } else { k };
+        let row = |t: usize| input.get(t * width..(t + 1) * width).unwrap_or(&[]);
+        let mut first = 0;
+        while first < steps {
+            let count = block_steps.min(steps - first);
+            let xs: [&[f32]; cell::PROJECTION_BLOCK] =
+                core::array::from_fn(|j| if j < count { row(time(first + j)) } else { &[] });
+            cell::project_inputs(weights, xs.get(..count).unwrap_or(&[]), block);
+            for (j, pre) in block.chunks_mut(rows.max(1)).take(count).enumerate() {
+                let t = time(first + j);
+                cell::step_projected(&spec, weights, pre, scratch, h, c);
+                if r.return_sequences {
+                    let row = out
+                        .get_mut(t * out_width..(t + 1) * out_width)
+                        .unwrap_or(&mut []);
+                    merge(r.direction, pass, row, h);
+                }
             }
+            first += count;
         }
         if !r.return_sequences {
             merge(
