@@ -42,6 +42,7 @@ fn main() -> ! {
     if let Ok(model) = Model::open(running) {
         exercise_runtime(&model);
         exercise_forecaster(&model);
+        exercise_sized(&model);
     }
     let _ = black_box(tinyrnn::boot([running, download]).map(|b| (b.slot, b.model.id())));
     if let Ok(mut slot) = ModelSlot::new(running) {
@@ -192,6 +193,26 @@ fn exercise_scaled_forecaster(model: &Model<'_>) {
     let sample = sample.get(..black_box(3usize)).unwrap_or(&[]);
     for _ in 0..black_box(8) {
         let _ = black_box(stream.push(sample).map(|f| f.map(|f| f.len())));
+    }
+}
+
+/// The compile-time-sized front door (`tinyrnn::sized`), one instance of each cell.
+#[inline(never)]
+fn exercise_sized(model: &Model<'_>) {
+    let x = black_box([0.5f32; 3]);
+    let layer = black_box(0usize);
+    if let Ok(mut rnn) = tinyrnn::sized::SimpleRnn::<3, 2>::open(model, layer) {
+        let _ = black_box(rnn.step(&x).map(|h| h.iter().sum::<f32>()));
+        rnn.reset();
+        let _ = black_box(rnn.h());
+    }
+    if let Ok(mut lstm) = tinyrnn::sized::Lstm::<3, 8>::open(model, layer) {
+        let _ = black_box(lstm.step(&x).map(|h| h.iter().sum::<f32>()));
+        lstm.reset();
+    }
+    if let Ok(mut gru) = tinyrnn::sized::Gru::<3, 8>::open(model, layer) {
+        let _ = black_box(gru.step(&x).map(|h| h.iter().sum::<f32>()));
+        gru.reset();
     }
 }
 
