@@ -1993,8 +1993,9 @@ mod tests {
 
     #[test]
     fn the_tensor_table_holds_max_tensors_and_refuses_one_more() {
-        let full = tensor_heavy_blob(MAX_TENSORS / 12, false);
-        let model = Model::open(&full).unwrap();
+        // In 16-byte aligned storage: a `Vec<u8>` need not be (Miri places it anywhere).
+        let (words, len) = placed(&tensor_heavy_blob(MAX_TENSORS / 12, false), 0);
+        let model = Model::open(view(&words, 0, len)).unwrap();
         assert_eq!(model.layers().count(), MAX_TENSORS / 12);
         // Bidirectional layers run windowed.
         let mut memory = std::vec![0.0f32; model.window_memory(3).unwrap().total()];
@@ -2003,11 +2004,12 @@ mod tests {
         assert_eq!(runtime.run_window(&[0.5, -0.25, 1.0], &mut out), Ok(1));
         assert!(out.iter().all(|v| v.is_finite() && *v != 0.0), "{out:?}");
 
-        let over = tensor_heavy_blob(MAX_TENSORS / 12, true);
+        let (words, len) = placed(&tensor_heavy_blob(MAX_TENSORS / 12, true), 0);
+        let over = view(&words, 0, len);
         let layer = (MAX_TENSORS / 12) as u8;
-        assert_eq!(Model::open(&over).unwrap_err(), Error::TooLarge { layer });
+        assert_eq!(Model::open(over).unwrap_err(), Error::TooLarge { layer });
         let mut place = None;
-        assert!(Model::open_in(&mut place, &over).is_err());
+        assert!(Model::open_in(&mut place, over).is_err());
         assert!(place.is_none());
     }
 
