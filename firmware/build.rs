@@ -9,6 +9,8 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let layout = if env::var_os("CARGO_FEATURE_STM32F411").is_some() {
         "memory/stm32f411.x"
+    } else if env::var_os("CARGO_FEATURE_RP2040").is_some() {
+        "memory/rp2040.x"
     } else if env::var_os("CARGO_FEATURE_MICROBIT").is_some() {
         "memory/microbit.x"
     } else {
@@ -19,6 +21,11 @@ fn main() {
     println!("cargo:rerun-if-changed={layout}");
     println!("cargo:rerun-if-changed=memory");
     println!("cargo:rerun-if-changed=build.rs");
+    if env::var_os("CARGO_FEATURE_RP2040").is_some() {
+        // The RP2040 layout starts the program 256 bytes into flash, after the second-stage bootloader:
+        // no page-aligning of the segments, which would waste flash and move them.
+        println!("cargo:rustc-link-arg=--nmagic");
+    }
     if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
         println!("cargo:rustc-link-arg=-Tdefmt.x");
     }

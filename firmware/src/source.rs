@@ -88,10 +88,14 @@ impl<R: embedded_io::Read, const N: usize> LineSource<R, N> {
     }
 }
 
-impl<R: embedded_io::Read, const N: usize> SampleSource for LineSource<R, N> {
-    type Error = LineError<R::Error>;
-
-    fn next_sample(&mut self, sample: &mut [f32]) -> Result<bool, Self::Error> {
+impl<R: embedded_io::Read, const N: usize> LineSource<R, N> {
+    /// Reads the next line's values into `values` (exactly `values.len()` of them), parsed as `T`:
+    /// `f32` for a float model's samples, `i16` for an integer-only model's fixed-point samples (parsing
+    /// an integer links no floating-point code). Returns `false` when the reader has run out.
+    pub fn next_values<T: str::FromStr>(
+        &mut self,
+        values: &mut [T],
+    ) -> Result<bool, LineError<R::Error>> {
         loop {
             if !self.read_line()? {
                 return Ok(false);
@@ -108,20 +112,28 @@ impl<R: embedded_io::Read, const N: usize> SampleSource for LineSource<R, N> {
                 .filter(|f| !f.is_empty())
             {
                 let value = field.parse().map_err(|_| LineError::Parse { line })?;
-                if let Some(slot) = sample.get_mut(got) {
+                if let Some(slot) = values.get_mut(got) {
                     *slot = value;
                 }
                 got += 1;
             }
-            if got != sample.len() {
+            if got != values.len() {
                 return Err(LineError::Width {
                     line,
-                    expected: sample.len(),
+                    expected: values.len(),
                     got,
                 });
             }
             return Ok(true);
         }
+    }
+}
+
+impl<R: embedded_io::Read, const N: usize> SampleSource for LineSource<R, N> {
+    type Error = LineError<R::Error>;
+
+    fn next_sample(&mut self, sample: &mut [f32]) -> Result<bool, Self::Error> {
+        self.next_values(sample)
     }
 }
 
@@ -234,6 +246,23 @@ mod tests {
             samples("\u{ff}\n", 1).err(),
             Some(LineError::Parse { line: 1 })
         );
+    }
+
+    #[test]
+    fn integer_lines_parse_without_floats_and_refuse_out_of_range_values() {
+        let mut source = LineSource::<_, 32>::new("8192,-4096 0\n1.5,0,0\n40000,0,0\n".as_bytes());
+        let mut row = [0i16; 3];
+        assert_eq!(source.next_values(&mut row), Ok(true));
+        assert_eq!(row, [8192, -4096, 0]);
+        assert_eq!(
+            source.next_values(&mut row),
+            Err(LineError::Parse { line: 2 })
+        );
+        assert_eq!(
+            source.next_values(&mut row),
+            Err(LineError::Parse { line: 3 })
+        );
+        assert_eq!(source.next_values(&mut row), Ok(false));
     }
 
     /// A receiver that has bytes ready in bursts, with `WouldBlock` between them.
