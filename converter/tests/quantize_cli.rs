@@ -1,27 +1,13 @@
 //! `tinyrnn quantize`, `import --quantize` and `inspect` on a quantized model, through the CLI.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{printed, tinyrnn};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/keras")
-        .join(name)
-}
-
-fn tinyrnn(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyrnn"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::repo("tests/fixtures/keras").join(name)
 }
 
 #[test]
@@ -42,7 +28,7 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         "-o".as_ref(),
         f32_blob.as_os_str(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", printed(&o));
 
     let o = tinyrnn(&[
         "quantize".as_ref(),
@@ -54,7 +40,7 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         "-o".as_ref(),
         i8w_blob.as_os_str(),
     ]);
-    let out = text(&o);
+    let out = printed(&o);
     assert!(o.status.success(), "{out}");
     for wanted in [
         "numeric mode       i8w",
@@ -73,7 +59,7 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         "--input".as_ref(),
         input.as_os_str(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", printed(&o));
     let o = tinyrnn(&[
         "quantize".as_ref(),
         i8w_blob.as_os_str(),
@@ -83,7 +69,7 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         dir.join("again.trnn").as_os_str(),
     ]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("already quantized"), "{}", text(&o));
+    assert!(printed(&o).contains("already quantized"), "{}", printed(&o));
 
     // Without data, quantize says what to pass.
     let o = tinyrnn(&[
@@ -94,8 +80,12 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         "-o".as_ref(),
         imported.as_os_str(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("pass --calibrate X.npy"), "{}", text(&o));
+    assert!(o.status.success(), "{}", printed(&o));
+    assert!(
+        printed(&o).contains("pass --calibrate X.npy"),
+        "{}",
+        printed(&o)
+    );
     // Importing with --quantize (and the same data) gives the same blob as importing, then quantizing.
     let o = tinyrnn(&[
         "import".as_ref(),
@@ -107,7 +97,7 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         "-o".as_ref(),
         imported.as_os_str(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", printed(&o));
     assert_eq!(
         std::fs::read(&imported).unwrap(),
         std::fs::read(&i8w_blob).unwrap()
@@ -120,7 +110,7 @@ fn quantize_reports_error_sizes_and_refuses_to_quantize_twice() {
         "--data".as_ref(),
         input.as_os_str(),
     ]);
-    let out = text(&o);
+    let out = printed(&o);
     assert!(o.status.success(), "{out}");
     assert!(
         out.contains("\ni8w ") && out.contains("error of i8w against f32"),
@@ -150,7 +140,11 @@ fn i8x16_calibrates_from_npy_or_csv_and_says_what_to_pass_without_data() {
         int_blob.as_os_str(),
     ]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("--calibrate X.npy|X.csv"), "{}", text(&o));
+    assert!(
+        printed(&o).contains("--calibrate X.npy|X.csv"),
+        "{}",
+        printed(&o)
+    );
 
     // From .npy, through import.
     let input = fixture("lstm_stacked.input.npy");
@@ -164,7 +158,7 @@ fn i8x16_calibrates_from_npy_or_csv_and_says_what_to_pass_without_data() {
         "-o".as_ref(),
         int_blob.as_os_str(),
     ]);
-    let out = text(&o);
+    let out = printed(&o);
     assert!(o.status.success(), "{out}");
     for wanted in [
         "numeric mode       i8x16",
@@ -181,7 +175,7 @@ fn i8x16_calibrates_from_npy_or_csv_and_says_what_to_pass_without_data() {
         "--input".as_ref(),
         input.as_os_str(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", printed(&o));
 
     // From a CSV (header, one column per feature), through quantize; a bad cell is named.
     let o = tinyrnn(&[
@@ -190,7 +184,7 @@ fn i8x16_calibrates_from_npy_or_csv_and_says_what_to_pass_without_data() {
         "-o".as_ref(),
         f32_blob.as_os_str(),
     ]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", printed(&o));
     let mut rows = String::from("a,b,c\n");
     for t in 0..40 {
         rows.push_str(&format!(
@@ -214,15 +208,15 @@ fn i8x16_calibrates_from_npy_or_csv_and_says_what_to_pass_without_data() {
         ])
     };
     let o = quantize(&csv);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("error of i8x16 against f32 on the held-out windows"));
+    assert!(o.status.success(), "{}", printed(&o));
+    assert!(printed(&o).contains("error of i8x16 against f32 on the held-out windows"));
     std::fs::write(&csv, "a,b,c\n1,2,3\n4,oops,6\n").unwrap();
     let o = quantize(&csv);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("row 3, column 2 ('oops')"),
+        printed(&o).contains("row 3, column 2 ('oops')"),
         "{}",
-        text(&o)
+        printed(&o)
     );
     std::fs::remove_dir_all(&dir).ok();
 }

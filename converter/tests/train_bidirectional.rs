@@ -1,26 +1,22 @@
 //! `tinyrnn train --bidirectional sum|concat`: the KPI notebook's Bidirectional variant with
 //! `merge_mode='sum'` is trainable, and a bare `--bidirectional` still concatenates.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tinyrnn::format::{Direction, Layer, Merge};
 use tinyrnn_converter::run::AlignedBlob;
 use tinyrnn_converter::trainer::TrainInfo;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tinyrnn-train-bidirectional-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("train-bidirectional", name)
 }
 
 /// Trains the seed's KPI model (window 5 → 2 steps of 2 KPIs, keep-last head) with `merge` flags;
 /// returns the merge of every recurrent layer in the blob, the stored settings and stdout.
 fn train(dir: &Path, merge: &[&str]) -> (Vec<Direction>, TrainInfo, String) {
-    let csv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kpi/kpi.csv");
+    let csv = common::kpi_csv();
     let blob = dir.join("kpi.trnn");
     let mut args = vec![
         "train",
@@ -48,10 +44,7 @@ fn train(dir: &Path, merge: &[&str]) -> (Vec<Direction>, TrainInfo, String) {
         dir.to_str().unwrap(),
     ];
     args.extend_from_slice(merge);
-    let out = Command::new(env!("CARGO_BIN_EXE_tinyrnn"))
-        .args(&args)
-        .output()
-        .unwrap();
+    let out = common::tinyrnn(&args);
     assert!(
         out.status.success(),
         "train failed: {}",

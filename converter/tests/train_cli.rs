@@ -1,28 +1,18 @@
 //! `tinyrnn train`, `eval` and `run --csv` through the command line, on the bundled KPI CSV.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{kpi_csv, tinyrnn};
 
 use tinyrnn::{Forecaster, Mode, Runtime};
 use tinyrnn_converter::run::AlignedBlob;
 use tinyrnn_converter::train::Table;
 use tinyrnn_converter::trainer::TrainInfo;
 
-fn kpi_csv() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kpi/kpi.csv")
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinyrnn-train-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn tinyrnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyrnn"))
-        .args(args)
-        .output()
-        .expect("the tinyrnn binary runs")
+    common::scratch("train-cli", name)
 }
 
 fn text(bytes: &[u8]) -> String {

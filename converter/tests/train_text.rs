@@ -1,18 +1,17 @@
 //! `tinyrnn train-text`: a character model learnt from this repository's `docs/FORMAT.md`, through the
 //! library and the command line.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{repo, tinyrnn};
 
 use tinyrnn_converter::run::AlignedBlob;
 use tinyrnn_converter::text::generate_text;
 use tinyrnn_converter::train::chars::{
     fit_text, CharText, Optimizer, TextInfo, TextSettings, TextTrained,
 };
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
 
 fn format_md() -> CharText {
     let path = repo("docs/FORMAT.md");
@@ -176,18 +175,8 @@ fn bad_texts_and_settings_are_refused_clearly() {
     assert!(e.contains("tcn"), "{e}");
 }
 
-fn tinyrnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyrnn"))
-        .args(args)
-        .output()
-        .expect("the tinyrnn binary runs")
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("tinyrnn-train-text-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("train-text", name)
 }
 
 fn train_cli(blob: &Path, seed: &str) -> String {
