@@ -46,6 +46,8 @@ enum Command {
         /// Calibration data for --quantize (see `tinyrnn quantize --calibrate`).
         #[arg(long, value_name = "X.npy|X.csv", requires = "quantize")]
         calibrate: Option<PathBuf>,
+        #[command(flatten)]
+        quantizer: QuantizerFlags,
     },
     /// Quantize an f32 blob to int8 weights (i8w) or to integer-only inference (i8x16), and report its
     /// error and size.
@@ -61,20 +63,8 @@ enum Command {
         /// the rest.
         #[arg(long, value_name = "X.npy|X.csv")]
         calibrate: Option<PathBuf>,
-        /// How i8x16 turns the calibration data into ranges: `minmax` (the largest magnitude seen) or
-        /// `percentile:P` (the P-th percentile of the magnitudes, e.g. percentile:99.99: rare outliers
-        /// saturate instead of coarsening every other value).
-        #[arg(
-            long,
-            value_name = "RULE",
-            default_value = "minmax",
-            requires = "calibrate"
-        )]
-        calibration: quantize::RangeRule,
-        /// Leave the biases as trained: without this, i8w moves each weight row's mean rounding error
-        /// on the calibration data into the row's bias.
-        #[arg(long)]
-        no_bias_correction: bool,
+        #[command(flatten)]
+        quantizer: QuantizerFlags,
         /// Where to write the quantized blob.
         #[arg(short, long, value_name = "OUT.trnn")]
         output: PathBuf,
@@ -258,6 +248,32 @@ struct TrainArgs {
     /// the training windows, and report its test metrics against f32.
     #[arg(long, value_name = "MODE")]
     quantize: Option<quantize::Mode>,
+    #[command(flatten)]
+    quantizer: QuantizerFlags,
+}
+
+/// How the quantizer uses its calibration data (`quantize`, `import --quantize`, `train --quantize`).
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct QuantizerFlags {
+    /// How i8x16 turns the calibration data into ranges: `minmax` (the largest magnitude seen) or
+    /// `percentile:P` (the P-th percentile of the magnitudes, e.g. percentile:99.99: rare outliers
+    /// saturate instead of coarsening every other value).
+    #[arg(long, value_name = "RULE", default_value = "minmax")]
+    calibration: quantize::RangeRule,
+    /// Leave the biases as trained: without this, i8w moves each weight row's mean rounding error
+    /// on the calibration data into the row's bias.
+    #[arg(long)]
+    no_bias_correction: bool,
+}
+
+impl QuantizerFlags {
+    fn options(self) -> quantize::Options {
+        quantize::Options {
+            ranges: self.calibration,
+            bias_correction: !self.no_bias_correction,
+            ..quantize::Options::default()
+        }
+    }
 }
 
 /// How `train --bidirectional` merges the two directions.
@@ -406,6 +422,7 @@ impl TrainArgs {
             plots,
             quiet: false,
             quantize: self.quantize,
+            quantizer: self.quantizer.options(),
         }
     }
 }
@@ -429,6 +446,7 @@ fn execute(cli: Cli) -> Result<()> {
             output,
             quantize,
             calibrate,
+            quantizer,
         } => {
             let mut spec = import::import_with_arch(&model, arch.as_deref())?;
             if let Some(path) = vocab {
@@ -444,7 +462,13 @@ fn execute(cli: Cli) -> Result<()> {
                 }
                 Some(mode) => {
                     let f32_blob = write::to_blob(&spec)?;
-                    quantize_and_report(&f32_blob, mode, calibrate.as_deref(), &output)
+                    quantize_and_report_with(
+                        &f32_blob,
+                        mode,
+                        calibrate.as_deref(),
+                        &quantizer.options(),
+                        &output,
+                    )
                 }
             }
         }
@@ -452,18 +476,18 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             mode,
             calibrate,
-            calibration,
-            no_bias_correction,
+            quantizer,
             output,
         } => {
             let blob = read_blob(&model)?;
-            let options = quantize::Options {
-                ranges: calibration,
-                bias_correction: !no_bias_correction,
-                ..quantize::Options::default()
-            };
-            quantize_and_report_with(&blob, mode, calibrate.as_deref(), &options, &output)
-                .with_context(|| format!("quantizing {}", model.display()))
+            quantize_and_report_with(
+                &blob,
+                mode,
+                calibrate.as_deref(),
+                &quantizer.options(),
+                &output,
+            )
+            .with_context(|| format!("quantizing {}", model.display()))
         }
         Command::Train(args) => trainer::train(&args.request()).map(|_| ()),
         Command::TrainText(args) => chars::train_text(&args.request()?).map(|_| ()),
@@ -672,6 +696,7 @@ fn demo_request(csv: &Path, out: &Path) -> trainer::Request {
         plots: Some(out.to_path_buf()),
         quiet: true,
         quantize: None,
+        quantizer: quantize::Options::default(),
     }
 }
 
@@ -939,19 +964,9 @@ fn check_against(y: &npy::Array, reference: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Quantizes an f32 blob, writes the result and prints its description, sizes per mode and (with data)
-/// its error against f32 on the held-out part of the data.
-fn quantize_and_report(
-    f32_blob: &[u8],
-    mode: quantize::Mode,
-    data: Option<&Path>,
-    output: &Path,
-) -> Result<()> {
-    quantize_and_report_with(f32_blob, mode, data, &quantize::Options::default(), output)
-}
-
-/// [`quantize_and_report`] with the quantizer's options (for the chosen mode; the table's other modes
-/// use the same).
+/// Quantizes an f32 blob with the quantizer's `options` (the table's other modes use the same), writes
+/// the result and prints its description, sizes per mode and (with data) its error against f32 on the
+/// held-out part of the data.
 fn quantize_and_report_with(
     f32_blob: &[u8],
     mode: quantize::Mode,

@@ -298,6 +298,8 @@ pub struct Request {
     pub quiet: bool,
     /// Also write the model quantized to this mode, calibrated on the training windows.
     pub quantize: Option<crate::quantize::Mode>,
+    /// How the quantizer uses those windows.
+    pub quantizer: crate::quantize::Options,
 }
 
 /// What `train` returns besides printing.
@@ -790,8 +792,9 @@ fn quantize_trained(
         values.extend_from_slice(&train_w.inputs[i * per..(i + 1) * per]);
     }
     let calibration = crate::npy::Array::float(vec![n, train_w.window, train_w.features], values)?;
-    let quantized = crate::quantize::quantize_with(spec, mode, Some(&calibration))
-        .with_context(|| format!("quantizing the trained model to {}", mode.name()))?;
+    let quantized =
+        crate::quantize::quantize_with_options(spec, mode, Some(&calibration), &request.quantizer)
+            .with_context(|| format!("quantizing the trained model to {}", mode.name()))?;
     let blob = write::to_blob_with_self_test(&quantized)?;
     let stem = request
         .output

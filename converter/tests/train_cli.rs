@@ -8,6 +8,7 @@ use common::{kpi_csv, tinyrnn};
 
 use tinyrnn::{Forecaster, Mode, Runtime};
 use tinyrnn_converter::run::AlignedBlob;
+use tinyrnn_converter::spec::{ModelSpec, Tensor};
 use tinyrnn_converter::train::Table;
 use tinyrnn_converter::trainer::TrainInfo;
 
@@ -489,4 +490,82 @@ fn train_quantize_i8x16_runs_window_norm_and_skip() {
         int_mse <= f32_mse * 1.02,
         "i8x16 test MSE {int_mse} against f32 {f32_mse}"
     );
+}
+
+/// The quantizer's flags reach `train --quantize` and `import --quantize` as they reach `quantize`:
+/// `--no-bias-correction` changes an i8w blob calibrated on data, and a bad `--calibration` rule is
+/// refused by name.
+#[test]
+fn train_and_import_take_the_quantizer_flags() {
+    let dir = scratch("quantizer-flags");
+    let csv = kpi_csv();
+    // The layers of the i8w blob (the blob itself also records the training time).
+    let train = |name: &str, extra: &[&str]| -> Vec<tinyrnn::format::Layer<Tensor>> {
+        let blob = dir.join(format!("{name}.trnn"));
+        let mut args = vec![
+            "train",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--inputs",
+            "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
+            "--targets",
+            "CQI",
+            "--window",
+            "5",
+            "--horizon",
+            "1",
+            "--cell",
+            "rnn",
+            "--hidden",
+            "4",
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--quantize",
+            "i8w",
+            "-o",
+            blob.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = tinyrnn(&args);
+        assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+        let bytes = std::fs::read(dir.join(format!("{name}-i8w.trnn"))).expect("the i8w blob");
+        let aligned = AlignedBlob::new(&bytes);
+        ModelSpec::from_model(&aligned.open().unwrap())
+            .unwrap()
+            .layers
+    };
+    let corrected = train("corrected", &[]);
+    let plain = train("plain", &["--no-bias-correction"]);
+    assert_ne!(corrected, plain, "bias correction changed nothing");
+    assert_eq!(plain, train("plain-again", &["--no-bias-correction"]));
+
+    let keras = common::repo("tests/fixtures/keras/lstm_stacked.keras");
+    let data = common::repo("tests/fixtures/keras/lstm_stacked.input.npy");
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            keras.to_str().unwrap(),
+            "--quantize",
+            "i8x16",
+            "--calibrate",
+            data.to_str().unwrap(),
+            "-o",
+        ];
+        let out = dir.join("imported.trnn");
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        tinyrnn(&args)
+    };
+    let ok = import(&["--calibration", "percentile:99.9"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let bad = import(&["--calibration", "percentile:101"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("'minmax' or 'percentile:P'"),
+        "{}",
+        text(&bad.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
