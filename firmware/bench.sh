@@ -5,7 +5,10 @@
 # Markdown tables for BENCHMARKS.md. Fails if a model's output on the emulated core is not the host engine's,
 # bit for bit.
 #   usage: firmware/bench.sh            (from the repository root or firmware/)
-#   env:   CARGO_TARGET_DIR (default firmware/target/bench), INSN_PLUGIN_OPTS (e.g. hist=on,histby=sym)
+#   env:   CARGO_TARGET_DIR (default firmware/target/bench), INSN_PLUGIN_OPTS (e.g. hist=on,histby=sym),
+#          CMSIS_NN_DIR: a CMSIS-NN checkout (firmware/peers/fetch-cmsis-nn.sh); when set, each run ends with
+#          CMSIS-NN's own LSTM-32 step (arm_nn_lstm_step_s8 in the i8x16 runs, arm_nn_lstm_step_f32 in the
+#          f32 run on the M4F), built with arm-none-eabi-gcc -O2, in the same emulator run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 insn=${QEMU_INSN:-$root/../shared/tools/qemu-insn}
@@ -17,6 +20,7 @@ sh "$insn/build.sh" "$work/plugin" >/dev/null
 # run TRIPLE FEATURES MODE: one bench build and run; prints the table rows.
 run() {
   local triple=$1 features=$2 mode=$3
+  if [ -n "${CMSIS_NN_DIR:-}" ]; then features="$features,cmsis-nn"; fi
   (cd "$root" && cargo run -q --release -p tinyrnn-conformance --example bench_models -- "$work/$mode" "$mode" >/dev/null)
   (
     cd "$root/firmware"

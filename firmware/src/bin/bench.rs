@@ -110,8 +110,16 @@ fn run() -> Result<(), tinyrnn::Error> {
             // SAFETY: as above.
             unsafe { bench_next() };
             naive::measure(&weights);
+            group += 1;
         }
     }
+    #[cfg(feature = "cmsis-nn")]
+    cmsis_nn::measure(
+        group,
+        MODELS.iter().any(|(label, _)| label.ends_with("i8x16")),
+    );
+    #[cfg(not(feature = "cmsis-nn"))]
+    let _ = group;
     Ok(())
 }
 
@@ -248,6 +256,74 @@ mod naive {
             unsafe { bench_stop() };
         }
         black_box((&h, &c));
+    }
+}
+
+/// CMSIS-NN's own LSTM step (input 3, hidden 32), measured after the engine's models in the same run:
+/// `arm_nn_lstm_step_s8` in the integer runs, `arm_nn_lstm_step_f32` in the others. The C side,
+/// `peers/cmsis_nn_lstm.c`, holds its seeded weights and state; `firmware/build.rs` compiles it with
+/// CMSIS-NN.
+#[cfg(feature = "cmsis-nn")]
+mod cmsis_nn {
+    use super::{bench_next, bench_start, bench_stop, black_box, hprintln, STEPS};
+
+    extern "C" {
+        fn peer_s8_init();
+        fn peer_s8_step(x: *const i8) -> i32;
+        fn peer_s8_hidden() -> *const i8;
+    }
+    // Only on cores with an FPU, as in the C file.
+    #[cfg(target_abi = "eabihf")]
+    extern "C" {
+        fn peer_f32_init();
+        fn peer_f32_step(x: *const f32) -> i32;
+        fn peer_f32_hidden() -> *const f32;
+    }
+
+    /// Multiply-accumulates per step, as `Model::macs_per_step` counts them for the engine's LSTM-32.
+    const MACS: usize = 4 * 32 * (3 + 32);
+
+    pub fn measure(group: usize, integer: bool) {
+        if integer {
+            hprintln!("group {} cmsis-nn-lstm h32 s8-peer {}", group, MACS);
+            let input: [i8; 3] = [32, -64, 96];
+            // SAFETY: the marker is a bare `bx lr`; the peer functions touch only their own statics and
+            // read the 3 input values `input` points to.
+            unsafe {
+                bench_next();
+                peer_s8_init();
+                let mut status = peer_s8_step(input.as_ptr());
+                for _ in 0..STEPS {
+                    bench_start();
+                    status |= peer_s8_step(black_box(input.as_ptr()));
+                    bench_stop();
+                }
+                let hidden = core::slice::from_raw_parts(peer_s8_hidden(), 32);
+                hprintln!("peer s8 status {} hidden[..8] {:?}", status, &hidden[..8]);
+            }
+        } else {
+            #[cfg(target_abi = "eabihf")]
+            measure_f32(group);
+        }
+    }
+
+    #[cfg(target_abi = "eabihf")]
+    fn measure_f32(group: usize) {
+        hprintln!("group {} cmsis-nn-lstm h32 f32-peer {}", group, MACS);
+        let input: [f32; 3] = super::INPUT;
+        // SAFETY: as in `measure`; the peer reads 3 floats from `input`.
+        unsafe {
+            bench_next();
+            peer_f32_init();
+            let mut status = peer_f32_step(input.as_ptr());
+            for _ in 0..STEPS {
+                bench_start();
+                status |= peer_f32_step(black_box(input.as_ptr()));
+                bench_stop();
+            }
+            let hidden = core::slice::from_raw_parts(peer_f32_hidden(), 32);
+            hprintln!("peer f32 status {} hidden[..4] {:?}", status, &hidden[..4]);
+        }
     }
 }
 
