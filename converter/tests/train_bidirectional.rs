@@ -16,16 +16,8 @@ fn scratch(name: &str) -> PathBuf {
 /// Trains the seed's KPI model (window 5 → 2 steps of 2 KPIs, keep-last head) with `merge` flags;
 /// returns the merge of every recurrent layer in the blob, the stored settings and stdout.
 fn train(dir: &Path, merge: &[&str]) -> (Vec<Direction>, TrainInfo, String) {
-    let csv = common::kpi_csv();
     let blob = dir.join("kpi.trnn");
     let mut args = vec![
-        "train",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--inputs",
-        "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
-        "--targets",
-        "CQI,DL_PRB_USAGE_RATE",
         "--window",
         "5",
         "--horizon",
@@ -44,12 +36,7 @@ fn train(dir: &Path, merge: &[&str]) -> (Vec<Direction>, TrainInfo, String) {
         dir.to_str().unwrap(),
     ];
     args.extend_from_slice(merge);
-    let out = common::tinyrnn(&args);
-    assert!(
-        out.status.success(),
-        "train failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::train_kpis("CQI,DL_PRB_USAGE_RATE", &args);
     let bytes = std::fs::read(&blob).unwrap();
     let aligned = AlignedBlob::new(&bytes);
     let model = aligned.open().unwrap();
@@ -61,7 +48,7 @@ fn train(dir: &Path, merge: &[&str]) -> (Vec<Direction>, TrainInfo, String) {
         })
         .collect();
     let info = TrainInfo::parse(model.meta().info).unwrap();
-    (directions, info, String::from_utf8(out.stdout).unwrap())
+    (directions, info, stdout)
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{kpi_csv, tinyrnn};
+use common::{eval_mse, kpi_csv, tinyrnn, train_kpis};
 
 use tinyrnn::{Forecaster, Mode, Runtime};
 use tinyrnn_converter::run::AlignedBlob;
@@ -24,42 +24,36 @@ fn text(bytes: &[u8]) -> String {
 /// 2 KPIs) writing into `dir`; returns the blob path and train's stdout.
 fn train_kpi(dir: &Path, head: &str) -> (PathBuf, String) {
     let blob = dir.join("kpi.trnn");
-    let csv = kpi_csv();
-    let out = tinyrnn(&[
-        "train",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--inputs",
-        "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
-        "--targets",
+    let stdout = train_kpis(
         "CQI,DL_PRB_USAGE_RATE",
-        "--window",
-        "5",
-        "--horizon",
-        "2",
-        "--range",
-        "CQI=0:15",
-        "--range",
-        "UE_TX_POWER=-17:23",
-        "--range",
-        "DL_PRB_USAGE_RATE=0:100",
-        "--cell",
-        "gru",
-        "--hidden",
-        "4",
-        "--head",
-        head,
-        "--epochs",
-        "3",
-        "--seed",
-        "1",
-        "-o",
-        blob.to_str().unwrap(),
-        "--plots",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
-    (blob, text(&out.stdout))
+        &[
+            "--window",
+            "5",
+            "--horizon",
+            "2",
+            "--range",
+            "CQI=0:15",
+            "--range",
+            "UE_TX_POWER=-17:23",
+            "--range",
+            "DL_PRB_USAGE_RATE=0:100",
+            "--cell",
+            "gru",
+            "--hidden",
+            "4",
+            "--head",
+            head,
+            "--epochs",
+            "3",
+            "--seed",
+            "1",
+            "-o",
+            blob.to_str().unwrap(),
+            "--plots",
+            dir.to_str().unwrap(),
+        ],
+    );
+    (blob, stdout)
 }
 
 /// The metric rows of the `test` block of train's summary: `target MSE MAE MSE MAE` text.
@@ -368,55 +362,33 @@ fn eval_refuses_a_blob_without_a_training_record() {
 fn train_quantize_writes_a_calibrated_integer_model() {
     let dir = scratch("quantize");
     let blob = dir.join("kpi.trnn");
-    let csv = kpi_csv();
-    let out = tinyrnn(&[
-        "train",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--inputs",
-        "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
-        "--targets",
+    train_kpis(
         "CQI,DL_PRB_USAGE_RATE",
-        "--window",
-        "5",
-        "--horizon",
-        "2",
-        "--cell",
-        "gru",
-        "--hidden",
-        "4",
-        "--epochs",
-        "3",
-        "--seed",
-        "1",
-        "--quantize",
-        "i8x16",
-        "-o",
-        blob.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+        &[
+            "--window",
+            "5",
+            "--horizon",
+            "2",
+            "--cell",
+            "gru",
+            "--hidden",
+            "4",
+            "--epochs",
+            "3",
+            "--seed",
+            "1",
+            "--quantize",
+            "i8x16",
+            "-o",
+            blob.to_str().unwrap(),
+        ],
+    );
     let quantized = dir.join("kpi-i8x16.trnn");
     let bytes = std::fs::read(&quantized).expect("the quantized blob is written");
     let aligned = AlignedBlob::new(&bytes);
-    let model = aligned.open().unwrap();
-    assert!(model.is_integer());
-
-    let eval = |path: &Path| -> f64 {
-        let out = tinyrnn(&[
-            "eval",
-            path.to_str().unwrap(),
-            "--csv",
-            csv.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "eval failed: {}", text(&out.stderr));
-        let stdout = text(&out.stdout);
-        let all = stdout
-            .lines()
-            .find(|l| l.starts_with("all "))
-            .unwrap_or_else(|| panic!("no 'all' row in {stdout}"));
-        all.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let (f32_mse, int_mse) = (eval(&blob), eval(&quantized));
+    assert!(aligned.open().unwrap().is_integer());
+    let csv = kpi_csv();
+    let (f32_mse, int_mse) = (eval_mse(&blob, &csv), eval_mse(&quantized, &csv));
     assert!(
         int_mse <= f32_mse * 1.02,
         "i8x16 test MSE {int_mse} against f32 {f32_mse}"
@@ -428,36 +400,30 @@ fn train_quantize_writes_a_calibrated_integer_model() {
 #[test]
 fn train_quantize_i8x16_runs_window_norm_and_skip() {
     let dir = scratch("quantize-window-norm");
-    let csv = kpi_csv();
     let blob = dir.join("kpi.trnn");
-    let out = tinyrnn(&[
-        "train",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--inputs",
-        "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
-        "--targets",
+    train_kpis(
         "CQI,DL_PRB_USAGE_RATE",
-        "--window",
-        "8",
-        "--horizon",
-        "2",
-        "--cell",
-        "gru",
-        "--hidden",
-        "4",
-        "--window-norm",
-        "--skip",
-        "--epochs",
-        "3",
-        "--seed",
-        "1",
-        "--quantize",
-        "i8x16",
-        "-o",
-        blob.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+        &[
+            "--window",
+            "8",
+            "--horizon",
+            "2",
+            "--cell",
+            "gru",
+            "--hidden",
+            "4",
+            "--window-norm",
+            "--skip",
+            "--epochs",
+            "3",
+            "--seed",
+            "1",
+            "--quantize",
+            "i8x16",
+            "-o",
+            blob.to_str().unwrap(),
+        ],
+    );
     let quantized = dir.join("kpi-i8x16.trnn");
     let bytes = std::fs::read(&quantized).expect("the quantized blob is written");
     let aligned = AlignedBlob::new(&bytes);
@@ -469,22 +435,8 @@ fn train_quantize_i8x16_runs_window_norm_and_skip() {
     assert!(model
         .layers()
         .any(|l| matches!(l, tinyrnn::format::Layer::Residual(_))));
-    let eval = |path: &Path| -> f64 {
-        let out = tinyrnn(&[
-            "eval",
-            path.to_str().unwrap(),
-            "--csv",
-            csv.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "eval failed: {}", text(&out.stderr));
-        let stdout = text(&out.stdout);
-        let all = stdout
-            .lines()
-            .find(|l| l.starts_with("all "))
-            .unwrap_or_else(|| panic!("no 'all' row in {stdout}"));
-        all.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let (f32_mse, int_mse) = (eval(&blob), eval(&quantized));
+    let csv = kpi_csv();
+    let (f32_mse, int_mse) = (eval_mse(&blob, &csv), eval_mse(&quantized, &csv));
     println!("window-norm + skip: test MSE f32 {f32_mse}, i8x16 {int_mse}");
     assert!(
         int_mse <= f32_mse * 1.02,
@@ -498,18 +450,10 @@ fn train_quantize_i8x16_runs_window_norm_and_skip() {
 #[test]
 fn train_and_import_take_the_quantizer_flags() {
     let dir = scratch("quantizer-flags");
-    let csv = kpi_csv();
     // The layers of the i8w blob (the blob itself also records the training time).
     let train = |name: &str, extra: &[&str]| -> Vec<tinyrnn::format::Layer<Tensor>> {
         let blob = dir.join(format!("{name}.trnn"));
         let mut args = vec![
-            "train",
-            "--csv",
-            csv.to_str().unwrap(),
-            "--inputs",
-            "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE",
-            "--targets",
-            "CQI",
             "--window",
             "5",
             "--horizon",
@@ -528,8 +472,7 @@ fn train_and_import_take_the_quantizer_flags() {
             blob.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let out = tinyrnn(&args);
-        assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+        train_kpis("CQI", &args);
         let bytes = std::fs::read(dir.join(format!("{name}-i8w.trnn"))).expect("the i8w blob");
         let aligned = AlignedBlob::new(&bytes);
         ModelSpec::from_model(&aligned.open().unwrap())

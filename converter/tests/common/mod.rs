@@ -16,6 +16,49 @@ pub fn kpi_csv() -> PathBuf {
     repo("examples/kpi/kpi.csv")
 }
 
+/// The three KPIs of the bundled CSV that the KPI models take in.
+pub const KPI_INPUTS: &str = "CQI,UE_TX_POWER,DL_PRB_USAGE_RATE";
+
+/// `tinyrnn train` on the bundled KPI CSV, the three KPIs in and `targets` out, then `args`; asserts that
+/// training succeeded and returns what it printed on standard output.
+pub fn train_kpis(targets: &str, args: &[&str]) -> String {
+    let csv = kpi_csv();
+    let mut all = vec![
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--inputs",
+        KPI_INPUTS,
+        "--targets",
+        targets,
+    ];
+    all.extend_from_slice(args);
+    let out = tinyrnn(&all);
+    assert!(
+        out.status.success(),
+        "train failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The mean squared error over all targets that `tinyrnn eval BLOB --csv CSV` prints on its `all` row.
+pub fn eval_mse(blob: &Path, csv: &Path) -> f64 {
+    let out = tinyrnn(&[
+        "eval",
+        blob.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "eval failed: {}", printed(&out));
+    let all = stdout
+        .lines()
+        .find(|l| l.starts_with("all "))
+        .unwrap_or_else(|| panic!("no 'all' row in {stdout}"));
+    all.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// A new directory for one test, unique to this run: `<tmp>/tinyrnn-<suite>-<pid>-<name>`.
 pub fn scratch(suite: &str, name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tinyrnn-{suite}-{}-{name}", std::process::id()));
