@@ -287,43 +287,46 @@ mod cmsis_nn {
         if integer {
             hprintln!("group {} cmsis-nn-lstm h32 s8-peer {}", group, MACS);
             let input: [i8; 3] = [32, -64, 96];
-            // SAFETY: the marker is a bare `bx lr`; the peer functions touch only their own statics and
-            // read the 3 input values `input` points to.
-            unsafe {
-                bench_next();
+            // SAFETY: the peer functions touch only their own statics and read the 3 input values
+            // `input` points to.
+            let status = unsafe {
                 peer_s8_init();
-                let mut status = peer_s8_step(input.as_ptr());
-                for _ in 0..STEPS {
-                    bench_start();
-                    status |= peer_s8_step(black_box(input.as_ptr()));
-                    bench_stop();
-                }
-                let hidden = core::slice::from_raw_parts(peer_s8_hidden(), 32);
-                hprintln!("peer s8 status {} hidden[..8] {:?}", status, &hidden[..8]);
-            }
+                time(|| peer_s8_step(black_box(input.as_ptr())))
+            };
+            // SAFETY: `peer_s8_hidden` points to the 32 values of the peer's hidden state.
+            let hidden = unsafe { core::slice::from_raw_parts(peer_s8_hidden(), 32) };
+            hprintln!("peer s8 status {} hidden[..8] {:?}", status, &hidden[..8]);
         } else {
             #[cfg(target_abi = "eabihf")]
-            measure_f32(group);
+            {
+                hprintln!("group {} cmsis-nn-lstm h32 f32-peer {}", group, MACS);
+                let input: [f32; 3] = super::INPUT;
+                // SAFETY: as above; the peer reads 3 floats from `input`.
+                let status = unsafe {
+                    peer_f32_init();
+                    time(|| peer_f32_step(black_box(input.as_ptr())))
+                };
+                // SAFETY: as above.
+                let hidden = unsafe { core::slice::from_raw_parts(peer_f32_hidden(), 32) };
+                hprintln!("peer f32 status {} hidden[..4] {:?}", status, &hidden[..4]);
+            }
         }
     }
 
-    #[cfg(target_abi = "eabihf")]
-    fn measure_f32(group: usize) {
-        hprintln!("group {} cmsis-nn-lstm h32 f32-peer {}", group, MACS);
-        let input: [f32; 3] = super::INPUT;
-        // SAFETY: as in `measure`; the peer reads 3 floats from `input`.
-        unsafe {
-            bench_next();
-            peer_f32_init();
-            let mut status = peer_f32_step(input.as_ptr());
-            for _ in 0..STEPS {
-                bench_start();
-                status |= peer_f32_step(black_box(input.as_ptr()));
-                bench_stop();
-            }
-            let hidden = core::slice::from_raw_parts(peer_f32_hidden(), 32);
-            hprintln!("peer f32 status {} hidden[..4] {:?}", status, &hidden[..4]);
+    /// Starts the group, runs `step` once to warm up, then `STEPS` times between the markers; returns
+    /// the steps' status codes or-ed together (0: all succeeded).
+    fn time(mut step: impl FnMut() -> i32) -> i32 {
+        // SAFETY: the markers are bare `bx lr`s; they touch no memory or register.
+        unsafe { bench_next() };
+        let mut status = step();
+        for _ in 0..STEPS {
+            // SAFETY: as above.
+            unsafe { bench_start() };
+            status |= step();
+            // SAFETY: as above.
+            unsafe { bench_stop() };
         }
+        status
     }
 }
 
