@@ -15,6 +15,10 @@ pub(crate) fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) {
         y.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    if arm::whole_blocks::<false>(w, x, y) || arm::narrow_rows(w, x, y, arm::Finish::Store) {
+        return;
+    }
     for_each_row_dot(w, x, y, |out, sum| *out = sum);
 }
 
@@ -24,7 +28,246 @@ pub(crate) fn matvec_add(w: &[f32], x: &[f32], y: &mut [f32]) {
     if x.is_empty() {
         return;
     }
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    if arm::whole_blocks::<true>(w, x, y) || arm::narrow_rows(w, x, y, arm::Finish::Add) {
+        return;
+    }
     for_each_row_dot(w, x, y, |out, sum| *out += sum);
+}
+
+/// `y = W x + b`, where `W` is row-major with `x.len()` columns and `y.len()` rows: [`matvec`], then
+/// [`add`], with the same bits.
+#[inline]
+pub(crate) fn matvec_bias(w: &[f32], x: &[f32], b: &[f32], y: &mut [f32]) {
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+    if arm::narrow_rows(w, x, y, arm::Finish::AddBias(b)) {
+        return;
+    }
+    matvec(w, x, y);
+    add(y, b);
+}
+
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+mod arm {
+    /// The assembly of [`whole_blocks`]: `$finish` stores (or adds and stores) the block's four sums
+    /// s0–s3 at `y`. One macro for both, so the two loops cannot drift apart.
+    macro_rules! blocks_asm {
+        ($w:expr, $x:expr, $y:expr, $stride:expr, $blocks:expr, $($finish:literal),+) => {
+            core::arch::asm!(
+                "vpush {{s0-s15}}",
+                "1:",
+                "movs {cnt}, #0",
+                "vmov s0, s1, {cnt}, {cnt}",
+                "vmov s2, s3, {cnt}, {cnt}",
+                "add {b}, {a}, {stride}",
+                "add {c}, {b}, {stride}",
+                "add {d}, {c}, {stride}",
+                "lsrs {cnt}, {stride}, #4",
+                "2:",
+                "vldmia {x}!, {{s8-s11}}",
+                "vldmia {a}!, {{s12-s15}}",
+                "vmla.f32 s0, s12, s8",
+                "vmla.f32 s0, s13, s9",
+                "vmla.f32 s0, s14, s10",
+                "vmla.f32 s0, s15, s11",
+                "vldmia {b}!, {{s12-s15}}",
+                "vmla.f32 s1, s12, s8",
+                "vmla.f32 s1, s13, s9",
+                "vmla.f32 s1, s14, s10",
+                "vmla.f32 s1, s15, s11",
+                "vldmia {c}!, {{s12-s15}}",
+                "vmla.f32 s2, s12, s8",
+                "vmla.f32 s2, s13, s9",
+                "vmla.f32 s2, s14, s10",
+                "vmla.f32 s2, s15, s11",
+                "vldmia {d}!, {{s12-s15}}",
+                "vmla.f32 s3, s12, s8",
+                "vmla.f32 s3, s13, s9",
+                "vmla.f32 s3, s14, s10",
+                "vmla.f32 s3, s15, s11",
+                "subs {cnt}, {cnt}, #1",
+                "bne 2b",
+                $($finish,)+
+                "sub {x}, {x}, {stride}",
+                "mov {a}, {d}",
+                "subs {blocks}, {blocks}, #1",
+                "bne 1b",
+                "vpop {{s0-s15}}",
+                stride = in(reg) $stride,
+                blocks = inout(reg) $blocks => _,
+                cnt = out(reg) _,
+                x = inout(reg) $x => _,
+                y = inout(reg) $y => _,
+                a = inout(reg) $w => _,
+                b = out(reg) _,
+                c = out(reg) _,
+                d = out(reg) _,
+            )
+        };
+    }
+
+    /// The assembly of [`narrow_rows`]: `x` (1 to 3 values) is loaded once into s8…, each row into
+    /// s12… with one `VLDMIA`, summed into s0 from +0.0 by `$mla`, and `$finish` stores s0 at `y`.
+    macro_rules! narrow_asm {
+        ($w:expr, $x:expr, $y:expr, $rows:expr, $load_x:literal, $load_w:literal,
+         [$($mla:literal),+], [$($finish:literal),+] $(, ($($operands:tt)*))?) => {
+            core::arch::asm!(
+                "vpush {{s0-s15}}",
+                $load_x,
+                "1:",
+                "vmov s0, {zero}",
+                $load_w,
+                $($mla,)+
+                $($finish,)+
+                "subs {rows}, {rows}, #1",
+                "bne 1b",
+                "vpop {{s0-s15}}",
+                zero = in(reg) 0u32,
+                rows = inout(reg) $rows => _,
+                x = in(reg) $x,
+                y = inout(reg) $y => _,
+                a = inout(reg) $w => _,
+                $($($operands)*)?
+            )
+        };
+    }
+
+    /// What [`narrow_rows`] does with each row's sum `s`.
+    #[derive(Clone, Copy)]
+    pub(super) enum Finish<'a> {
+        /// `y = s`.
+        Store,
+        /// `y += s`.
+        Add,
+        /// `y = s + b`, one value of `b` per row (an input projection and its bias in one pass).
+        AddBias(&'a [f32]),
+    }
+
+    /// `W x` for a matrix of 1 to 3 columns (a recurrent layer's input kernel on a few sensor values),
+    /// stored into `y` as `finish` says, `x` held in registers and one pass per row; returns false, and
+    /// does nothing, for other shapes. Each row's sum runs left to right from +0.0 with rounded products,
+    /// as [`super::dot`] does, and the bias or old `y` is added after it as the portable code adds it,
+    /// so the bits are the portable code's; the generic blocked loop spends about 20 instructions per
+    /// row on such a short row, and the bias its own pass.
+    #[inline(always)]
+    pub(super) fn narrow_rows(w: &[f32], x: &[f32], y: &mut [f32], finish: Finish<'_>) -> bool {
+        let (n, rows) = (x.len(), y.len());
+        if !(1..=3).contains(&n) || rows == 0 || rows.checked_mul(n).is_none_or(|m| m > w.len()) {
+            return false;
+        }
+        if let Finish::AddBias(b) = finish {
+            if b.len() < rows {
+                return false;
+            }
+        }
+        let (w, x, y) = (w.as_ptr(), x.as_ptr(), y.as_mut_ptr());
+        // SAFETY: `x` holds `n` values, loaded once; `w` holds at least `rows × n` values, read `n` per
+        // row through `a`, `rows` times; `y` holds `rows` values, read (when adding) and written one per
+        // row; `b` (with a bias) holds at least `rows` values, read one per row. s0–s15 are pushed first
+        // and popped at the end; only the named core registers and the flags are written; the stack
+        // use is the 64 bytes popped again.
+        unsafe {
+            macro_rules! finish {
+                ($($args:tt)*) => {
+                    match finish {
+                        Finish::Store => narrow_asm!($($args)*, ["vstmia {y}!, {{s0}}"]),
+                        Finish::Add => narrow_asm!(
+                            $($args)*,
+                            ["vldr s4, [{y}]", "vadd.f32 s0, s4, s0", "vstmia {y}!, {{s0}}"]
+                        ),
+                        Finish::AddBias(b) => narrow_asm!(
+                            $($args)*,
+                            ["vldmia {b}!, {{s4}}", "vadd.f32 s0, s0, s4", "vstmia {y}!, {{s0}}"],
+                            (b = inout(reg) b.as_ptr() => _,)
+                        ),
+                    }
+                };
+            }
+            match n {
+                1 => finish!(
+                    w,
+                    x,
+                    y,
+                    rows,
+                    "vldmia {x}, {{s8}}",
+                    "vldmia {a}!, {{s12}}",
+                    ["vmla.f32 s0, s12, s8"]
+                ),
+                2 => finish!(
+                    w,
+                    x,
+                    y,
+                    rows,
+                    "vldmia {x}, {{s8-s9}}",
+                    "vldmia {a}!, {{s12-s13}}",
+                    ["vmla.f32 s0, s12, s8", "vmla.f32 s0, s13, s9"]
+                ),
+                _ => finish!(
+                    w,
+                    x,
+                    y,
+                    rows,
+                    "vldmia {x}, {{s8-s10}}",
+                    "vldmia {a}!, {{s12-s14}}",
+                    [
+                        "vmla.f32 s0, s12, s8",
+                        "vmla.f32 s0, s13, s9",
+                        "vmla.f32 s0, s14, s10"
+                    ]
+                ),
+            }
+        }
+        true
+    }
+
+    /// `y = W x` (`y += W x` when `ACCUMULATE`) in one assembly loop over every block of four rows, when
+    /// the shape is whole blocks: a multiple of 4 rows and of 4 columns. Returns false, and does nothing,
+    /// otherwise. The sums are [`super::dot4`]'s (each row left to right from 0, products rounded
+    /// before the add: `VMLA.F32` is not fused), and `y + sum` is added as `*out += sum` does, so the
+    /// bits are those of the portable code; the loop only drops the per-block slicing (about 90
+    /// instructions per block of a 32-column matrix).
+    #[inline(always)]
+    pub(super) fn whole_blocks<const ACCUMULATE: bool>(
+        w: &[f32],
+        x: &[f32],
+        y: &mut [f32],
+    ) -> bool {
+        let (n, rows) = (x.len(), y.len());
+        let fits = n % 4 == 0 && rows % 4 == 0 && rows.checked_mul(n).is_some_and(|m| m <= w.len());
+        // The byte stride of a row must fit the asm's 32-bit arithmetic.
+        let Some(stride) = n.checked_mul(4).filter(|_| fits && n > 0 && rows > 0) else {
+            return false;
+        };
+        let blocks = rows / 4;
+        let (w, x, y) = (w.as_ptr(), x.as_ptr(), y.as_mut_ptr());
+        // SAFETY: `w` holds at least `rows × n` values: block k reads rows 4k..4k+4, each of `n`
+        // values, through `a`..`d` (row starts `stride` bytes apart), `n / 4` groups of four per row;
+        // after a block `d` has reached row 4k+4, the next block's first row. `x` is read `n / 4`
+        // groups per block and rewound by `stride`. `y` holds `rows` values: four are read (when
+        // accumulating) and written per block, `blocks = rows / 4` times. s0–s15 are pushed first and
+        // popped at the end, leaving every FPU register as it was; only the named core registers and
+        // the flags are written; the stack use is the 64 bytes popped again.
+        unsafe {
+            if ACCUMULATE {
+                blocks_asm!(
+                    w,
+                    x,
+                    y,
+                    stride,
+                    blocks,
+                    "vldmia {y}, {{s4-s7}}",
+                    "vadd.f32 s0, s4, s0",
+                    "vadd.f32 s1, s5, s1",
+                    "vadd.f32 s2, s6, s2",
+                    "vadd.f32 s3, s7, s3",
+                    "vstmia {y}!, {{s0-s3}}"
+                );
+            } else {
+                blocks_asm!(w, x, y, stride, blocks, "vstmia {y}!, {{s0-s3}}");
+            }
+        }
+        true
+    }
 }
 
 /// Calls `finish(y_r, dot(row r of W, x))` for every row, [`BLOCK`] rows per pass over `x`. Every row's
