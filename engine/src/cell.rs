@@ -4,7 +4,7 @@
 //! Gate order is the Keras/PyTorch order: LSTM `i f g o`, GRU `z r n`. Every weight matrix is row-major,
 //! `G·H × input` for kernels and `G·H × H` for recurrent kernels, gate blocks stacked by rows.
 
-use crate::activation::{apply_with, scalar_with};
+use crate::activation::{apply_with, scalar_with, sigmoid, sigmoid_fast, tanh_fast};
 use crate::format::{Activation, Cell, CellWeights, DType, Recurrent};
 use crate::kernels::float::{add, add_product, clip};
 use crate::kernels::{matvec, matvec_add};
@@ -233,6 +233,13 @@ pub(crate) fn step(
 /// `pre = W x + b`, the input projection of every gate.
 #[inline]
 pub(crate) fn project_input(weights: &CellWeights<Mat<'_>>, x: &[f32], pre: &mut [f32]) {
+    if let (Values::F32(kernel), Some(Values::F32(bias))) = (
+        weights.kernel.values,
+        weights.bias.as_ref().map(|b| b.values),
+    ) {
+        crate::kernels::float::matvec_bias(kernel, x, bias, pre);
+        return;
+    }
     matvec(&weights.kernel, x, pre);
     if let Some(bias) = &weights.bias {
         add(pre, bias.f32());
@@ -330,27 +337,88 @@ fn lstm(
     clip(f, layer.clip);
     clip(g, layer.clip);
     let (ga, act, fast) = (layer.gate_activation, layer.activation, layer.fast);
-    let scalar = |activation, x| scalar_with(activation, x, fast);
+    // The usual pair, sigmoid gates and tanh, gets its own loops with the functions inlined (their
+    // constants stay in registers across units); any other pair goes through the general dispatch.
+    match (ga, act, fast) {
+        (Activation::Sigmoid, Activation::Tanh, true) => lstm_update(
+            peephole,
+            input_forget,
+            layer.clip,
+            c,
+            h,
+            i,
+            f,
+            g,
+            o,
+            sigmoid_fast,
+            tanh_fast,
+        ),
+        (Activation::Sigmoid, Activation::Tanh, false) => lstm_update(
+            peephole,
+            input_forget,
+            layer.clip,
+            c,
+            h,
+            i,
+            f,
+            g,
+            o,
+            sigmoid,
+            libm::tanhf,
+        ),
+        _ => lstm_update(
+            peephole,
+            input_forget,
+            layer.clip,
+            c,
+            h,
+            i,
+            f,
+            g,
+            o,
+            |x| scalar_with(ga, x, fast),
+            |x| scalar_with(act, x, fast),
+        ),
+    }
+}
+
+/// The element-wise part of [`lstm`] once `i`, `f`, `g` and `o` hold the gates' pre-activations (clipped
+/// except `o`, which the peephole may still change): `gate` is the gates' activation, `act` the cell's.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the four gate blocks of one LSTM step"
+)]
+#[inline(always)]
+fn lstm_update(
+    peephole: Option<&[f32]>,
+    input_forget: bool,
+    limit: Option<f32>,
+    c: &mut [f32],
+    h: &mut [f32],
+    i: &mut [f32],
+    f: &mut [f32],
+    g: &[f32],
+    o: &mut [f32],
+    gate: impl Fn(f32) -> f32,
+    act: impl Fn(f32) -> f32,
+) {
     for (((c, i), f), g) in c
         .iter_mut()
         .zip(i.iter_mut())
         .zip(f.iter_mut())
         .zip(g.iter())
     {
-        *i = scalar(ga, *i);
-        *f = if input_forget {
-            1.0 - *i
-        } else {
-            scalar(ga, *f)
-        };
-        *c = *f * *c + *i * scalar(act, *g);
+        *i = gate(*i);
+        *f = if input_forget { 1.0 - *i } else { gate(*f) };
+        *c = *f * *c + *i * act(*g);
     }
     if let Some(p) = peephole {
+        let hidden = h.len();
         add_product(o, p.get(2 * hidden..3 * hidden).unwrap_or(&[]), c);
     }
-    clip(o, layer.clip);
+    clip(o, limit);
     for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
-        *h = scalar(ga, *o) * scalar(act, *c);
+        *h = gate(*o) * act(*c);
     }
 }
 
