@@ -9,6 +9,7 @@
 #          CMSIS_NN_DIR: a CMSIS-NN checkout (firmware/peers/fetch-cmsis-nn.sh); when set, each run ends with
 #          CMSIS-NN's own LSTM-32 step (arm_nn_lstm_step_s8 in the i8x16 runs, arm_nn_lstm_step_f32 in the
 #          f32 run on the M4F), built with arm-none-eabi-gcc -O2, in the same emulator run.
+#          BENCH_ONLY: a subset of the runs, e.g. "m4f:f32 m0:i8x16" (default: all of them).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 insn=${QEMU_INSN:-$root/../shared/tools/qemu-insn}
@@ -54,11 +55,16 @@ header() {
   echo "|---|---:|---:|---:|"
 }
 
+# wanted CORE MODE: whether BENCH_ONLY (when set) lists CORE:MODE.
+wanted() {
+  [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1:$2 "* ]]
+}
+
 header "Cortex-M4F (mps2-an386, thumbv7em-none-eabihf)"
 for mode in f32 i8w i8x16; do
-  run thumbv7em-none-eabihf bench "$mode"
+  if wanted m4f "$mode"; then run thumbv7em-none-eabihf bench "$mode"; fi
 done
 header "Cortex-M0 (microbit, thumbv6m-none-eabi)"
 for mode in i8x16 f32; do
-  run thumbv6m-none-eabi bench,microbit "$mode"
+  if wanted m0 "$mode"; then run thumbv6m-none-eabi bench,microbit "$mode"; fi
 done

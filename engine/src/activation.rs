@@ -85,9 +85,8 @@ pub(crate) fn scalar_with(activation: Activation, x: f32, fast: bool) -> f32 {
 /// [`apply`], with the fast sigmoid and tanh when `fast` is set.
 pub(crate) fn apply_with(activation: Activation, values: &mut [f32], fast: bool) {
     match (activation, fast) {
-        (Activation::Sigmoid | Activation::Tanh, true) => values
-            .iter_mut()
-            .for_each(|v| *v = scalar_with(activation, *v, true)),
+        (Activation::Sigmoid, true) => values.iter_mut().for_each(|v| *v = sigmoid_fast(*v)),
+        (Activation::Tanh, true) => values.iter_mut().for_each(|v| *v = tanh_fast(*v)),
         _ => apply(activation, values),
     }
 }
@@ -115,7 +114,10 @@ pub fn apply(activation: Activation, values: &mut [f32]) {
     match activation {
         Activation::Linear => {}
         Activation::Softmax => softmax(values),
-        _ => values.iter_mut().for_each(|v| *v = scalar(activation, *v)),
+        // One loop per function, not a dispatch per value.
+        Activation::Sigmoid => values.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        Activation::Tanh => values.iter_mut().for_each(|v| *v = libm::tanhf(*v)),
+        Activation::Relu => values.iter_mut().for_each(|v| *v = scalar(Activation::Relu, *v)),
     }
 }
 
