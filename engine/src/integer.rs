@@ -562,6 +562,11 @@ fn lstm(
     clamp(f, clip);
     clamp(g, clip);
     let (ga, act) = (layer.gate_activation, layer.activation);
+    if (ga, act) == (Activation::Sigmoid, Activation::Tanh) && cf <= GATE_FRAC && peephole.is_none()
+    {
+        lstm_update_bounded(input_forget, clip, cf, sf, c, h, i, f, g, o);
+        return;
+    }
     for (((c, i), f), g) in c.iter_mut().zip(i.iter()).zip(f.iter()).zip(g.iter()) {
         let input = fixed::activate(ga, *i);
         let forget = if input_forget {
@@ -589,6 +594,54 @@ fn lstm(
             fixed::requantize(i64::from(*c), cf, u32::from(PRE_FRAC)),
         );
         *h = fixed::requantize_i16(i64::from(out) * i64::from(cell), 2 * GATE_FRAC, sf);
+    }
+}
+
+/// The element-wise part of [`lstm`] for sigmoid gates and a tanh cell, no peephole, and a cell format
+/// of at most 15 fraction bits: every value is then an `i16` and every product at most 2^30, so the
+/// arithmetic the general loop does in `i64` fits `i32` and runs as `i32` (one instruction per step on a
+/// 32-bit core instead of a pair or a library call). The same operations in the same order, so the
+/// same bits: `kept + added` reaches ±2^31 only where both loops saturate `c` to the same end value.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the four gate blocks of one LSTM step"
+)]
+#[inline(always)]
+fn lstm_update_bounded(
+    input_forget: bool,
+    clip: Option<i32>,
+    cf: u32,
+    sf: u32,
+    c: &mut [i16],
+    h: &mut [i16],
+    i: &[i32],
+    f: &[i32],
+    g: &[i32],
+    o: &mut [i32],
+) {
+    // Q·.30 products to the Q·.(15 + cf) of f ⊙ c; cf ≤ 15 makes it a right shift (or none).
+    let to_cell = (2 * GATE_FRAC - (GATE_FRAC + cf)) as i32;
+    for (((c, i), f), g) in c.iter_mut().zip(i).zip(f).zip(g) {
+        let input = i32::from(fixed::sigmoid(*i));
+        let forget = if input_forget {
+            ONE - input
+        } else {
+            i32::from(fixed::sigmoid(*f))
+        };
+        let candidate = i32::from(fixed::tanh(*g));
+        let kept = forget * i32::from(*c);
+        let added = fixed::shift_round(i64::from(input * candidate), to_cell) as i32;
+        *c = fixed::requantize_i16(i64::from(kept.saturating_add(added)), GATE_FRAC + cf, cf);
+    }
+    clamp(o, clip);
+    for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
+        let out = i32::from(fixed::sigmoid(*o));
+        let cell = i32::from(fixed::tanh(fixed::requantize(
+            i64::from(*c),
+            cf,
+            u32::from(PRE_FRAC),
+        )));
+        *h = fixed::requantize_i16(i64::from(out * cell), 2 * GATE_FRAC, sf);
     }
 }
 
