@@ -343,7 +343,7 @@ mod dsp {
 #[inline]
 pub fn rescale(acc: i32, multiplier: i32, shift: u32) -> i32 {
     let shift = shift.clamp(1, 62);
-    let product = i64::from(acc) * i64::from(multiplier);
+    let product = multiply_wide(acc, multiplier);
     if shift >= 33 {
         // The usual case (multipliers are normalized near 2^30): shifting right by 32 or more only
         // needs the high word, a 32-bit shift instead of a 64-bit one. `|p| ≤ 2^62` keeps the high
@@ -354,6 +354,36 @@ pub fn rescale(acc: i32, multiplier: i32, shift: u32) -> i32 {
     // `|p| ≤ 2^62`, so adding 1 after the first shift cannot overflow: a plain add, no saturation.
     let rounded = ((product >> (shift - 1)) + 1) >> 1;
     saturate_i32(rounded)
+}
+
+/// The exact product `a × b`. On Armv6-M (`cfg(tinyrnn_no_long_multiply)`) it is formed from 16-bit
+/// halves with four 32-bit multiplies and 64-bit adds, about 20 instructions inline instead of a call
+/// to `__aeabi_lmul` of about 50; elsewhere it is the plain widening multiply (one `SMULL` on
+/// Armv7-M). The same value either way.
+#[inline(always)]
+pub(crate) fn multiply_wide(a: i32, b: i32) -> i64 {
+    #[cfg(tinyrnn_no_long_multiply)]
+    {
+        halves_product(a, b)
+    }
+    #[cfg(not(tinyrnn_no_long_multiply))]
+    {
+        i64::from(a) * i64::from(b)
+    }
+}
+
+/// `a × b` from halves: `a = a_hi·2^16 + a_lo` with `a_hi = a >> 16` (signed) and `a_lo` the low 16
+/// bits (unsigned), `b` alike. Each partial product fits its type: `|a_hi b_hi| ≤ 2^30`,
+/// `|a_hi b_lo| < 2^31`, `a_lo b_lo < 2^32`.
+#[inline(always)]
+#[cfg_attr(not(any(tinyrnn_no_long_multiply, test)), allow(dead_code))]
+fn halves_product(a: i32, b: i32) -> i64 {
+    let (a_hi, a_lo) = (a >> 16, a & 0xffff);
+    let (b_hi, b_lo) = (b >> 16, b & 0xffff);
+    let high = i64::from(a_hi * b_hi) << 32;
+    let middle = (i64::from(a_hi * b_lo) + i64::from(a_lo * b_hi)) << 16;
+    let low = i64::from((a_lo as u32) * (b_lo as u32));
+    high + middle + low
 }
 
 /// Saturates to `i16`.
@@ -461,18 +491,23 @@ pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i3
                 acc + i64::from(i32::from(w) * i32::from(x))
             });
         // The same rounding as `rescale`; the 128-bit product (slow without hardware support) only
-        // for sums beyond i32.
+        // for sums beyond i32, out of line so the usual path stays short.
         let value = match i32::try_from(acc) {
             Ok(acc) => rescale(acc, multiplier, shift as u32),
-            Err(_) => {
-                let shift = (shift as u32).clamp(1, 62);
-                let product = i128::from(acc) * i128::from(multiplier);
-                let rounded = ((product >> (shift - 1)) + 1) >> 1;
-                rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
-            }
+            Err(_) => rescale_wide(acc, multiplier, shift),
         };
         *out = out.saturating_add(value);
     }
+}
+
+/// [`rescale`] of a sum beyond `i32`, in `i128`.
+#[cold]
+#[inline(never)]
+fn rescale_wide(acc: i64, multiplier: i32, shift: i32) -> i32 {
+    let shift = (shift as u32).clamp(1, 62);
+    let product = i128::from(acc) * i128::from(multiplier);
+    let rounded = ((product >> (shift - 1)) + 1) >> 1;
+    rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
 }
 
 /// `x / 2^shift` rounded to nearest (ties up) for `shift > 0`, `x × 2^−shift` saturating for
@@ -489,7 +524,21 @@ pub fn shift_round(x: i64, shift: i32) -> i64 {
         }
         (x >> (shift - 1)).saturating_add(1) >> 1
     } else {
-        x.saturating_mul(1i64 << (-shift))
+        shift_left_saturating(x, (-shift) as u32)
+    }
+}
+
+/// `x × 2^k`, saturated to `i64` (`k ≤ 62`): `saturating_mul` by a power of two, as a shift, so a core
+/// without a 64-bit multiply does not call `__aeabi_lmul` for it.
+#[inline(always)]
+fn shift_left_saturating(x: i64, k: u32) -> i64 {
+    let shifted = x << k;
+    if shifted >> k == x {
+        shifted
+    } else if x < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
     }
 }
 
@@ -711,6 +760,64 @@ pub(crate) mod tests {
             self.0 ^= self.0 >> 17;
             self.0 ^= self.0 << 5;
             self.0
+        }
+    }
+
+    #[test]
+    fn saturating_left_shift_is_saturating_multiplication() {
+        let mut rng = Xorshift(0x1234_5679);
+        let values = (0..20_000).map(|i| {
+            let wide = (i64::from(rng.next()) << 32) | i64::from(rng.next());
+            // Every magnitude: shift the random value right by 0..63.
+            wide >> (i % 64)
+        });
+        for x in values.chain([0, 1, -1, i64::MAX, i64::MIN, i64::MIN + 1]) {
+            for k in 0..=62 {
+                assert_eq!(
+                    shift_left_saturating(x, k),
+                    x.saturating_mul(1i64 << k),
+                    "{x} << {k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn product_from_halves_is_the_exact_product() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -65537,
+            -65536,
+            -65535,
+            -32769,
+            -32768,
+            -1,
+            0,
+            1,
+        ];
+        let edges = edges
+            .iter()
+            .flat_map(|&v| [v, v.wrapping_neg(), v.wrapping_sub(1)]);
+        let edges: std::vec::Vec<i32> = edges.chain([i32::MAX, 65535, 65536, 32767]).collect();
+        for &a in &edges {
+            for &b in &edges {
+                assert_eq!(
+                    halves_product(a, b),
+                    i64::from(a) * i64::from(b),
+                    "{a} × {b}"
+                );
+            }
+        }
+        let mut rng = Xorshift(0x9e37_79b9);
+        for _ in 0..if cfg!(miri) { 1_000 } else { 1_000_000 } {
+            let (a, b) = (rng.next() as i32, rng.next() as i32);
+            assert_eq!(
+                halves_product(a, b),
+                i64::from(a) * i64::from(b),
+                "{a} × {b}"
+            );
+            assert_eq!(multiply_wide(a, b), i64::from(a) * i64::from(b));
         }
     }
 
