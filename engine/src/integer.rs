@@ -683,7 +683,7 @@ fn gru(
         n.iter_mut()
             .zip(r.iter().zip(rh_n.iter()))
             .for_each(|(n, (r, v))| {
-                let gated = fixed::requantize(i64::from(*r) * i64::from(*v), GATE_FRAC, 0);
+                let gated = fixed::requantize(fixed::multiply_wide(*r, *v), GATE_FRAC, 0);
                 *n = n.saturating_add(gated);
             });
     } else {
@@ -703,6 +703,21 @@ fn gru(
     }
     clamp(n, clip);
     let z = zr.get(..hidden).unwrap_or(&[]);
+    if (layer.gate_activation, layer.activation) == (Activation::Sigmoid, Activation::Tanh)
+        && sf >= GATE_FRAC
+    {
+        // sigmoid keeps z within [0, 2^15), tanh keeps n within i16, and a state of at least 15
+        // fraction bits keeps `old` there too: `z (h − n)` is below 2^31 and everything fits `i32`. The same operations as the
+        // general loop, in `i32` instead of `i64`: the same bits.
+        for ((h, z), n) in h.iter_mut().zip(z).zip(n.iter()) {
+            let n = i32::from(fixed::tanh(*n));
+            let old = fixed::requantize(i64::from(*h), sf, GATE_FRAC);
+            let blended =
+                n + fixed::shift_round(i64::from(*z * (old - n)), GATE_FRAC as i32) as i32;
+            *h = fixed::requantize_i16(i64::from(blended), GATE_FRAC, sf);
+        }
+        return;
+    }
     for ((h, z), n) in h.iter_mut().zip(z).zip(n.iter()) {
         let n = i64::from(fixed::activate(layer.activation, *n));
         let old = i64::from(fixed::requantize(i64::from(*h), sf, GATE_FRAC));

@@ -528,10 +528,15 @@ pub fn shift_round(x: i64, shift: i32) -> i64 {
     }
 }
 
-/// `x × 2^k`, saturated to `i64` (`k ≤ 62`): `saturating_mul` by a power of two, as a shift, so a core
-/// without a 64-bit multiply does not call `__aeabi_lmul` for it.
+/// `x × 2^k`, saturated to `i64` (`k ≤ 62`). On Armv6-M as a shift and a check, so the core, which has
+/// no 64-bit multiply, does not call `__aeabi_lmul` for it; elsewhere `saturating_mul`, which is
+/// cheaper there than two 64-bit shifts by a variable amount.
 #[inline(always)]
 fn shift_left_saturating(x: i64, k: u32) -> i64 {
+    #[cfg(not(tinyrnn_no_long_multiply))]
+    if !cfg!(test) {
+        return x.saturating_mul(1i64 << k);
+    }
     let shifted = x << k;
     if shifted >> k == x {
         shifted
