@@ -78,6 +78,13 @@ fn cells_side_by_side(c: &mut Criterion) {
         group.bench_function("tinyrnn_runtime", |b| {
             b.iter(|| runtime.step(black_box(&sample), black_box(&mut out)))
         });
+        // The same step with the fast sigmoid and tanh (`Runtime::set_fast_activations`).
+        let mut fast_memory = vec![0.0; model.memory().total()];
+        let mut fast = Runtime::new(&model, &mut fast_memory).expect("runtime");
+        fast.set_fast_activations(true);
+        group.bench_function("tinyrnn_runtime_fast", |b| {
+            b.iter(|| fast.step(black_box(&sample), black_box(&mut out)))
+        });
         match cell {
             Cell::Lstm { .. } => {
                 let mut door = Lstm::<INPUT, HIDDEN>::open(&model, 0).expect("sized");

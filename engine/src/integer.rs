@@ -499,9 +499,9 @@ fn step(
     let hidden = h.len();
     let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
     // pre = W x + b, the input projection of every gate, in Q·.12.
-    kernels::matvec_q(&weights.kernel, x, pre);
-    if let Some(bias) = &weights.bias {
-        add(pre, bias.i32());
+    match &weights.bias {
+        Some(bias) => kernels::matvec_q_bias(&weights.kernel, x, bias.i32(), pre),
+        None => kernels::matvec_q(&weights.kernel, x, pre),
     }
     let clip = (format.clip > 0).then_some(format.clip);
     let sf = u32::from(format.state_frac);

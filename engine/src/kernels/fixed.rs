@@ -386,6 +386,22 @@ fn halves_product(a: i32, b: i32) -> i64 {
     high + middle + low
 }
 
+/// [`rescale`] for a pair that `Model::open` validated (multiplier in `0..2^31`, shift in `1..=62`),
+/// without clamping the shift on every row: the same value for every such pair. A shift outside the
+/// range cannot reach it; were it to, the shifts wrap (`wrapping_shr`), so it gives some value and
+/// still never panics.
+#[inline(always)]
+pub(crate) fn rescale_validated(acc: i32, multiplier: i32, shift: u32) -> i32 {
+    let product = multiply_wide(acc, multiplier);
+    if shift >= 33 {
+        // As in `rescale`: the high word, within 2^30, shifted as an `i32`.
+        let high = (product >> 32) as i32;
+        return high.wrapping_shr(shift.wrapping_sub(33)).wrapping_add(1) >> 1;
+    }
+    let rounded = product.wrapping_shr(shift.wrapping_sub(1)).wrapping_add(1) >> 1;
+    saturate_i32(rounded)
+}
+
 /// Saturates to `i16`.
 #[inline]
 pub fn saturate_i16(x: i32) -> i16 {
@@ -414,6 +430,24 @@ pub(crate) fn requant_pairs(requant: &[i32]) -> impl Iterator<Item = (i32, i32)>
     })
 }
 
+/// Calls `finish(y_r, rescale(Σ_j q_rj x_j, m_r, s_r))` for every row, in row order: the rows of
+/// [`matvec_requant`] with what is done with each left to the caller (with `x` empty, every sum is 0).
+#[inline]
+pub(crate) fn matvec_requant_map(
+    q: &[u8],
+    requant: &[i32],
+    x: &[i16],
+    y: &mut [i32],
+    finish: impl FnMut(&mut i32, i32),
+) {
+    if x.is_empty() {
+        let mut finish = finish;
+        y.iter_mut().for_each(|v| finish(v, 0));
+        return;
+    }
+    rows_requant(q, requant, x, y, finish);
+}
+
 /// `y_r += rescale(Σ_j q_rj x_j, m_r, s_r)`, saturating.
 #[inline]
 pub fn matvec_requant_add(q: &[u8], requant: &[i32], x: &[i16], y: &mut [i32]) {
@@ -437,7 +471,7 @@ fn rows_requant(
     mut finish: impl FnMut(&mut i32, i32),
 ) {
     let n = x.len().max(1);
-    let requantize = |dot: i32, pair: &[i32; 2]| rescale(dot, pair[0], pair[1] as u32);
+    let requantize = |dot: i32, pair: &[i32; 2]| rescale_validated(dot, pair[0], pair[1] as u32);
     let pairs = super::as_chunks::<_, 2>(requant).0;
     #[cfg(tinyrnn_dsp)]
     if n <= EXACT_TERMS {
@@ -477,6 +511,25 @@ pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i3
     if x.is_empty() {
         return;
     }
+    matvec_requant_i16_map(w, requant, x, y, |out, value| {
+        *out = out.saturating_add(value)
+    });
+}
+
+/// Calls `finish(y_r, rescale(Σ_j w_rj x_j, m_r, s_r))` for every row of an int16 matrix, in row order
+/// (with `x` empty, every sum is 0): [`matvec_requant_i16_add`]'s sums.
+#[inline]
+pub(crate) fn matvec_requant_i16_map(
+    w: &[i16],
+    requant: &[i32],
+    x: &[i16],
+    y: &mut [i32],
+    mut finish: impl FnMut(&mut i32, i32),
+) {
+    if x.is_empty() {
+        y.iter_mut().for_each(|v| finish(v, 0));
+        return;
+    }
     for ((out, row), pair) in y
         .iter_mut()
         .zip(w.chunks_exact(x.len()))
@@ -493,10 +546,10 @@ pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i3
         // The same rounding as `rescale`; the 128-bit product (slow without hardware support) only
         // for sums beyond i32, out of line so the usual path stays short.
         let value = match i32::try_from(acc) {
-            Ok(acc) => rescale(acc, multiplier, shift as u32),
+            Ok(acc) => rescale_validated(acc, multiplier, shift as u32),
             Err(_) => rescale_wide(acc, multiplier, shift),
         };
-        *out = out.saturating_add(value);
+        finish(out, value);
     }
 }
 
@@ -785,6 +838,30 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn rescale_of_validated_pairs_is_rescale() {
+        let mut rng = Xorshift(0x0bad_cafe);
+        for shift in 1..=62u32 {
+            for _ in 0..if cfg!(miri) { 20 } else { 5_000 } {
+                let (acc, multiplier) = (rng.next() as i32, (rng.next() >> 1) as i32);
+                assert_eq!(
+                    rescale_validated(acc, multiplier, shift),
+                    rescale(acc, multiplier, shift),
+                    "{acc} × {multiplier} >> {shift}"
+                );
+            }
+            for acc in [i32::MIN, i32::MAX, 0, -1, 1] {
+                let multiplier = i32::MAX;
+                assert_eq!(
+                    rescale_validated(acc, multiplier, shift),
+                    rescale(acc, multiplier, shift)
+                );
+            }
+        }
+        // Out of range (never after validation): some value, no panic.
+        let _ = (rescale_validated(5, 1, 0), rescale_validated(5, 1, 99));
     }
 
     #[test]
