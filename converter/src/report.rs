@@ -124,6 +124,16 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
             memory.state * 4,
             memory.scratch * 4
         );
+        let compact = model.memory_compact();
+        if compact.total() < memory.total() {
+            let _ = writeln!(
+                out,
+                "RAM, compact       {} bytes (state {} + scratch {}; LSTM steps unit by unit, same outputs)",
+                compact.bytes(),
+                compact.state * 4,
+                compact.scratch * 4
+            );
+        }
     } else {
         let _ = writeln!(
             out,

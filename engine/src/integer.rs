@@ -497,6 +497,13 @@ fn step(
     scratch: &mut [i32],
 ) {
     let hidden = h.len();
+    if let Cell::Lstm { input_forget } = layer.cell {
+        if scratch.len() < layer.cell.gates() * hidden {
+            // The caller gave the compact memory (`Model::memory_compact`): unit by unit.
+            let h_new = scratch.get_mut(..hidden).unwrap_or(&mut []);
+            return lstm_by_unit(layer, weights, format, input_forget, x, h, c, h_new);
+        }
+    }
     let (pre, extra) = scratch.split_at_mut(scratch.len().min(layer.cell.gates() * hidden));
     // pre = W x + b, the input projection of every gate, in Q·.12.
     match &weights.bias {
@@ -518,6 +525,149 @@ fn step(
         Cell::Lstm { input_forget } => lstm(layer, weights, format, input_forget, pre, h, c),
         Cell::Gru { reset_after } => gru(layer, weights, format, reset_after, pre, extra, h),
     }
+}
+
+/// The least scratch of one integer step, in 4-byte words ([`crate::Model::memory_compact`]): given only
+/// this, the LSTM step runs unit by unit ([`lstm_by_unit`]) and keeps just the new `h`, one word per
+/// unit (`4·H` bytes); the SimpleRNN step needs its `H` sums anyway; the GRU keeps the gates' sums, as
+/// with the full memory ([`cell::scratch_words`]).
+pub(crate) fn compact_scratch_words(cell: Cell, hidden: usize) -> usize {
+    match cell {
+        Cell::Lstm { .. } | Cell::SimpleRnn => hidden,
+        Cell::Gru { .. } => cell::scratch_words(cell, hidden),
+    }
+}
+
+/// One recurrent direction's matrices resolved for use row by row, and its bias.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    kernel: kernels::QRows<'a>,
+    recurrent: kernels::QRows<'a>,
+    bias: &'a [i32],
+}
+
+impl<'a> Rows<'a> {
+    fn of(weights: &CellWeights<Mat<'a>>) -> Self {
+        Rows {
+            kernel: kernels::QRows::of(&weights.kernel),
+            recurrent: kernels::QRows::of(&weights.recurrent),
+            bias: weights.bias.as_ref().map_or(&[], |b| b.i32()),
+        }
+    }
+
+    /// The pre-activations of rows `row` and `row + 1` (`W x + b + R h`, Q·.12, saturating in that
+    /// order, as the whole-matrix passes add them).
+    #[inline(always)]
+    fn pair(self, row: usize, x: &[i16], h: &[i16]) -> (i32, i32) {
+        let (in0, in1) = self.kernel.pair(row, x);
+        let (rec0, rec1) = self.recurrent.pair(row, h);
+        let b = |r: usize| self.bias.get(r).copied().unwrap_or(0);
+        (
+            in0.saturating_add(b(row)).saturating_add(rec0),
+            in1.saturating_add(b(row + 1)).saturating_add(rec1),
+        )
+    }
+}
+
+/// `v` clamped to `[-limit, limit]`, as [`clamp`] does.
+#[inline(always)]
+fn clamped(v: i32, limit: Option<i32>) -> i32 {
+    match limit {
+        Some(limit) => v.max(-limit).min(limit),
+        None => v,
+    }
+}
+
+/// The LSTM step unit by unit (two per pass over `x` and `h`): each unit's four gate rows, its cell
+/// update and its new `h`, kept in `h_new` until every unit has read the old `h`. The values of
+/// [`lstm`]'s whole-matrix form: the same sums, saturations and roundings per unit, the products in
+/// `i64` through [`fixed::multiply_wide`] (exact; no library call on Armv6-M). Working memory: the
+/// `4·H` bytes of `h_new`, against `32·H` for the whole-matrix form, for about a third more
+/// instructions (every pair of rows sets its kernel up again).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one LSTM step's tensors and state"
+)]
+fn lstm_by_unit(
+    layer: &CellSpec,
+    weights: &CellWeights<Mat<'_>>,
+    format: &FixedLayer,
+    input_forget: bool,
+    x: &[i16],
+    h: &mut [i16],
+    c: &mut [i16],
+    h_new: &mut [i32],
+) {
+    let hidden = h.len();
+    let (sf, cf) = (u32::from(format.state_frac), u32::from(format.cell_frac));
+    let clip = (format.clip > 0).then_some(format.clip);
+    let (ga, act) = (layer.gate_activation, layer.activation);
+    let peephole = weights.peephole.as_ref().map(|p| p.i32());
+    // p ⊙ c: Q·.16 × Q·.cf, moved to Q·.12.
+    let peep = |gate: usize, u: usize, c: i16| {
+        let p = peephole.and_then(|p| p.get(gate * hidden + u)).copied();
+        p.map_or(0, |p| {
+            fixed::requantize(
+                fixed::multiply_wide(p, i32::from(c)),
+                u32::from(PEEPHOLE_FRAC) + cf,
+                u32::from(PRE_FRAC),
+            )
+        })
+    };
+    let rows = Rows::of(weights);
+    let mut unit = 0;
+    while unit < hidden {
+        let i = rows.pair(unit, x, h);
+        let f = rows.pair(hidden + unit, x, h);
+        let g = rows.pair(2 * hidden + unit, x, h);
+        let o = rows.pair(3 * hidden + unit, x, h);
+        let units = [(unit, i.0, f.0, g.0, o.0), (unit + 1, i.1, f.1, g.1, o.1)];
+        for (u, i, f, g, o) in units {
+            let (Some(c), Some(out)) = (c.get_mut(u), h_new.get_mut(u)) else {
+                continue;
+            };
+            if u >= hidden {
+                continue;
+            }
+            let (mut i, mut f) = (i, f);
+            if peephole.is_some() {
+                i = i.saturating_add(peep(0, u, *c));
+                f = f.saturating_add(peep(1, u, *c));
+            }
+            let input = fixed::activate(ga, clamped(i, clip));
+            let forget = if input_forget {
+                ONE - input
+            } else {
+                fixed::activate(ga, clamped(f, clip))
+            };
+            let candidate = fixed::activate(act, clamped(g, clip));
+            // f ⊙ c is in Q·.(15 + cf); i ⊙ g in Q·.30, moved there before the sum.
+            let kept = fixed::multiply_wide(forget, i32::from(*c));
+            let added = fixed::shift_round(
+                fixed::multiply_wide(input, candidate),
+                2 * GATE_FRAC as i32 - (GATE_FRAC + cf) as i32,
+            );
+            *c = fixed::requantize_i16(kept.saturating_add(added), GATE_FRAC + cf, cf);
+            let mut o = o;
+            if peephole.is_some() {
+                o = o.saturating_add(peep(2, u, *c));
+            }
+            let gate = fixed::activate(ga, clamped(o, clip));
+            let cell = fixed::activate(
+                act,
+                fixed::requantize(i64::from(*c), cf, u32::from(PRE_FRAC)),
+            );
+            *out = i32::from(fixed::requantize_i16(
+                fixed::multiply_wide(gate, cell),
+                2 * GATE_FRAC,
+                sf,
+            ));
+        }
+        unit += 2;
+    }
+    h.iter_mut()
+        .zip(h_new.iter())
+        .for_each(|(h, v)| *h = *v as i16);
 }
 
 /// i = σ(Wi x + Ri h + pi ⊙ c + bi)      f = σ(Wf x + Rf h + pf ⊙ c + bf)   (f = 1 − i with input_forget)

@@ -69,6 +69,8 @@ pub struct Model<'a> {
     recurrent_state: usize,
     /// Scratch for one recurrent step, the largest over layers.
     cell_scratch: usize,
+    /// The least scratch one recurrent step can run in ([`Model::memory_compact`]).
+    compact_cell_scratch: usize,
     /// Widest activation anywhere in the model.
     max_width: usize,
     /// Timesteps a streaming run keeps of the output, when the model ends in a crop.
@@ -134,6 +136,7 @@ impl<'a> Model<'a> {
             plans: heapless::Vec::new(),
             recurrent_state: 0,
             cell_scratch: 0,
+            compact_cell_scratch: 0,
             max_width: 0,
             stream_keep: None,
             streamable: false,
@@ -211,6 +214,7 @@ impl<'a> Model<'a> {
 
         let mut walk = Walk {
             kind: input.kind,
+            integer: fixed.is_some(),
             input_width,
             window: input.steps.map(|s| s as usize),
             layers: count,
@@ -218,6 +222,7 @@ impl<'a> Model<'a> {
             sequence: true,
             state: 0,
             cell_scratch: 0,
+            compact_cell_scratch: 0,
             max_width: input_width.max(1),
             streamable: true,
             stream_keep: None,
@@ -256,6 +261,7 @@ impl<'a> Model<'a> {
         self.fixed = fixed;
         self.recurrent_state = walk.state;
         self.cell_scratch = walk.cell_scratch;
+        self.compact_cell_scratch = walk.compact_cell_scratch;
         self.max_width = walk.max_width;
         self.stream_keep = walk.stream_keep;
         self.streamable = walk.streamable;
@@ -463,6 +469,20 @@ impl<'a> Model<'a> {
     /// Memory for streaming: state, and the scratch of one step. An integer-only model keeps its
     /// states and activations as `i16`, two to a word, and its gate sums as `i32`, one to a word.
     pub fn memory(&self) -> Memory {
+        self.streaming_memory(self.cell_scratch)
+    }
+
+    /// The least memory for streaming: [`Model::memory`], or less for an integer-only model with LSTM
+    /// layers (and no GRU, whose step needs its whole scratch either way). Given a buffer of at least
+    /// this many words, [`crate::Runtime::step_i16`] runs an integer LSTM unit by unit, keeping `4·H`
+    /// bytes of working memory instead of the gate sums (`32·H` bytes); the outputs are the same, bit for
+    /// bit, for about a third more instructions. Given [`Model::memory`] or more, it runs the faster
+    /// whole-matrix form. Windows always need [`Model::window_memory`].
+    pub fn memory_compact(&self) -> Memory {
+        self.streaming_memory(self.compact_cell_scratch)
+    }
+
+    fn streaming_memory(&self, cell_scratch: usize) -> Memory {
         let history = if self.streamable {
             self.step_output_len()
         } else {
@@ -476,7 +496,7 @@ impl<'a> Model<'a> {
                     .max_width
                     .div_ceil(2)
                     .saturating_mul(2)
-                    .saturating_add(self.cell_scratch),
+                    .saturating_add(cell_scratch),
             }
         } else {
             Memory {
@@ -484,7 +504,7 @@ impl<'a> Model<'a> {
                 scratch: self
                     .max_width
                     .saturating_mul(2)
-                    .saturating_add(self.cell_scratch),
+                    .saturating_add(cell_scratch),
             }
         }
     }
@@ -552,6 +572,8 @@ impl<'a> Model<'a> {
 /// What opening has learnt from the layers so far.
 struct Walk {
     kind: InputKind,
+    /// Whether the model is integer-only (its LSTM cells can run in less scratch).
+    integer: bool,
     /// Width of one timestep of the model's input (0 for tokens).
     input_width: usize,
     /// The model's fixed window length, if it has one.
@@ -565,6 +587,7 @@ struct Walk {
     /// State words so far.
     state: usize,
     cell_scratch: usize,
+    compact_cell_scratch: usize,
     max_width: usize,
     streamable: bool,
     stream_keep: Option<usize>,
@@ -606,6 +629,12 @@ impl Walk {
                     .and_then(|words| words.checked_add(self.state))
                     .ok_or(Error::TooLarge { layer: id })?;
                 self.cell_scratch = self.cell_scratch.max(cell::scratch_words(r.cell, hidden));
+                let compact = if self.integer {
+                    crate::integer::compact_scratch_words(r.cell, hidden)
+                } else {
+                    cell::scratch_words(r.cell, hidden)
+                };
+                self.compact_cell_scratch = self.compact_cell_scratch.max(compact);
                 self.width = match r.direction {
                     // `hidden` is at most `MAX_WIDTH`.
                     Direction::Bidirectional(Merge::Concat) => hidden.saturating_mul(2),
@@ -694,6 +723,7 @@ impl Walk {
                     id,
                 )?;
                 self.cell_scratch = self.cell_scratch.max(scratch);
+                self.compact_cell_scratch = self.compact_cell_scratch.max(scratch);
                 self.streamable = false;
             }
         }

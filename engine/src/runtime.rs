@@ -47,7 +47,8 @@ pub struct Runtime<'m, 'b> {
 
 impl<'m, 'b> Runtime<'m, 'b> {
     /// Prepares a runtime in `memory`, which must hold at least [`Model::memory`]`().state` words; the
-    /// rest is scratch. Give [`Model::memory`]`().total()` words to stream, or
+    /// rest is scratch. Give [`Model::memory`]`().total()` words to stream (an integer-only LSTM model
+    /// also streams in [`Model::memory_compact`]`().total()`, unit by unit, with the same outputs), or
     /// [`Model::window_memory`]`(steps).total()` to run windows. The state starts at its initial value.
     pub fn new(model: &'m Model<'m>, memory: &'b mut [f32]) -> Result<Self, Error> {
         let needed = model.memory().state;
@@ -459,7 +460,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
                 got: output_len,
             });
         }
-        let needed = model.memory().scratch;
+        // The least a step runs in; with less than `memory()` an integer LSTM steps unit by unit.
+        let needed = model.memory_compact().scratch;
         if self.scratch.len() < needed {
             return Err(Error::BufferTooSmall {
                 needed: needed + self.state.len(),

@@ -456,3 +456,69 @@ fn window_norm_and_skip_run_integer_only_within_the_bound() {
         );
     }
 }
+
+/// An integer LSTM given only `Model::memory_compact` streams unit by unit and gives the outputs of the
+/// whole-matrix step, bit for bit: both gate forms (with and without the input-forget coupling), with and
+/// without peepholes and a clip, odd and even hidden sizes, a relu cell activation (the general `i64`
+/// path) and tanh, stacked, over inputs that reach the saturation ends.
+#[test]
+fn compact_memory_streams_an_integer_lstm_to_the_same_outputs() {
+    let mut rng = Rng::new(23);
+    let mut checked = 0;
+    for input_forget in [false, true] {
+        for (hidden, peephole, clip, activation) in [
+            (5, false, None, tinyrnn::format::Activation::Tanh),
+            (6, true, Some(3.0), tinyrnn::format::Activation::Tanh),
+            (7, true, None, tinyrnn::format::Activation::Relu),
+        ] {
+            let mut first = RecurrentOptions::new(Cell::Lstm { input_forget }, hidden);
+            first.peephole = peephole;
+            first.clip = clip;
+            first.activation = activation;
+            first.initial_state = true;
+            let second = RecurrentOptions::new(Cell::Lstm { input_forget }, 4);
+            let layers = vec![
+                recurrent(&mut rng, 3, first),
+                recurrent(&mut rng, hidden, second),
+                dense(&mut rng, 4, 2, tinyrnn::format::Activation::Linear),
+            ];
+            let spec = model("compact", 3, None, layers);
+            let calibration = Array::float(vec![4, 16, 3], rng.values(4 * 16 * 3, 1.5)).unwrap();
+            let quantized = quantize_with(&spec, Mode::I8x16, Some(&calibration)).unwrap();
+            let blob = to_blob(&quantized).unwrap();
+            let aligned = AlignedBlob::new(&blob);
+            let model = aligned.open().unwrap();
+            let (full, compact) = (model.memory(), model.memory_compact());
+            assert!(
+                compact.scratch < full.scratch && compact.state == full.state,
+                "{full:?} {compact:?}"
+            );
+            let mut big = vec![0.0f32; full.total()];
+            let mut small = vec![0.0f32; compact.total()];
+            let mut whole = Runtime::new(&model, &mut big).unwrap();
+            let mut by_unit = Runtime::new(&model, &mut small).unwrap();
+            let mut distinct = std::collections::BTreeSet::new();
+            for step in 0..300 {
+                let x: Vec<i16> = (0..3)
+                    .map(|k| match (step + k) % 50 {
+                        0 => i16::MAX,
+                        1 => i16::MIN,
+                        _ => (rng.values(1, 12_000.0)[0]) as i16,
+                    })
+                    .collect();
+                let (mut a, mut b) = ([0i16; 2], [0i16; 2]);
+                whole.step_i16(&x, &mut a).unwrap();
+                by_unit.step_i16(&x, &mut b).unwrap();
+                assert_eq!(
+                    a, b,
+                    "step {step}, input_forget {input_forget}, hidden {hidden}"
+                );
+                distinct.insert(a);
+            }
+            // The outputs move with the input: the comparison is not of constants.
+            assert!(distinct.len() > 50, "{} distinct outputs", distinct.len());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+}

@@ -607,6 +607,61 @@ fn rows_requant(
     }
 }
 
+/// The requantized sums of rows `row` and `row + 1` of an int8 matrix (`pairs`: one `(multiplier,
+/// shift)` per row) with `x`: the values [`matvec_requant`] gives those rows, two rows per pass over `x`
+/// where the core has a paired kernel. A row that does not exist gives 0.
+#[inline(always)]
+pub(crate) fn row_pair_requant(q: &[u8], pairs: &[[i32; 2]], row: usize, x: &[i16]) -> (i32, i32) {
+    let n = x.len();
+    let requantize = |dot: i32, pair: &[i32; 2]| rescale_validated(dot, pair[0], pair[1] as u32);
+    let start = row.saturating_mul(n);
+    if let (Some(rows), Some([p0, p1])) = (
+        q.get(start..start.saturating_add(2 * n)),
+        pairs.get(row..row.saturating_add(2)),
+    ) {
+        if n <= EXACT_TERMS {
+            let (a, b) = rows.split_at_checked(n).unwrap_or((&[], &[]));
+            #[cfg(tinyrnn_dsp)]
+            let (d0, d1) = dot_paired2(a, b, x);
+            #[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
+            let (d0, d1) = dot_plain2(a, b, x);
+            #[cfg(not(target_arch = "arm"))]
+            let (d0, d1) = (dot_i8_i16(a, x), dot_i8_i16(b, x));
+            return (requantize(d0, p0), requantize(d1, p1));
+        }
+    }
+    let value = |r: usize| match (q.get(r * n..(r + 1) * n), pairs.get(r)) {
+        (Some(cells), Some(pair)) => requantize(dot_i8_i16(cells, x), pair),
+        _ => 0,
+    };
+    (value(row), value(row + 1))
+}
+
+/// [`row_pair_requant`] for an int16 matrix: the values [`matvec_requant_i16_add`] adds for those rows.
+#[inline(always)]
+pub(crate) fn row_pair_requant_i16(
+    w: &[i16],
+    pairs: &[[i32; 2]],
+    row: usize,
+    x: &[i16],
+) -> (i32, i32) {
+    let n = x.len();
+    let value = |r: usize| {
+        let (Some(cells), Some(&[multiplier, shift])) = (w.get(r * n..(r + 1) * n), pairs.get(r))
+        else {
+            return 0;
+        };
+        let acc = cells.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
+            acc + i64::from(i32::from(w) * i32::from(x))
+        });
+        match i32::try_from(acc) {
+            Ok(acc) => rescale_validated(acc, multiplier, shift as u32),
+            Err(_) => rescale_wide(acc, multiplier, shift),
+        }
+    };
+    (value(row), value(row + 1))
+}
+
 /// `y_r += rescale(Σ_j w_rj x_j, m_r, s_r)` for an int16 matrix, saturating: the products (at most
 /// 2^30) are summed in `i64` and requantized in `i128`, so nothing wraps for any row length.
 #[inline]

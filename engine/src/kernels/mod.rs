@@ -100,6 +100,39 @@ pub(crate) fn matvec_q_bias(w: &Mat<'_>, x: &[i16], b: &[i32], y: &mut [i32]) {
     }
 }
 
+/// An integer-only matrix resolved once for use row by row ([`QRows::pair`]).
+#[derive(Clone, Copy)]
+pub(crate) enum QRows<'a> {
+    /// int8 weights, one requantization pair per row.
+    I8(&'a [u8], &'a [[i32; 2]]),
+    /// int16 weights, one requantization pair per row.
+    I16(&'a [i16], &'a [[i32; 2]]),
+    /// Not an integer matrix (validation keeps these out of integer models): every row is 0.
+    None,
+}
+
+impl<'a> QRows<'a> {
+    /// The rows of `w`.
+    pub(crate) fn of(w: &Mat<'a>) -> Self {
+        match w.values {
+            Values::I8Requant { values, requant } => Self::I8(values, as_chunks(requant).0),
+            Values::I16Requant { values, requant } => Self::I16(values, as_chunks(requant).0),
+            _ => Self::None,
+        }
+    }
+
+    /// The requantized sums of rows `row` and `row + 1` with `x` (0 for a row that does not exist):
+    /// the values [`matvec_q`] gives those rows.
+    #[inline(always)]
+    pub(crate) fn pair(self, row: usize, x: &[i16]) -> (i32, i32) {
+        match self {
+            Self::I8(values, pairs) => fixed::row_pair_requant(values, pairs, row, x),
+            Self::I16(values, pairs) => fixed::row_pair_requant_i16(values, pairs, row, x),
+            Self::None => (0, 0),
+        }
+    }
+}
+
 /// `y += W x` of an integer-only model, saturating.
 #[inline]
 pub(crate) fn matvec_q_add(w: &Mat<'_>, x: &[i16], y: &mut [i32]) {

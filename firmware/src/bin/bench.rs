@@ -68,14 +68,21 @@ fn run() -> Result<(), tinyrnn::Error> {
     let mut group = 0;
     for (label, blob) in MODELS.iter() {
         let model = Model::open(blob)?;
-        // Float models twice: exact activations, then the fast ones (`+fast`).
-        let variants: &[bool] = if model.is_integer() {
-            &[false]
-        } else {
+        // Float models twice: exact activations, then the fast ones (`+fast`). Integer models that can
+        // stream in less memory (`Model::memory_compact`) twice as well: then in just that (`+compact`).
+        let compact = model.memory_compact().total();
+        let variants: &[bool] = if !model.is_integer() || compact < model.memory().total() {
             &[false, true]
+        } else {
+            &[false]
         };
-        for &fast in variants {
-            let suffix = if fast { "+fast" } else { "" };
+        for &second in variants {
+            let fast = second && !model.is_integer();
+            let suffix = match (second, model.is_integer()) {
+                (false, _) => "",
+                (true, false) => "+fast",
+                (true, true) => "+compact",
+            };
             hprintln!(
                 "group {} {}{} {}",
                 group,
@@ -88,7 +95,9 @@ fn run() -> Result<(), tinyrnn::Error> {
                 unsafe { bench_next() };
             }
             let check = if model.is_integer() {
-                measure_i16(&model, &mut memory)?
+                let words = if second { compact } else { memory.len() };
+                let memory = memory.get_mut(..words).unwrap_or(&mut []);
+                measure_i16(&model, memory)?
             } else {
                 measure_f32(&model, &mut memory, fast)?
             };
