@@ -361,29 +361,7 @@ fn eval_refuses_a_blob_without_a_training_record() {
 #[test]
 fn train_quantize_writes_a_calibrated_integer_model() {
     let dir = scratch("quantize");
-    let blob = dir.join("kpi.trnn");
-    train_kpis(
-        "CQI,DL_PRB_USAGE_RATE",
-        &[
-            "--window",
-            "5",
-            "--horizon",
-            "2",
-            "--cell",
-            "gru",
-            "--hidden",
-            "4",
-            "--epochs",
-            "3",
-            "--seed",
-            "1",
-            "--quantize",
-            "i8x16",
-            "-o",
-            blob.to_str().unwrap(),
-        ],
-    );
-    let quantized = dir.join("kpi-i8x16.trnn");
+    let (blob, quantized) = train_i8x16(&dir, &["--window", "5"]);
     let bytes = std::fs::read(&quantized).expect("the quantized blob is written");
     let aligned = AlignedBlob::new(&bytes);
     assert!(aligned.open().unwrap().is_integer());
@@ -395,36 +373,37 @@ fn train_quantize_writes_a_calibrated_integer_model() {
     );
 }
 
+/// `train --quantize i8x16` of a GRU(4) on the KPI CSV (2 steps of 2 KPIs ahead) with `extra` flags,
+/// into `dir`; returns the f32 blob and the integer one written beside it.
+fn train_i8x16(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
+    let blob = dir.join("kpi.trnn");
+    let mut args = vec![
+        "--horizon",
+        "2",
+        "--cell",
+        "gru",
+        "--hidden",
+        "4",
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--quantize",
+        "i8x16",
+        "-o",
+        blob.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    train_kpis("CQI,DL_PRB_USAGE_RATE", &args);
+    (blob.clone(), dir.join("kpi-i8x16.trnn"))
+}
+
 /// Window normalisation and the skip path run integer-only too: `--window-norm --skip --quantize i8x16`
 /// writes an integer model whose test MSE is within 2 % of the f32 model's.
 #[test]
 fn train_quantize_i8x16_runs_window_norm_and_skip() {
     let dir = scratch("quantize-window-norm");
-    let blob = dir.join("kpi.trnn");
-    train_kpis(
-        "CQI,DL_PRB_USAGE_RATE",
-        &[
-            "--window",
-            "8",
-            "--horizon",
-            "2",
-            "--cell",
-            "gru",
-            "--hidden",
-            "4",
-            "--window-norm",
-            "--skip",
-            "--epochs",
-            "3",
-            "--seed",
-            "1",
-            "--quantize",
-            "i8x16",
-            "-o",
-            blob.to_str().unwrap(),
-        ],
-    );
-    let quantized = dir.join("kpi-i8x16.trnn");
+    let (blob, quantized) = train_i8x16(&dir, &["--window", "8", "--window-norm", "--skip"]);
     let bytes = std::fs::read(&quantized).expect("the quantized blob is written");
     let aligned = AlignedBlob::new(&bytes);
     let model = aligned.open().unwrap();
