@@ -8,7 +8,8 @@
 //! the output bits after the bench's 1 + 8 steps, computed by the host engine; `firmware/bench.sh`
 //! compares them with the firmware's, so the optimised Cortex-M kernels are checked bit for bit.
 //!
-//! `cargo run -p tinyrnn-conformance --example bench_models -- DIR MODE` (firmware/bench.sh runs it).
+//! `cargo run -p tinyrnn-conformance --example bench_models -- DIR MODE [MAX_HIDDEN]` (firmware/bench.sh
+//! runs it).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -21,9 +22,14 @@ use tinyrnn_converter::quantize::{quantize, quantize_with, Mode};
 use tinyrnn_converter::write::to_blob;
 
 fn main() -> Result<()> {
-    let usage = "usage: bench_models DIR f32|i8w|i8x16";
+    let usage = "usage: bench_models DIR f32|i8w|i8x16 [MAX_HIDDEN]";
     let dir = PathBuf::from(std::env::args().nth(1).context(usage)?);
     let wanted = std::env::args().nth(2).context(usage)?;
+    // The micro:bit's 256 KiB of flash holds the soft-float build with the h16 and h32 models only.
+    let max_hidden: usize = match std::env::args().nth(3) {
+        Some(v) => v.parse().context(usage)?,
+        None => 64,
+    };
     std::fs::create_dir_all(&dir)?;
     let cells = [
         (
@@ -38,7 +44,7 @@ fn main() -> Result<()> {
     let mut list = String::from("&[\n");
     let mut checks = String::new();
     for (name, cell) in cells {
-        for hidden in [16, 32, 64] {
+        for hidden in [16, 32, 64].into_iter().filter(|&h| h <= max_hidden) {
             let mut rng = Rng::new(3);
             let spec = model(
                 "bench",
@@ -75,7 +81,7 @@ fn main() -> Result<()> {
     list.push_str("]\n");
     std::fs::write(dir.join("list.rs"), list)?;
     std::fs::write(dir.join("check.txt"), checks)?;
-    println!("wrote 9 {wanted} blobs to {}", dir.display());
+    println!("wrote the {wanted} blobs to {}", dir.display());
     Ok(())
 }
 
