@@ -299,6 +299,7 @@ pub(crate) fn step_projected(
     c: &mut [f32],
 ) {
     match layer.cell {
+        #[cfg(feature = "simple-rnn")]
         Cell::SimpleRnn => {
             // h' = act(W x + b + R h)
             matvec_add(&weights.recurrent, h, pre);
@@ -306,8 +307,13 @@ pub(crate) fn step_projected(
             h.copy_from_slice_checked(pre);
             apply_with(layer.activation, h, layer.fast);
         }
+        #[cfg(feature = "lstm")]
         Cell::Lstm { input_forget } => lstm(layer, weights, input_forget, pre, h, c),
+        #[cfg(feature = "gru")]
         Cell::Gru { reset_after } => gru(layer, weights, reset_after, pre, extra, h),
+        // Model::open refuses a layer whose cell is compiled out, so no step reaches this.
+        #[cfg(not(all(feature = "lstm", feature = "gru", feature = "simple-rnn")))]
+        _ => {}
     }
 }
 
@@ -315,6 +321,7 @@ pub(crate) fn step_projected(
 /// g = act(Wg x + Rg h + bg)              c' = f ⊙ c + i ⊙ g
 /// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
 /// With a clip, every gate's pre-activation is clamped to [-clip, clip] before its activation.
+#[cfg(feature = "lstm")]
 fn lstm(
     layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
@@ -426,6 +433,7 @@ fn lstm_update(
 ///               n = act(Wn x + bn + r ⊙ (Rn h + rbn))
 /// reset-before: n = act(Wn x + bn + Rn (r ⊙ h))
 /// h' = (1 − z) ⊙ n + z ⊙ h
+#[cfg(feature = "gru")]
 fn gru(
     layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,

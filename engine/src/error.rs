@@ -181,6 +181,15 @@ pub enum Error {
         /// What does not fit.
         problem: &'static str,
     },
+    /// The blob needs a piece of the engine that this build leaves out: the engine's cargo feature
+    /// `feature` (e.g. `"gru"`) is off. Rebuild the engine with that feature, or convert the model to what
+    /// the build has.
+    FeatureDisabled {
+        /// The layer that needs it.
+        layer: u8,
+        /// The engine's cargo feature the layer needs.
+        feature: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -317,6 +326,10 @@ impl fmt::Display for Error {
                 f,
                 "layer {layer}: a sized {cell} of input {input} and hidden {hidden} cannot run it: \
                  {problem} (the layer's input is {got_input}, its hidden size {got_hidden})"
+            ),
+            Error::FeatureDisabled { layer, feature } => write!(
+                f,
+                "layer {layer} needs the engine's cargo feature `{feature}`, which this build leaves out"
             ),
         }
     }

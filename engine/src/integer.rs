@@ -513,6 +513,7 @@ fn step(
     let clip = (format.clip > 0).then_some(format.clip);
     let sf = u32::from(format.state_frac);
     match layer.cell {
+        #[cfg(feature = "simple-rnn")]
         Cell::SimpleRnn => {
             // h' = act(W x + b + R h)
             kernels::matvec_q_add(&weights.recurrent, h, pre);
@@ -522,8 +523,13 @@ fn step(
                 *h = fixed::requantize_i16(i64::from(a), GATE_FRAC, sf);
             });
         }
+        #[cfg(feature = "lstm")]
         Cell::Lstm { input_forget } => lstm(layer, weights, format, input_forget, pre, h, c),
+        #[cfg(feature = "gru")]
         Cell::Gru { reset_after } => gru(layer, weights, format, reset_after, pre, extra, h),
+        // Model::open refuses a layer whose cell is compiled out, so no step reaches this.
+        #[cfg(not(all(feature = "lstm", feature = "gru", feature = "simple-rnn")))]
+        _ => {}
     }
 }
 
@@ -674,6 +680,7 @@ fn lstm_by_unit(
 /// g = act(Wg x + Rg h + bg)              c' = f ⊙ c + i ⊙ g
 /// o = σ(Wo x + Ro h + po ⊙ c' + bo)      h' = o ⊙ act(c')
 /// Gates are Q·.15, `c` is in the cell format `cf`, `h` in the state format.
+#[cfg(feature = "lstm")]
 fn lstm(
     layer: &CellSpec,
     weights: &CellWeights<Mat<'_>>,
@@ -799,6 +806,7 @@ fn lstm_update_bounded(
 ///               n = act(Wn x + bn + r ⊙ (Rn h + rbn))
 /// reset-before: n = act(Wn x + bn + Rn (r ⊙ h))
 /// h' = (1 − z) ⊙ n + z ⊙ h = n + z ⊙ (h − n), formed in Q·.15.
+#[cfg(feature = "gru")]
 #[allow(clippy::too_many_arguments)]
 fn gru(
     layer: &CellSpec,

@@ -1475,6 +1475,7 @@ fn check_residual(
 /// Checks a recurrent layer against its input width; returns its hidden size.
 fn check_recurrent(r: &Recurrent<Mat<'_>>, input: usize, layer: u8) -> Result<usize, Error> {
     let hidden = check_width(r.hidden, layer)?;
+    check_cell_compiled_in(r.cell, layer)?;
     let unsupported = Error::UnsupportedLayer { layer };
     let elementwise = |a: Activation| !matches!(a, Activation::Softmax);
     if !elementwise(r.activation) || !elementwise(r.gate_activation) {
@@ -1494,6 +1495,20 @@ fn check_recurrent(r: &Recurrent<Mat<'_>>, input: usize, layer: u8) -> Result<us
     }
     check_cell(r.cell, &r.forward, input, hidden, layer)?;
     Ok(hidden)
+}
+
+/// Refuses a cell whose step code this build leaves out (the `lstm`, `gru`, `simple-rnn` features).
+fn check_cell_compiled_in(cell: Cell, layer: u8) -> Result<(), Error> {
+    let (compiled_in, feature) = match cell {
+        Cell::Lstm { .. } => (cfg!(feature = "lstm"), "lstm"),
+        Cell::Gru { .. } => (cfg!(feature = "gru"), "gru"),
+        Cell::SimpleRnn => (cfg!(feature = "simple-rnn"), "simple-rnn"),
+    };
+    if compiled_in {
+        Ok(())
+    } else {
+        Err(Error::FeatureDisabled { layer, feature })
+    }
 }
 
 fn check_cell(
