@@ -391,6 +391,7 @@ fn lstm(
 
 /// The element-wise part of [`lstm`] once `i`, `f`, `g` and `o` hold the gates' pre-activations (clipped
 /// except `o`, which the peephole may still change): `gate` is the gates' activation, `act` the cell's.
+#[cfg(feature = "lstm")]
 #[allow(
     clippy::too_many_arguments,
     reason = "the four gate blocks of one LSTM step"

@@ -497,6 +497,7 @@ fn step(
     scratch: &mut [i32],
 ) {
     let hidden = h.len();
+    #[cfg(feature = "lstm")]
     if let Cell::Lstm { input_forget } = layer.cell {
         if scratch.len() < layer.cell.gates() * hidden {
             // The caller gave the compact memory (`Model::memory_compact`): unit by unit.
@@ -759,6 +760,7 @@ fn lstm(
 /// arithmetic the general loop does in `i64` fits `i32` and runs as `i32` (one instruction per step on a
 /// 32-bit core instead of a pair or a library call). The same operations in the same order, so the
 /// same bits: `kept + added` reaches ±2^31 only where both loops saturate `c` to the same end value.
+#[cfg(feature = "lstm")]
 #[allow(
     clippy::too_many_arguments,
     reason = "the four gate blocks of one LSTM step"
