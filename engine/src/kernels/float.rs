@@ -8,6 +8,46 @@
 /// registers: four sums, four inputs and sixteen weights per four columns).
 const BLOCK: usize = 4;
 
+/// The loop over `x` of a block of four rows on the M4F (assembly text, for `asm!`): four values of `x`
+/// into s8–s11 and of each row into s12–s15 per iteration (`VLDMIA` with write-back through `{x}` and
+/// `{a}`…`{d}`), each row's sum in s0–s3 with non-fused `VMLA.F32`, `{$counter}` groups of four. Shared
+/// by [`dot4`] and the whole-matrix loop, so the two cannot drift apart.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+macro_rules! block4x4_loop {
+    ($counter:ident) => {
+        concat!(
+            "2:\n",
+            "vldmia {x}!, {{s8-s11}}\n",
+            "vldmia {a}!, {{s12-s15}}\n",
+            "vmla.f32 s0, s12, s8\n",
+            "vmla.f32 s0, s13, s9\n",
+            "vmla.f32 s0, s14, s10\n",
+            "vmla.f32 s0, s15, s11\n",
+            "vldmia {b}!, {{s12-s15}}\n",
+            "vmla.f32 s1, s12, s8\n",
+            "vmla.f32 s1, s13, s9\n",
+            "vmla.f32 s1, s14, s10\n",
+            "vmla.f32 s1, s15, s11\n",
+            "vldmia {c}!, {{s12-s15}}\n",
+            "vmla.f32 s2, s12, s8\n",
+            "vmla.f32 s2, s13, s9\n",
+            "vmla.f32 s2, s14, s10\n",
+            "vmla.f32 s2, s15, s11\n",
+            "vldmia {d}!, {{s12-s15}}\n",
+            "vmla.f32 s3, s12, s8\n",
+            "vmla.f32 s3, s13, s9\n",
+            "vmla.f32 s3, s14, s10\n",
+            "vmla.f32 s3, s15, s11\n",
+            "subs {",
+            stringify!($counter),
+            "}, {",
+            stringify!($counter),
+            "}, #1\n",
+            "bne 2b",
+        )
+    };
+}
+
 /// `y = W x`, where `W` is row-major with `x.len()` columns and `y.len()` rows.
 #[inline]
 pub(crate) fn matvec(w: &[f32], x: &[f32], y: &mut [f32]) {
@@ -63,30 +103,7 @@ mod arm {
                 "add {c}, {b}, {stride}",
                 "add {d}, {c}, {stride}",
                 "lsrs {cnt}, {stride}, #4",
-                "2:",
-                "vldmia {x}!, {{s8-s11}}",
-                "vldmia {a}!, {{s12-s15}}",
-                "vmla.f32 s0, s12, s8",
-                "vmla.f32 s0, s13, s9",
-                "vmla.f32 s0, s14, s10",
-                "vmla.f32 s0, s15, s11",
-                "vldmia {b}!, {{s12-s15}}",
-                "vmla.f32 s1, s12, s8",
-                "vmla.f32 s1, s13, s9",
-                "vmla.f32 s1, s14, s10",
-                "vmla.f32 s1, s15, s11",
-                "vldmia {c}!, {{s12-s15}}",
-                "vmla.f32 s2, s12, s8",
-                "vmla.f32 s2, s13, s9",
-                "vmla.f32 s2, s14, s10",
-                "vmla.f32 s2, s15, s11",
-                "vldmia {d}!, {{s12-s15}}",
-                "vmla.f32 s3, s12, s8",
-                "vmla.f32 s3, s13, s9",
-                "vmla.f32 s3, s14, s10",
-                "vmla.f32 s3, s15, s11",
-                "subs {cnt}, {cnt}, #1",
-                "bne 2b",
+                block4x4_loop!(cnt),
                 $($finish,)+
                 "sub {x}, {x}, {stride}",
                 "mov {a}, {d}",
@@ -350,30 +367,7 @@ fn dot4(rows: &[f32], n: usize, x: &[f32]) -> [f32; BLOCK] {
                     "vpush {{s0-s15}}",
                     "vmov s0, s1, {zero}, {zero}",
                     "vmov s2, s3, {zero}, {zero}",
-                    "2:",
-                    "vldmia {x}!, {{s8-s11}}",
-                    "vldmia {a}!, {{s12-s15}}",
-                    "vmla.f32 s0, s12, s8",
-                    "vmla.f32 s0, s13, s9",
-                    "vmla.f32 s0, s14, s10",
-                    "vmla.f32 s0, s15, s11",
-                    "vldmia {b}!, {{s12-s15}}",
-                    "vmla.f32 s1, s12, s8",
-                    "vmla.f32 s1, s13, s9",
-                    "vmla.f32 s1, s14, s10",
-                    "vmla.f32 s1, s15, s11",
-                    "vldmia {c}!, {{s12-s15}}",
-                    "vmla.f32 s2, s12, s8",
-                    "vmla.f32 s2, s13, s9",
-                    "vmla.f32 s2, s14, s10",
-                    "vmla.f32 s2, s15, s11",
-                    "vldmia {d}!, {{s12-s15}}",
-                    "vmla.f32 s3, s12, s8",
-                    "vmla.f32 s3, s13, s9",
-                    "vmla.f32 s3, s14, s10",
-                    "vmla.f32 s3, s15, s11",
-                    "subs {n}, {n}, #1",
-                    "bne 2b",
+                    block4x4_loop!(n),
                     "vmov {o0}, {o1}, s0, s1",
                     "vmov {o2}, {o3}, s2, s3",
                     "vpop {{s0-s15}}",
