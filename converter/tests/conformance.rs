@@ -478,13 +478,14 @@ fn i8x16_stays_close_to_f32_on_every_fixture() {
 }
 
 /// The largest `i8x16` error allowed on any fixture, as a fraction of the f32 output range over the
-/// fixture's windows. Measured worst: 2.1e-2 (`keras/embedding_simple_rnn`, whose output range is only
-/// 0.016: an absolute error of 3.4e-4, set by its int8 embedding table). Issue 4's target of 2e-3 is met
-/// by the median and by 122 of 136 fixtures, not by the worst (BENCHMARKS.md has the breakdown).
-const I8X16_BOUND: f32 = 2.5e-2;
+/// fixture's windows. Measured worst: 4.4e-3 (`onnx/test_lstm_bidirectional_Y_h`, output range 0.0048:
+/// an absolute error of 2.1e-5, under one Q·.15 step), with int16 embedding tables and int16 matrices
+/// (softmax Dense included) of at most 16 columns; it was 2.1e-2 with int8 tables and 8 columns. Issue
+/// 4's target of 2e-3 is met by the median and by 132 of 136 fixtures (BENCHMARKS.md has the breakdown).
+const I8X16_BOUND: f32 = 6e-3;
 /// The largest median `i8x16` error over the fixtures, as a fraction of the output range. Measured:
-/// 2.1e-4 with int16 kernels, recurrent kernels and Dense weights of at most 8 columns (target 2e-3).
-const I8X16_MEDIAN_BOUND: f32 = 4e-4;
+/// 1.9e-4 (target 2e-3).
+const I8X16_MEDIAN_BOUND: f32 = 3e-4;
 /// Outputs whose range over the fixture's windows is below this are near-constant (a single window's
 /// final state); their error is checked in absolute terms instead.
 const DEGENERATE_RANGE: f32 = 1e-3;

@@ -432,15 +432,9 @@ fn dense(d: &Dense<Mat<'_>>, format: &FixedLayer, x: &[i16], y: &mut [i16]) {
         softmax(d, of, bias, x, y);
         return;
     }
-    let finish = |row: usize, sum: i32| dense_output(d.activation, of, bias, row, sum);
-    if let Values::I16Requant { .. } = d.weight.values {
-        // Narrow int16 weights (the converter's choice for few columns): one row at a time.
-        y.iter_mut()
-            .enumerate()
-            .for_each(|(row, out)| *out = finish(row, row_dot(&d.weight, row, x)));
-        return;
-    }
-    kernels::matvec_q_map(&d.weight, x, y, finish);
+    rows_map(&d.weight, x, y, |row, sum| {
+        dense_output(d.activation, of, bias, row, sum)
+    });
 }
 
 /// One Dense output from its row's requantized sum: bias, activation, narrowing to the output format.
@@ -467,12 +461,12 @@ fn dense_output(activation: Activation, of: u32, bias: &[i32], row: usize, sum: 
 fn softmax(d: &Dense<Mat<'_>>, of: u32, bias: &[i32], x: &[i16], y: &mut [i16]) {
     let pre = |row: usize, sum: i32| sum.saturating_add(bias.get(row).copied().unwrap_or(0));
     let mut max = i32::MIN;
-    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+    rows_map(&d.weight, x, y, |row, sum| {
         max = max.max(pre(row, sum));
         0
     });
     let mut total = 0i32;
-    kernels::matvec_q_map(&d.weight, x, y, |row, sum| {
+    rows_map(&d.weight, x, y, |row, sum| {
         let e = fixed::exp_nonpositive(pre(row, sum).saturating_sub(max));
         total = total.saturating_add(i32::from(e));
         e
@@ -482,6 +476,18 @@ fn softmax(d: &Dense<Mat<'_>>, of: u32, bias: &[i32], x: &[i16], y: &mut [i16]) 
             let q = (i64::from(*v) * 32768 + i64::from(total / 2)) / i64::from(total);
             *v = fixed::requantize_i16(q.min(32767), GATE_FRAC, of);
         });
+    }
+}
+
+/// `y_r = f(r, Σ_j w_rj x_j requantized)` for int8 or (the converter's choice for few columns) int16
+/// weights: the int16 rows go one at a time through [`row_dot`].
+fn rows_map(w: &Mat<'_>, x: &[i16], y: &mut [i16], mut f: impl FnMut(usize, i32) -> i16) {
+    if let Values::I16Requant { .. } = w.values {
+        y.iter_mut()
+            .enumerate()
+            .for_each(|(row, out)| *out = f(row, row_dot(w, row, x)));
+    } else {
+        kernels::matvec_q_map(w, x, y, f);
     }
 }
 

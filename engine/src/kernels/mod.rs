@@ -158,6 +158,15 @@ pub(crate) fn row_q(w: &Mat<'_>, row: usize, y: &mut [i16]) {
                 *d = fixed::saturate_i16(fixed::rescale(i32::from(q as i8), m, s as u32))
             });
         }
+        Values::I16Requant { values, requant } => {
+            let (m, s) = (
+                requant.first().copied().unwrap_or(0),
+                requant.get(1).copied().unwrap_or(1),
+            );
+            y.iter_mut().zip(values).for_each(|(d, &q)| {
+                *d = fixed::saturate_i16(fixed::rescale(i32::from(q), m, s as u32))
+            });
+        }
         _ => y.iter_mut().for_each(|v| *v = 0),
     }
 }
