@@ -122,8 +122,9 @@ impl<'a> QRows<'a> {
     }
 
     /// The requantized sums of rows `row` and `row + 1` with `x` (0 for a row that does not exist):
-    /// the values [`matvec_q`] gives those rows.
-    #[inline(always)]
+    /// the values [`matvec_q`] gives those rows. Out of line: the compact LSTM step calls it for eight
+    /// row pairs per pass, and inlined there it cost ~15 kB of flash.
+    #[inline(never)]
     pub(crate) fn pair(self, row: usize, x: &[i16]) -> (i32, i32) {
         match self {
             Self::I8(values, pairs) => fixed::row_pair_requant(values, pairs, row, x),
