@@ -614,18 +614,17 @@ fn lstm_by_unit(
     let hidden = h.len();
     let (sf, cf) = (u32::from(format.state_frac), u32::from(format.cell_frac));
     let clip = (format.clip > 0).then_some(format.clip);
-    let (ga, act) = (layer.gate_activation, layer.activation);
+    let unit_formats = UnitFormats {
+        gate: layer.gate_activation,
+        act: layer.activation,
+        input_forget,
+        cf,
+        sf,
+    };
     let peephole = weights.peephole.as_ref().map(|p| p.i32());
-    // p ⊙ c: Q·.16 × Q·.cf, moved to Q·.12.
     let peep = |gate: usize, u: usize, c: i16| {
         let p = peephole.and_then(|p| p.get(gate * hidden + u)).copied();
-        p.map_or(0, |p| {
-            fixed::requantize(
-                fixed::multiply_wide(p, i32::from(c)),
-                u32::from(PEEPHOLE_FRAC) + cf,
-                u32::from(PRE_FRAC),
-            )
-        })
+        p.map_or(0, |p| peephole_term(p, c, cf))
     };
     let rows = Rows::of(weights);
     let mut unit = 0;
@@ -647,34 +646,12 @@ fn lstm_by_unit(
                 i = i.saturating_add(peep(0, u, *c));
                 f = f.saturating_add(peep(1, u, *c));
             }
-            let input = fixed::activate(ga, clamped(i, clip));
-            let forget = if input_forget {
-                ONE - input
-            } else {
-                fixed::activate(ga, clamped(f, clip))
-            };
-            let candidate = fixed::activate(act, clamped(g, clip));
-            // f ⊙ c is in Q·.(15 + cf); i ⊙ g in Q·.30, moved there before the sum.
-            let kept = fixed::multiply_wide(forget, i32::from(*c));
-            let added = fixed::shift_round(
-                fixed::multiply_wide(input, candidate),
-                2 * GATE_FRAC as i32 - (GATE_FRAC + cf) as i32,
-            );
-            *c = fixed::requantize_i16(kept.saturating_add(added), GATE_FRAC + cf, cf);
+            *c = unit_formats.cell(clamped(i, clip), clamped(f, clip), clamped(g, clip), *c);
             let mut o = o;
             if peephole.is_some() {
                 o = o.saturating_add(peep(2, u, *c));
             }
-            let gate = fixed::activate(ga, clamped(o, clip));
-            let cell = fixed::activate(
-                act,
-                fixed::requantize(i64::from(*c), cf, u32::from(PRE_FRAC)),
-            );
-            *out = i32::from(fixed::requantize_i16(
-                fixed::multiply_wide(gate, cell),
-                2 * GATE_FRAC,
-                sf,
-            ));
+            *out = i32::from(unit_formats.hidden(clamped(o, clip), *c));
         }
         unit += 2;
     }
@@ -705,18 +682,10 @@ fn lstm(
     let (f, rest) = rest.split_at_mut(hidden.min(rest.len()));
     let (g, o) = rest.split_at_mut(hidden.min(rest.len()));
     let peephole = weights.peephole.as_ref().map(|p| p.i32());
-    // p ⊙ c: Q·.16 × Q·.cf, moved to Q·.12.
     let peep = |gate: &mut [i32], p: &[i32], c: &[i16]| {
         gate.iter_mut()
             .zip(p.iter().zip(c))
-            .for_each(|(v, (p, c))| {
-                let term = i64::from(*p) * i64::from(*c);
-                *v = v.saturating_add(fixed::requantize(
-                    term,
-                    u32::from(PEEPHOLE_FRAC) + cf,
-                    u32::from(PRE_FRAC),
-                ));
-            })
+            .for_each(|(v, (p, c))| *v = v.saturating_add(peephole_term(*p, *c, cf)))
     };
     if let Some(p) = peephole {
         peep(i, p.get(..hidden).unwrap_or(&[]), c);
@@ -731,33 +700,77 @@ fn lstm(
         lstm_update_bounded(input_forget, clip, cf, sf, c, h, i, f, g, o);
         return;
     }
+    let unit = UnitFormats {
+        gate: ga,
+        act,
+        input_forget,
+        cf,
+        sf,
+    };
     for (((c, i), f), g) in c.iter_mut().zip(i.iter()).zip(f.iter()).zip(g.iter()) {
-        let input = fixed::activate(ga, *i);
-        let forget = if input_forget {
-            ONE - input
-        } else {
-            fixed::activate(ga, *f)
-        };
-        let candidate = fixed::activate(act, *g);
-        // f ⊙ c is in Q·.(15 + cf); i ⊙ g in Q·.30, moved there before the sum.
-        let kept = i64::from(forget) * i64::from(*c);
-        let added = fixed::shift_round(
-            i64::from(input) * i64::from(candidate),
-            2 * GATE_FRAC as i32 - (GATE_FRAC + cf) as i32,
-        );
-        *c = fixed::requantize_i16(kept.saturating_add(added), GATE_FRAC + cf, cf);
+        *c = unit.cell(*i, *f, *g, *c);
     }
     if let Some(p) = peephole {
         peep(o, p.get(2 * hidden..3 * hidden).unwrap_or(&[]), c);
     }
     clamp(o, clip);
     for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
-        let out = fixed::activate(ga, *o);
-        let cell = fixed::activate(
-            act,
-            fixed::requantize(i64::from(*c), cf, u32::from(PRE_FRAC)),
+        *h = unit.hidden(*o, *c);
+    }
+}
+
+/// `p ⊙ c` of a peephole: Q·.16 × Q·.cf, moved to Q·.12.
+#[inline(always)]
+fn peephole_term(p: i32, c: i16, cf: u32) -> i32 {
+    fixed::requantize(
+        fixed::multiply_wide(p, i32::from(c)),
+        u32::from(PEEPHOLE_FRAC) + cf,
+        u32::from(PRE_FRAC),
+    )
+}
+
+/// What the element-wise LSTM update of one unit needs to know: the gates' and the cell's activation,
+/// the input-forget coupling, the cell and state formats. One definition for the whole-matrix loop and
+/// the unit-by-unit step, so they cannot drift apart.
+#[derive(Clone, Copy)]
+struct UnitFormats {
+    gate: Activation,
+    act: Activation,
+    input_forget: bool,
+    cf: u32,
+    sf: u32,
+}
+
+impl UnitFormats {
+    /// `c' = f ⊙ c + i ⊙ g` from the (clamped) Q·.12 pre-activations of `i`, `f` and `g`.
+    #[inline(always)]
+    fn cell(self, i: i32, f: i32, g: i32, c: i16) -> i16 {
+        let input = fixed::activate(self.gate, i);
+        let forget = if self.input_forget {
+            ONE - input
+        } else {
+            fixed::activate(self.gate, f)
+        };
+        let candidate = fixed::activate(self.act, g);
+        // f ⊙ c is in Q·.(15 + cf); i ⊙ g in Q·.30, moved there before the sum. The products are
+        // exact (`multiply_wide`: no library call on Armv6-M).
+        let kept = fixed::multiply_wide(forget, i32::from(c));
+        let added = fixed::shift_round(
+            fixed::multiply_wide(input, candidate),
+            2 * GATE_FRAC as i32 - (GATE_FRAC + self.cf) as i32,
         );
-        *h = fixed::requantize_i16(i64::from(out) * i64::from(cell), 2 * GATE_FRAC, sf);
+        fixed::requantize_i16(kept.saturating_add(added), GATE_FRAC + self.cf, self.cf)
+    }
+
+    /// `h' = o ⊙ act(c')` from the (clamped) Q·.12 pre-activation of `o` and the new cell value.
+    #[inline(always)]
+    fn hidden(self, o: i32, c: i16) -> i16 {
+        let out = fixed::activate(self.gate, o);
+        let cell = fixed::activate(
+            self.act,
+            fixed::requantize(i64::from(c), self.cf, u32::from(PRE_FRAC)),
+        );
+        fixed::requantize_i16(fixed::multiply_wide(out, cell), 2 * GATE_FRAC, self.sf)
     }
 }
 

@@ -646,18 +646,9 @@ pub(crate) fn row_pair_requant_i16(
     x: &[i16],
 ) -> (i32, i32) {
     let n = x.len();
-    let value = |r: usize| {
-        let (Some(cells), Some(&[multiplier, shift])) = (w.get(r * n..(r + 1) * n), pairs.get(r))
-        else {
-            return 0;
-        };
-        let acc = cells.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
-            acc + i64::from(i32::from(w) * i32::from(x))
-        });
-        match i32::try_from(acc) {
-            Ok(acc) => rescale_validated(acc, multiplier, shift as u32),
-            Err(_) => rescale_wide(acc, multiplier, shift),
-        }
+    let value = |r: usize| match (w.get(r * n..(r + 1) * n), pairs.get(r)) {
+        (Some(cells), Some(&[multiplier, shift])) => row_i16_requant(cells, x, multiplier, shift),
+        _ => 0,
     };
     (value(row), value(row + 1))
 }
@@ -694,20 +685,21 @@ pub(crate) fn matvec_requant_i16_map(
         .zip(requant_pairs(requant))
     {
         let (multiplier, shift) = pair;
-        let acc = row
-            .iter()
-            .zip(x)
-            // Each product fits i32 (|w x| ≤ 2^30), so only the sum needs 64 bits.
-            .fold(0i64, |acc, (&w, &x)| {
-                acc + i64::from(i32::from(w) * i32::from(x))
-            });
-        // The same rounding as `rescale`; the 128-bit product (slow without hardware support) only
-        // for sums beyond i32, out of line so the usual path stays short.
-        let value = match i32::try_from(acc) {
-            Ok(acc) => rescale_validated(acc, multiplier, shift as u32),
-            Err(_) => rescale_wide(acc, multiplier, shift),
-        };
-        finish(out, value);
+        finish(out, row_i16_requant(row, x, multiplier, shift));
+    }
+}
+
+/// `rescale(Σ_j w_j x_j, multiplier, shift)` of one int16 row: each product fits `i32`
+/// (`|w x| ≤ 2^30`), so only the sum needs 64 bits; the same rounding as `rescale`, with the 128-bit
+/// product (slow without hardware support) only for sums beyond `i32`, out of line.
+#[inline(always)]
+fn row_i16_requant(row: &[i16], x: &[i16], multiplier: i32, shift: i32) -> i32 {
+    let acc = row.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
+        acc + i64::from(i32::from(w) * i32::from(x))
+    });
+    match i32::try_from(acc) {
+        Ok(acc) => rescale_validated(acc, multiplier, shift as u32),
+        Err(_) => rescale_wide(acc, multiplier, shift),
     }
 }
 
