@@ -417,6 +417,41 @@ mod dsp {
         ((a & 0xffff_0000) | (b >> 16))
     }
 
+    /// `SMULL`: the exact product of two `i32`.
+    #[cfg(tinyrnn_dsp)]
+    #[inline(always)]
+    pub(super) fn smull(a: i32, b: i32) -> i64 {
+        let (lo, hi): (u32, i32);
+        // SAFETY: as in `sxtb16`; it reads `a` and `b` and writes `lo` and `hi` only.
+        unsafe {
+            core::arch::asm!("smull {lo}, {hi}, {a}, {b}", lo = lateout(reg) lo, hi = lateout(reg) hi,
+                a = in(reg) a, b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+        }
+        (i64::from(hi) << 32) | i64::from(lo)
+    }
+
+    /// `SMLALD a, b, acc`: `acc + a.lo × b.lo + a.hi × b.hi` in 64 bits (never overflows here: the sums
+    /// it takes are far below 2^63).
+    #[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+    #[inline(always)]
+    pub(super) fn smlald(a: u32, b: u32, acc: i64) -> i64 {
+        #[cfg(tinyrnn_dsp)]
+        {
+            let (mut lo, mut hi) = (acc as u32, (acc >> 32) as u32);
+            // SAFETY: as in `sxtb16`; it reads `a`, `b` and the accumulator pair and writes the pair.
+            unsafe {
+                core::arch::asm!("smlald {lo}, {hi}, {a}, {b}", lo = inout(reg) lo, hi = inout(reg) hi,
+                    a = in(reg) a, b = in(reg) b, options(pure, nomem, nostack, preserves_flags));
+            }
+            (i64::from(hi) << 32) | i64::from(lo)
+        }
+        #[cfg(not(tinyrnn_dsp))]
+        {
+            let ((a0, a1), (b0, b1)) = (halves(a), halves(b));
+            acc + i64::from(a0 * b0) + i64::from(a1 * b1)
+        }
+    }
+
     /// `SMLAD a, b, acc`: `acc + a.lo × b.lo + a.hi × b.hi`, wrapping.
     #[inline(always)]
     pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
@@ -458,15 +493,20 @@ pub fn rescale(acc: i32, multiplier: i32, shift: u32) -> i32 {
 
 /// The exact product `a × b`. On Armv6-M (`cfg(tinyrnn_no_long_multiply)`) it is formed from 16-bit
 /// halves with four 32-bit multiplies and 64-bit adds, about 20 instructions inline instead of a call
-/// to `__aeabi_lmul` of about 50; elsewhere it is the plain widening multiply (one `SMULL` on
-/// Armv7-M). The same value either way.
+/// to `__aeabi_lmul` of about 50; elsewhere it is the plain widening multiply, on Armv7E-M one `SMULL`
+/// in assembly (LLVM, knowing a sum checked to fit `i32` was an `i64`, otherwise multiplies 64 by 32
+/// bits in four instructions). The same value either way.
 #[inline(always)]
 pub(crate) fn multiply_wide(a: i32, b: i32) -> i64 {
     #[cfg(tinyrnn_no_long_multiply)]
     {
         halves_product(a, b)
     }
-    #[cfg(not(tinyrnn_no_long_multiply))]
+    #[cfg(tinyrnn_dsp)]
+    {
+        dsp::smull(a, b)
+    }
+    #[cfg(not(any(tinyrnn_no_long_multiply, tinyrnn_dsp)))]
     {
         i64::from(a) * i64::from(b)
     }
@@ -645,28 +685,39 @@ pub(crate) fn row_pair_requant_i16(
     row: usize,
     x: &[i16],
 ) -> (i32, i32) {
-    let n = x.len();
-    let value = |r: usize| match (w.get(r * n..(r + 1) * n), pairs.get(r)) {
-        (Some(cells), Some(&[multiplier, shift])) => row_i16_requant(cells, x, multiplier, shift),
-        _ => 0,
-    };
-    (value(row), value(row + 1))
+    (
+        row_i16_at(w, pairs, row, x),
+        row_i16_at(w, pairs, row + 1, x),
+    )
 }
 
-/// `y_r += rescale(Σ_j w_rj x_j, m_r, s_r)` for an int16 matrix, saturating: the products (at most
-/// 2^30) are summed in `i64` and requantized in `i128`, so nothing wraps for any row length.
+/// The requantized sum of row `row` of an int16 matrix with `x`, 0 for a row that does not exist.
+#[inline(always)]
+fn row_i16_at(w: &[i16], pairs: &[[i32; 2]], row: usize, x: &[i16]) -> i32 {
+    let n = x.len();
+    match (w.get(row * n..(row + 1) * n), pairs.get(row)) {
+        (Some(cells), Some(&[multiplier, shift])) => row_i16_requant(cells, x, multiplier, shift),
+        _ => 0,
+    }
+}
+
+/// `y_r += rescale(Σ_j w_rj x_j, m_r, s_r)` for an int16 matrix, saturating: each product fits `i32`
+/// (`|w x| ≤ 2^30`), the sums are exact (summed in `i64`, or in `i32` while they fit) and requantized in
+/// `i128` when beyond `i32`, so nothing wraps for any row length.
 #[inline]
 pub fn matvec_requant_i16_add(w: &[i16], requant: &[i32], x: &[i16], y: &mut [i32]) {
     if x.is_empty() {
         return;
     }
-    matvec_requant_i16_map(w, requant, x, y, |out, value| {
+    rows_i16_requant(w, requant, x, y, |out, value| {
         *out = out.saturating_add(value)
     });
 }
 
 /// Calls `finish(y_r, rescale(Σ_j w_rj x_j, m_r, s_r))` for every row of an int16 matrix, in row order
-/// (with `x` empty, every sum is 0): [`matvec_requant_i16_add`]'s sums.
+/// (with `x` empty, every sum is 0): [`matvec_requant_i16_add`]'s sums. Inputs of one to four values (a
+/// forecaster's few sensor channels) take a loop made for their length, which keeps `x` in registers
+/// across the rows; the same values.
 #[inline]
 pub(crate) fn matvec_requant_i16_map(
     w: &[i16],
@@ -675,32 +726,107 @@ pub(crate) fn matvec_requant_i16_map(
     y: &mut [i32],
     mut finish: impl FnMut(&mut i32, i32),
 ) {
-    if x.is_empty() {
-        y.iter_mut().for_each(|v| finish(v, 0));
-        return;
+    match x {
+        [] => y.iter_mut().for_each(|v| finish(v, 0)),
+        [x0] => rows_i16_narrow(w, requant, &[*x0], y, finish),
+        [x0, x1] => rows_i16_narrow(w, requant, &[*x0, *x1], y, finish),
+        [x0, x1, x2] => rows_i16_narrow(w, requant, &[*x0, *x1, *x2], y, finish),
+        [x0, x1, x2, x3] => rows_i16_narrow(w, requant, &[*x0, *x1, *x2, *x3], y, finish),
+        _ => rows_i16_requant(w, requant, x, y, finish),
     }
-    for ((out, row), pair) in y
+}
+
+/// The rows of [`matvec_requant_i16_map`] for an `x` that is not empty.
+#[inline(always)]
+fn rows_i16_requant(
+    w: &[i16],
+    requant: &[i32],
+    x: &[i16],
+    y: &mut [i32],
+    mut finish: impl FnMut(&mut i32, i32),
+) {
+    for ((out, row), (multiplier, shift)) in y
         .iter_mut()
-        .zip(w.chunks_exact(x.len()))
+        .zip(w.chunks_exact(x.len().max(1)))
         .zip(requant_pairs(requant))
     {
-        let (multiplier, shift) = pair;
         finish(out, row_i16_requant(row, x, multiplier, shift));
     }
 }
 
-/// `rescale(Σ_j w_j x_j, multiplier, shift)` of one int16 row: each product fits `i32`
-/// (`|w x| ≤ 2^30`), so only the sum needs 64 bits; the same rounding as `rescale`, with the 128-bit
-/// product (slow without hardware support) only for sums beyond `i32`, out of line.
+/// [`rows_i16_requant`] for an input of `N` values: each row is `N` weights, the loop over them unrolled.
+#[inline(always)]
+fn rows_i16_narrow<const N: usize>(
+    w: &[i16],
+    requant: &[i32],
+    x: &[i16; N],
+    y: &mut [i32],
+    mut finish: impl FnMut(&mut i32, i32),
+) {
+    for ((out, row), (multiplier, shift)) in y
+        .iter_mut()
+        .zip(super::as_chunks::<_, N>(w).0)
+        .zip(requant_pairs(requant))
+    {
+        finish(out, row_i16_requant(row, x, multiplier, shift));
+    }
+}
+
+/// `rescale(Σ_j w_j x_j, multiplier, shift)` of one int16 row: the exact sum, requantized as an `i32`
+/// when it fits one (the usual case) and in `i128` (slow without hardware support, out of line) when not.
+/// The same value as `rescale` of the exact sum either way.
 #[inline(always)]
 fn row_i16_requant(row: &[i16], x: &[i16], multiplier: i32, shift: i32) -> i32 {
-    let acc = row.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
-        acc + i64::from(i32::from(w) * i32::from(x))
-    });
-    match i32::try_from(acc) {
-        Ok(acc) => rescale_validated(acc, multiplier, shift as u32),
-        Err(_) => rescale_wide(acc, multiplier, shift),
+    match row_i16_sum(row, x) {
+        Some(acc) => rescale_validated(acc, multiplier, shift as u32),
+        None => rescale_wide(row_i16_sum_wide(row, x), multiplier, shift),
     }
+}
+
+/// `Σ_j w_j x_j` of an int16 row if it fits `i32`. On Armv7E-M the sum is exact in `i64`, two terms per
+/// `SMLALD` ([`dot_i16_paired`]), and then checked; elsewhere it is summed in `i32` and `None` as soon as
+/// a partial sum would overflow (then [`row_i16_sum_wide`] takes the row: a sum that overflowed on the
+/// way and came back into range gives the same requantized value through `i128`).
+#[inline(always)]
+fn row_i16_sum(row: &[i16], x: &[i16]) -> Option<i32> {
+    #[cfg(tinyrnn_dsp)]
+    {
+        i32::try_from(dot_i16_paired(row, x)).ok()
+    }
+    #[cfg(not(tinyrnn_dsp))]
+    {
+        let mut acc = 0i32;
+        for (&w, &x) in row.iter().zip(x) {
+            acc = acc.checked_add(i32::from(w) * i32::from(x))?;
+        }
+        Some(acc)
+    }
+}
+
+/// `Σ_j w_j x_j` of an int16 row in `i64`, where no row length can overflow it (each term is at most
+/// 2^30 in magnitude).
+#[cold]
+#[inline(never)]
+fn row_i16_sum_wide(row: &[i16], x: &[i16]) -> i64 {
+    row.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
+        acc + i64::from(i32::from(w) * i32::from(x))
+    })
+}
+
+/// The exact `Σ_j w_j x_j` of an int16 row in `i64`, two terms per `SMLALD` on Armv7E-M (emulated
+/// elsewhere, so host tests check it).
+#[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+#[inline(always)]
+fn dot_i16_paired(w: &[i16], x: &[i16]) -> i64 {
+    let (w2, w_rest) = super::as_chunks::<_, 2>(w);
+    let (x2, x_rest) = super::as_chunks::<_, 2>(x);
+    let mut acc = 0i64;
+    for (w, x) in w2.iter().zip(x2) {
+        acc = dsp::smlald(dsp::pair(w[0], w[1]), dsp::pair(x[0], x[1]), acc);
+    }
+    w_rest.iter().zip(x_rest).fold(acc, |acc, (&w, &x)| {
+        acc + i64::from(i32::from(w) * i32::from(x))
+    })
 }
 
 /// [`rescale`] of a sum beyond `i32`, in `i128`.
@@ -1294,6 +1420,59 @@ pub(crate) mod tests {
         let mut y = [0];
         matvec_requant_i16_add(&[32767; 3], &[1 << 30, 31], &[i16::MIN; 3], &mut y);
         assert_eq!(y, [-3 * 32767 * 16384]);
+    }
+
+    #[test]
+    fn int16_rows_of_every_length_match_the_exact_sum() {
+        // Every row kernel (the narrow loops of one to four inputs, the general loop, the paired
+        // `SMLALD` arrangement, the `i32` sum with its overflow exit) against the exact sum requantized
+        // in `i128`, with extreme weights and inputs that push the sums past `i32`.
+        let mut rng = Xorshift(0x1616_2024);
+        let value = |rng: &mut Xorshift| match rng.next() % 8 {
+            0 => i16::MIN,
+            1 => i16::MAX,
+            2 => -i16::MAX,
+            _ => rng.next() as i16,
+        };
+        for n in 0..=19usize {
+            for _ in 0..40 {
+                let rows = 1 + rng.next() as usize % 5;
+                let w: std::vec::Vec<i16> = (0..rows * n).map(|_| value(&mut rng)).collect();
+                let x: std::vec::Vec<i16> = (0..n).map(|_| value(&mut rng)).collect();
+                let requant: std::vec::Vec<i32> = (0..rows)
+                    .flat_map(|_| [(rng.next() >> 1) as i32, 1 + (rng.next() % 62) as i32])
+                    .collect();
+                let expected: std::vec::Vec<i32> = (0..rows)
+                    .map(|r| {
+                        let sum: i64 = (0..n)
+                            .map(|j| i64::from(w[r * n + j]) * i64::from(x[j]))
+                            .sum();
+                        if n > 0 {
+                            let row = &w[r * n..(r + 1) * n];
+                            assert_eq!(dot_i16_paired(row, &x), sum);
+                            assert_eq!(row_i16_sum_wide(row, &x), sum);
+                            if let Some(acc) = row_i16_sum(row, &x) {
+                                assert_eq!(i64::from(acc), sum);
+                            }
+                        }
+                        let (m, s) = (requant[2 * r], requant[2 * r + 1]);
+                        let product = i128::from(sum) * i128::from(m);
+                        let rounded = ((product >> (s - 1)) + 1) >> 1;
+                        rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+                    })
+                    .collect();
+                let mut mapped = std::vec![7; rows];
+                matvec_requant_i16_map(&w, &requant, &x, &mut mapped, |out, v| *out = v);
+                assert_eq!(mapped, expected, "n = {n}");
+                let mut added = std::vec![0; rows];
+                matvec_requant_i16_add(&w, &requant, &x, &mut added);
+                let expected_added: std::vec::Vec<i32> = expected
+                    .iter()
+                    .map(|&v| if n == 0 { 0 } else { v })
+                    .collect();
+                assert_eq!(added, expected_added, "n = {n}");
+            }
+        }
     }
 
     #[test]
