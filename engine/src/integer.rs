@@ -403,13 +403,13 @@ fn merge(direction: Direction, format: &FixedLayer, pass: usize, row: &mut [i16]
             let row = row.get_mut(pass * hidden..).unwrap_or(&mut []);
             row.iter_mut()
                 .zip(h)
-                .for_each(|(v, h)| *v = fixed::requantize_i16(i64::from(*h), sf, of));
+                .for_each(|(v, h)| *v = fixed::requantize_i16_narrow(*h, sf, of));
         }
         (Direction::Bidirectional(_), 0) => copy(row, h),
         (_, 0) => row
             .iter_mut()
             .zip(h)
-            .for_each(|(v, h)| *v = fixed::requantize_i16(i64::from(*h), sf, of)),
+            .for_each(|(v, h)| *v = fixed::requantize_i16_narrow(*h, sf, of)),
         (Direction::Bidirectional(Merge::Sum), _) => {
             combine(row, &|a, b| fixed::requantize_i16(a + b, sf, of))
         }
@@ -777,8 +777,9 @@ impl UnitFormats {
 /// The element-wise part of [`lstm`] for sigmoid gates and a tanh cell, no peephole, and a cell format
 /// of at most 15 fraction bits: every value is then an `i16` and every product at most 2^30, so the
 /// arithmetic the general loop does in `i64` fits `i32` and runs as `i32` (one instruction per step on a
-/// 32-bit core instead of a pair or a library call). The same operations in the same order, so the
-/// same bits: `kept + added` reaches ±2^31 only where both loops saturate `c` to the same end value.
+/// 32-bit core instead of a pair or a library call), with the layer's shifts worked out once. The same
+/// operations in the same order, so the same bits (`bounded_lstm_update_is_the_general_one`):
+/// `kept + added` reaches ±2^31 only where both loops saturate `c` to the same end value.
 #[cfg(feature = "lstm")]
 #[allow(
     clippy::too_many_arguments,
@@ -797,29 +798,86 @@ fn lstm_update_bounded(
     g: &[i32],
     o: &mut [i32],
 ) {
-    // Q·.30 products to the Q·.(15 + cf) of f ⊙ c; cf ≤ 15 makes it a right shift (or none).
-    let to_cell = (2 * GATE_FRAC - (GATE_FRAC + cf)) as i32;
+    let shifts = BoundedShifts::new(cf, sf);
+    if input_forget {
+        lstm_cells_bounded::<true>(shifts, c, i, f, g);
+    } else {
+        lstm_cells_bounded::<false>(shifts, c, i, f, g);
+    }
+    clamp(o, clip);
+    for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
+        let out = i32::from(fixed::sigmoid(*o));
+        let cell = i32::from(fixed::tanh(shifts.cell_to_pre(*c)));
+        *h = fixed::saturate_i16(shifts.round(out * cell, shifts.to_state));
+    }
+}
+
+/// `c' = f ⊙ c + i ⊙ g` of [`lstm_update_bounded`], the input-forget coupling known at compile time.
+#[cfg(feature = "lstm")]
+#[inline(always)]
+fn lstm_cells_bounded<const INPUT_FORGET: bool>(
+    shifts: BoundedShifts,
+    c: &mut [i16],
+    i: &[i32],
+    f: &[i32],
+    g: &[i32],
+) {
     for (((c, i), f), g) in c.iter_mut().zip(i).zip(f).zip(g) {
         let input = i32::from(fixed::sigmoid(*i));
-        let forget = if input_forget {
+        let forget = if INPUT_FORGET {
             ONE - input
         } else {
             i32::from(fixed::sigmoid(*f))
         };
         let candidate = i32::from(fixed::tanh(*g));
+        // f ⊙ c in Q·.(15 + cf); i ⊙ g from Q·.30 to there, rounded (|i g| < 2^30: no overflow).
         let kept = forget * i32::from(*c);
-        let added = fixed::shift_round(i64::from(input * candidate), to_cell) as i32;
-        *c = fixed::requantize_i16(i64::from(kept.saturating_add(added)), GATE_FRAC + cf, cf);
+        let added = shifts.round(input * candidate, shifts.to_cell);
+        // Back to Q·.cf: a rounding shift by 15 that cannot overflow at ±2^31.
+        let sum = kept.saturating_add(added);
+        let q = sum >> (GATE_FRAC - 1);
+        *c = fixed::saturate_i16((q >> 1) + (q & 1));
     }
-    clamp(o, clip);
-    for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
-        let out = i32::from(fixed::sigmoid(*o));
-        let cell = i32::from(fixed::tanh(fixed::requantize(
-            i64::from(*c),
-            cf,
-            u32::from(PRE_FRAC),
-        )));
-        *h = fixed::requantize_i16(i64::from(out * cell), 2 * GATE_FRAC, sf);
+}
+
+/// The format changes of [`lstm_update_bounded`], worked out once per step. Each gives the value
+/// `fixed::shift_round` / `fixed::requantize` give for the same shift (ties up, no saturation needed).
+#[cfg(feature = "lstm")]
+#[derive(Clone, Copy)]
+struct BoundedShifts {
+    /// Q·.30 to Q·.(15 + cf): `15 − cf` (0 to 15).
+    to_cell: u32,
+    /// Q·.cf to the Q·.12 of tanh's input: a left shift for `cf < 12` …
+    cell_up: u32,
+    /// … a rounding right shift for `cf ≥ 12`.
+    cell_down: u32,
+    /// Q·.30 to Q·.sf: `30 − sf` (at least 6: `sf ≤ MAX_FRAC`).
+    to_state: u32,
+}
+
+#[cfg(feature = "lstm")]
+impl BoundedShifts {
+    fn new(cf: u32, sf: u32) -> Self {
+        let pre = u32::from(PRE_FRAC);
+        Self {
+            to_cell: GATE_FRAC.saturating_sub(cf),
+            cell_up: pre.saturating_sub(cf),
+            cell_down: cf.saturating_sub(pre),
+            to_state: (2 * GATE_FRAC).saturating_sub(sf),
+        }
+    }
+
+    /// `round(x / 2^shift)`, ties up, for `|x| < 2^30` and `shift ≤ 30`: adding half a step cannot
+    /// overflow, and a shift of 0 is the value itself.
+    #[inline(always)]
+    fn round(self, x: i32, shift: u32) -> i32 {
+        (x + ((1 << shift) >> 1)) >> shift
+    }
+
+    /// A cell value (`|c| ≤ 2^15`, moved by at most 12 bits) in the Q·.12 of tanh's input.
+    #[inline(always)]
+    fn cell_to_pre(self, c: i16) -> i32 {
+        self.round(i32::from(c) << self.cell_up, self.cell_down)
     }
 }
 
@@ -929,4 +987,76 @@ fn clamp(values: &mut [i32], limit: Option<i32>) {
 #[inline]
 fn copy(dst: &mut [i16], src: &[i16]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+}
+
+#[cfg(all(test, feature = "lstm"))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::kernels::fixed::tests::Xorshift;
+    use std::vec::Vec;
+
+    #[test]
+    fn bounded_lstm_update_is_the_general_one() {
+        // Pre-activations over the tables' whole range and beyond, cell values at the ends of i16, every
+        // cell format the bounded loop takes and state formats up to MAX_FRAC.
+        let mut rng = Xorshift(0x5157_0001);
+        let pre = |rng: &mut Xorshift| match rng.next() % 6 {
+            0 => (rng.next() as i32) >> 8,
+            1 => [i32::MIN, i32::MAX, 65536, -65536, 32768, -32768][rng.next() as usize % 6],
+            _ => ((rng.next() as i32) >> 13).clamp(-70_000, 70_000),
+        };
+        for cf in 0..=GATE_FRAC {
+            for sf in [0, 7, 12, 15, 20, u32::from(crate::format::MAX_FRAC)] {
+                for input_forget in [false, true] {
+                    let n = 24;
+                    let gates: Vec<[i32; 4]> = (0..n)
+                        .map(|_| core::array::from_fn(|_| pre(&mut rng)))
+                        .collect();
+                    let c0: Vec<i16> = (0..n)
+                        .map(|k| match k % 4 {
+                            0 => i16::MIN,
+                            1 => i16::MAX,
+                            _ => rng.next() as i16,
+                        })
+                        .collect();
+                    let (i, f, g): (Vec<i32>, Vec<i32>, Vec<i32>) = (
+                        gates.iter().map(|v| v[0]).collect(),
+                        gates.iter().map(|v| v[1]).collect(),
+                        gates.iter().map(|v| v[2]).collect(),
+                    );
+                    let mut o: Vec<i32> = gates.iter().map(|v| v[3]).collect();
+                    let (mut c, mut h) = (c0.clone(), std::vec![0i16; n]);
+                    lstm_update_bounded(
+                        input_forget,
+                        None,
+                        cf,
+                        sf,
+                        &mut c,
+                        &mut h,
+                        &i,
+                        &f,
+                        &g,
+                        &mut o,
+                    );
+                    let unit = UnitFormats {
+                        gate: Activation::Sigmoid,
+                        act: Activation::Tanh,
+                        input_forget,
+                        cf,
+                        sf,
+                    };
+                    for k in 0..n {
+                        let c_general = unit.cell(i[k], f[k], g[k], c0[k]);
+                        assert_eq!(c[k], c_general, "cell, cf {cf} sf {sf} unit {k}");
+                        assert_eq!(
+                            h[k],
+                            unit.hidden(o[k], c_general),
+                            "hidden, cf {cf} sf {sf} unit {k}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

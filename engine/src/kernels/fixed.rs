@@ -889,6 +889,22 @@ pub fn requantize_i16(x: i64, from: u32, to: u32) -> i16 {
     saturate_i16(requantize(x, from, to))
 }
 
+/// An `i16` with `from` fraction bits moved to `to` fraction bits (both at most 24), rounded to nearest
+/// and saturated: [`requantize_i16`]'s value, in `i32` arithmetic (no 64-bit shift on a 32-bit core).
+#[inline(always)]
+pub fn requantize_i16_narrow(x: i16, from: u32, to: u32) -> i16 {
+    let x = i32::from(x);
+    if from >= to {
+        // `|x| + 2^23` fits easily; a shift of 0 is the value itself.
+        let shift = (from - to).min(31);
+        saturate_i16((x + ((1 << shift) >> 1)) >> shift)
+    } else {
+        // Anything moved up by 16 bits or more is beyond `i16` unless it is 0.
+        let shift = (to - from).min(16);
+        saturate_i16(x << shift)
+    }
+}
+
 /// An element-wise activation of a Q·.12 pre-activation, as Q·.15 in an `i32`: sigmoid and tanh through
 /// their tables (within `±32767`), ReLU and linear exactly (`× 8`, saturating). Softmax is not
 /// element-wise: Dense layers run it over the whole row ([`softmax`]); here it is linear.
@@ -911,16 +927,21 @@ fn saturate_i32(x: i64) -> i32 {
 /// `σ(x)` of a Q·.12 input, in Q0.15. Inputs beyond `±16` take the end values of the table.
 #[inline]
 pub fn sigmoid(x: i32) -> i16 {
-    // 16 in Q.12 is 65536; the table has one entry per 256 input steps.
-    interpolate(&SIGMOID, x.clamp(-65536, 65536) + 65536, 8)
+    // 16 in Q.12 is 65536; the table has one entry per 256 input steps. The input saturates at one
+    // step below 16 (one `SSAT` on Armv7-M; the index then stays below 512, so both entries are read
+    // without a check): there the interpolation gives the table's last entry, which its neighbour
+    // equals (`end_entries_are_equal`), so this is the table on the whole of [−16, 16].
+    interpolate(&SIGMOID, x.clamp(-65536, 65535) + 65536, 8)
 }
 
 /// `tanh(x)` of a Q·.12 input, in Q0.15. Inputs beyond `±8` take the end values of the table. Odd by
 /// construction: `tanh(−x) = −tanh(x)` exactly.
 #[inline]
 pub fn tanh(x: i32) -> i16 {
-    // 8 in Q.12 is 32768; one entry per 128 input steps.
-    let y = interpolate(&TANH, x.clamp(-32768, 32768).abs() + 32768, 7);
+    // 8 in Q.12 is 32768; one entry per 128 input steps. `|x|` saturates one step below 8, as in
+    // `sigmoid`.
+    let magnitude = x.unsigned_abs().min(32767) as i32;
+    let y = interpolate(&TANH, magnitude + 32768, 7);
     if x < 0 {
         -y
     } else {
@@ -958,15 +979,16 @@ pub fn softmax(values: &mut [i32]) {
 /// on random and extreme inputs.
 pub const SOFTMAX_MAX_ERROR: f32 = 1e-4;
 
-/// Linear interpolation in `table` at `u / 2^bits` (`u ≥ 0`), rounding to nearest.
-#[inline]
+/// Linear interpolation in `table` at `u / 2^bits` (`u ≥ 0`), rounding to nearest. The result lies
+/// between the two entries (`frac < 2^bits`), so it is an `i16` without saturation.
+#[inline(always)]
 fn interpolate(table: &[i16; 513], u: i32, bits: u32) -> i16 {
     let index = (u >> bits) as usize;
     let frac = u & ((1 << bits) - 1);
     let last = table[512];
     let a = i32::from(table.get(index).copied().unwrap_or(last));
     let b = i32::from(table.get(index + 1).copied().unwrap_or(last));
-    saturate_i16(a + (((b - a) * frac + (1 << (bits - 1))) >> bits))
+    (a + (((b - a) * frac + (1 << (bits - 1))) >> bits)) as i16
 }
 
 /// `σ(−16 + i/16)` in Q0.15, rounded to nearest, for `i` in `0..=512`.
@@ -1361,6 +1383,66 @@ pub(crate) mod tests {
             );
             assert_eq!(TANH[i as usize], q15((-8.0 + x / 32.0).tanh()));
             assert_eq!(EXP[i as usize], q15((-16.0 + x / 32.0).exp()));
+        }
+    }
+
+    /// The table lookups as first written: the input clamped to the table's ends, the second entry read
+    /// with a check, the result saturated.
+    fn interpolate_reference(table: &[i16; 513], u: i32, bits: u32) -> i16 {
+        let index = (u >> bits) as usize;
+        let frac = u & ((1 << bits) - 1);
+        let a = i32::from(table.get(index).copied().unwrap_or(table[512]));
+        let b = i32::from(table.get(index + 1).copied().unwrap_or(table[512]));
+        saturate_i16(a + (((b - a) * frac + (1 << (bits - 1))) >> bits))
+    }
+
+    #[test]
+    fn narrow_requantization_is_the_wide_one() {
+        for from in 0..=24 {
+            for to in 0..=24 {
+                for x in (i16::MIN..=i16::MAX)
+                    .step_by(7)
+                    .chain([i16::MIN, -1, 0, 1, i16::MAX])
+                {
+                    assert_eq!(
+                        requantize_i16_narrow(x, from, to),
+                        requantize_i16(i64::from(x), from, to),
+                        "{x} from {from} to {to}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn end_entries_are_equal() {
+        assert_eq!(SIGMOID[511], SIGMOID[512]);
+        assert_eq!(TANH[511], TANH[512]);
+    }
+
+    #[test]
+    fn activations_equal_the_clamped_reference_for_every_input() {
+        let sigmoid_reference =
+            |x: i32| interpolate_reference(&SIGMOID, x.clamp(-65536, 65536) + 65536, 8);
+        let tanh_reference = |x: i32| {
+            let y = interpolate_reference(&TANH, x.clamp(-32768, 32768).abs() + 32768, 7);
+            if x < 0 {
+                -y
+            } else {
+                y
+            }
+        };
+        let extremes = [
+            i32::MIN,
+            i32::MIN + 1,
+            -1 << 20,
+            1 << 20,
+            i32::MAX - 1,
+            i32::MAX,
+        ];
+        for x in (-140_000..=140_000).chain(extremes) {
+            assert_eq!(sigmoid(x), sigmoid_reference(x), "sigmoid({x})");
+            assert_eq!(tanh(x), tanh_reference(x), "tanh({x})");
         }
     }
 
