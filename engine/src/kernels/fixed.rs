@@ -129,8 +129,8 @@ fn dot_plain(w: &[u8], x: &[i16]) -> i32 {
 
 /// Two rows' plain sums in one pass over `x`, for Arm cores without the DSP extension (Armv6-M, and
 /// Armv7-M without it): each input is loaded and sign-extended once for both rows, and the two sums
-/// live in high registers (`ADD` reaches them on Thumb-1), which leaves the five low registers the
-/// loop needs free: about 5.6 instructions per MAC against 7 for one row per pass. The same sums as
+/// live in high registers (`ADD` reaches them on Thumb-1), which leaves the six low registers the
+/// loop needs free: about 4.9 instructions per MAC against 7 for one row per pass. The same sums as
 /// [`dot_plain`] on each row (integer addition in any order; callers give at most [`EXACT_TERMS`]
 /// terms, so no partial sum overflows).
 #[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
@@ -144,72 +144,70 @@ fn dot_plain2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
     if chunks > 0 {
         let (sum0, sum1): (i32, i32);
         let x_end = x4.as_ptr().wrapping_add(chunks);
-        // SAFETY: `a`, `b` and `x` start at slices of at least `chunks ≥ 1` groups of four values and
-        // move by one group per iteration until `x` reaches `x_end`, `chunks` groups on; every load
-        // reads within the current group, at its natural alignment. The block reads memory only and
-        // writes only its operands, r8, r10, r11 (declared clobbered) and the flags.
-        // `ldrb`/`ldrh`/`sxtb`/`sxth`/`muls`/`adds` take the low registers the `reg` class gives on
-        // Thumb-1; `add`, `mov` and `cmp` also take high ones.
+        // SAFETY: `a` and `b` start at slices of at least `chunks ≥ 1` groups of four bytes, read at
+        // byte offset `i`, which goes up by one per value; `x` starts at `chunks` groups of four `i16`
+        // and moves by one group per iteration until it reaches `x_end`, so `i` stays below
+        // `4 · chunks` and every load is inside its slice, at its natural alignment. The block reads
+        // memory only and writes only its operands, r8, r10 and r11 (declared clobbered) and the
+        // flags. `ldrh`/`ldrsb`/`sxth`/`muls`/`adds` take the low registers (the `reg` class on
+        // Thumb-1: the six operands use them all); `add`, `mov` and `cmp` also take high ones, so the
+        // sums live in r8 and r10 and the end of `x` in r11.
         unsafe {
             core::arch::asm!(
-                // The sums start at 0 in r8 and r10, the end of `x` is kept in r11.
-                "movs {t}, #0",
-                "mov r8, {t}",
-                "mov r10, {t}",
-                "mov r11, {end}",
+                // The end of `x` comes in `t` and is kept in r11; the sums start at 0 in r8 and r10.
+                // The weights are read with a register offset
+                // (`LDRSB` has no immediate form on Thumb-1), which saves the `SXTB` of each.
+                "mov r11, {t}",
+                "movs {i}, #0",
+                "mov r8, {i}",
+                "mov r10, {i}",
                 "2:",
                 "ldrh {u}, [{x}, #0]",
                 "sxth {u}, {u}",
-                "ldrb {t}, [{a}, #0]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{a}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r8, {t}",
-                "ldrb {t}, [{b}, #0]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{b}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r10, {t}",
+                "adds {i}, #1",
                 "ldrh {u}, [{x}, #2]",
                 "sxth {u}, {u}",
-                "ldrb {t}, [{a}, #1]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{a}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r8, {t}",
-                "ldrb {t}, [{b}, #1]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{b}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r10, {t}",
+                "adds {i}, #1",
                 "ldrh {u}, [{x}, #4]",
                 "sxth {u}, {u}",
-                "ldrb {t}, [{a}, #2]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{a}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r8, {t}",
-                "ldrb {t}, [{b}, #2]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{b}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r10, {t}",
+                "adds {i}, #1",
                 "ldrh {u}, [{x}, #6]",
                 "sxth {u}, {u}",
-                "ldrb {t}, [{a}, #3]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{a}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r8, {t}",
-                "ldrb {t}, [{b}, #3]",
-                "sxtb {t}, {t}",
+                "ldrsb {t}, [{b}, {i}]",
                 "muls {t}, {u}, {t}",
                 "add r10, {t}",
-                "adds {a}, #4",
-                "adds {b}, #4",
+                "adds {i}, #1",
                 "adds {x}, #8",
                 "cmp {x}, r11",
                 "bne 2b",
                 "mov {t}, r8",
                 "mov {u}, r10",
-                a = inout(reg) a4.as_ptr() => _,
-                b = inout(reg) b4.as_ptr() => _,
+                a = in(reg) a4.as_ptr(),
+                b = in(reg) b4.as_ptr(),
                 x = inout(reg) x4.as_ptr() => _,
-                end = in(reg) x_end,
-                t = out(reg) sum0,
+                i = out(reg) _,
+                t = inout(reg) x_end => sum0,
                 u = out(reg) sum1,
                 out("r8") _,
                 out("r10") _,
@@ -768,8 +766,38 @@ fn rows_i16_narrow<const N: usize>(
         .zip(super::as_chunks::<_, N>(w).0)
         .zip(requant_pairs(requant))
     {
-        finish(out, row_i16_requant(row, x, multiplier, shift));
+        #[cfg(tinyrnn_dsp)]
+        let value = row_i16_requant(row, x, multiplier, shift);
+        #[cfg(not(tinyrnn_dsp))]
+        let value = match row_i16_sum_unrolled(row, x) {
+            Some(acc) => rescale_validated(acc, multiplier, shift as u32),
+            None => rescale_wide(row_i16_sum_wide(row, x), multiplier, shift),
+        };
+        finish(out, value);
     }
+}
+
+/// [`row_i16_sum`] of a row of `N ≤ 4` terms written out term by term: a loop over so few terms is
+/// not unrolled by the size-optimised builds of Armv6-M firmware, and its counter and exit tests cost
+/// as much as the terms.
+#[cfg_attr(tinyrnn_dsp, allow(dead_code))]
+#[inline(always)]
+fn row_i16_sum_unrolled<const N: usize>(row: &[i16; N], x: &[i16; N]) -> Option<i32> {
+    let term = |j: usize| match (row.get(j), x.get(j)) {
+        (Some(&w), Some(&x)) => i32::from(w) * i32::from(x),
+        _ => 0,
+    };
+    let mut acc = term(0);
+    if N > 1 {
+        acc = acc.checked_add(term(1))?;
+    }
+    if N > 2 {
+        acc = acc.checked_add(term(2))?;
+    }
+    if N > 3 {
+        acc = acc.checked_add(term(3))?;
+    }
+    Some(acc)
 }
 
 /// `rescale(Σ_j w_j x_j, multiplier, shift)` of one int16 row: the exact sum, requantized as an `i32`
