@@ -622,6 +622,7 @@ fn lstm_by_unit(
         sf,
     };
     let peephole = weights.peephole.as_ref().map(|p| p.i32());
+    let bounded = BoundedShifts::of(unit_formats, peephole.is_some());
     let peep = |gate: usize, u: usize, c: i16| {
         let p = peephole.and_then(|p| p.get(gate * hidden + u)).copied();
         p.map_or(0, |p| peephole_term(p, c, cf))
@@ -646,7 +647,13 @@ fn lstm_by_unit(
                 i = i.saturating_add(peep(0, u, *c));
                 f = f.saturating_add(peep(1, u, *c));
             }
-            *c = unit_formats.cell(clamped(i, clip), clamped(f, clip), clamped(g, clip), *c);
+            let (i, f, g) = (clamped(i, clip), clamped(f, clip), clamped(g, clip));
+            if let Some(shifts) = bounded {
+                *c = shifts.cell(input_forget, i, f, g, *c);
+                *out = i32::from(shifts.hidden(clamped(o, clip), *c));
+                continue;
+            }
+            *c = unit_formats.cell(i, f, g, *c);
             let mut o = o;
             if peephole.is_some() {
                 o = o.saturating_add(peep(2, u, *c));
@@ -694,19 +701,17 @@ fn lstm(
     clamp(i, clip);
     clamp(f, clip);
     clamp(g, clip);
-    let (ga, act) = (layer.gate_activation, layer.activation);
-    if (ga, act) == (Activation::Sigmoid, Activation::Tanh) && cf <= GATE_FRAC && peephole.is_none()
-    {
-        lstm_update_bounded(input_forget, clip, cf, sf, c, h, i, f, g, o);
-        return;
-    }
     let unit = UnitFormats {
-        gate: ga,
-        act,
+        gate: layer.gate_activation,
+        act: layer.activation,
         input_forget,
         cf,
         sf,
     };
+    if let Some(shifts) = BoundedShifts::of(unit, peephole.is_some()) {
+        lstm_update_bounded(shifts, input_forget, clip, c, h, i, f, g, o);
+        return;
+    }
     for (((c, i), f), g) in c.iter_mut().zip(i.iter()).zip(f.iter()).zip(g.iter()) {
         *c = unit.cell(*i, *f, *g, *c);
     }
@@ -787,10 +792,9 @@ impl UnitFormats {
 )]
 #[inline(always)]
 fn lstm_update_bounded(
+    shifts: BoundedShifts,
     input_forget: bool,
     clip: Option<i32>,
-    cf: u32,
-    sf: u32,
     c: &mut [i16],
     h: &mut [i16],
     i: &[i32],
@@ -798,7 +802,6 @@ fn lstm_update_bounded(
     g: &[i32],
     o: &mut [i32],
 ) {
-    let shifts = BoundedShifts::new(cf, sf);
     if input_forget {
         lstm_cells_bounded::<true>(shifts, c, i, f, g);
     } else {
@@ -806,9 +809,7 @@ fn lstm_update_bounded(
     }
     clamp(o, clip);
     for ((h, o), c) in h.iter_mut().zip(o.iter()).zip(c.iter()) {
-        let out = i32::from(fixed::sigmoid(*o));
-        let cell = i32::from(fixed::tanh(shifts.cell_to_pre(*c)));
-        *h = fixed::saturate_i16(shifts.round(out * cell, shifts.to_state));
+        *h = shifts.hidden(*o, *c);
     }
 }
 
@@ -823,20 +824,7 @@ fn lstm_cells_bounded<const INPUT_FORGET: bool>(
     g: &[i32],
 ) {
     for (((c, i), f), g) in c.iter_mut().zip(i).zip(f).zip(g) {
-        let input = i32::from(fixed::sigmoid(*i));
-        let forget = if INPUT_FORGET {
-            ONE - input
-        } else {
-            i32::from(fixed::sigmoid(*f))
-        };
-        let candidate = i32::from(fixed::tanh(*g));
-        // f ⊙ c in Q·.(15 + cf); i ⊙ g from Q·.30 to there, rounded (|i g| < 2^30: no overflow).
-        let kept = forget * i32::from(*c);
-        let added = shifts.round(input * candidate, shifts.to_cell);
-        // Back to Q·.cf: a rounding shift by 15 that cannot overflow at ±2^31.
-        let sum = kept.saturating_add(added);
-        let q = sum >> (GATE_FRAC - 1);
-        *c = fixed::saturate_i16((q >> 1) + (q & 1));
+        *c = shifts.cell(INPUT_FORGET, *i, *f, *g, *c);
     }
 }
 
@@ -857,6 +845,15 @@ struct BoundedShifts {
 
 #[cfg(feature = "lstm")]
 impl BoundedShifts {
+    /// The shifts of a sigmoid/tanh LSTM without peephole whose cell format has at most 15 fraction
+    /// bits, or `None` for a layer the general update must take.
+    fn of(unit: UnitFormats, peephole: bool) -> Option<Self> {
+        let bounded = (unit.gate, unit.act) == (Activation::Sigmoid, Activation::Tanh)
+            && unit.cf <= GATE_FRAC
+            && !peephole;
+        bounded.then(|| Self::new(unit.cf, unit.sf))
+    }
+
     fn new(cf: u32, sf: u32) -> Self {
         let pre = u32::from(PRE_FRAC);
         Self {
@@ -865,6 +862,33 @@ impl BoundedShifts {
             cell_down: cf.saturating_sub(pre),
             to_state: (2 * GATE_FRAC).saturating_sub(sf),
         }
+    }
+
+    /// [`UnitFormats::cell`] for such a layer, in `i32`.
+    #[inline(always)]
+    fn cell(self, input_forget: bool, i: i32, f: i32, g: i32, c: i16) -> i16 {
+        let input = i32::from(fixed::sigmoid(i));
+        let forget = if input_forget {
+            ONE - input
+        } else {
+            i32::from(fixed::sigmoid(f))
+        };
+        let candidate = i32::from(fixed::tanh(g));
+        // f ⊙ c in Q·.(15 + cf); i ⊙ g from Q·.30 to there, rounded (|i g| < 2^30: no overflow).
+        let kept = forget * i32::from(c);
+        let added = self.round(input * candidate, self.to_cell);
+        // Back to Q·.cf: a rounding shift by 15 that cannot overflow at ±2^31.
+        let sum = kept.saturating_add(added);
+        let q = sum >> (GATE_FRAC - 1);
+        fixed::saturate_i16((q >> 1) + (q & 1))
+    }
+
+    /// [`UnitFormats::hidden`] for such a layer, in `i32`.
+    #[inline(always)]
+    fn hidden(self, o: i32, c: i16) -> i16 {
+        let out = i32::from(fixed::sigmoid(o));
+        let cell = i32::from(fixed::tanh(self.cell_to_pre(c)));
+        fixed::saturate_i16(self.round(out * cell, self.to_state))
     }
 
     /// `round(x / 2^shift)`, ties up, for `|x| < 2^30` and `shift ≤ 30`: adding half a step cannot
@@ -1027,11 +1051,11 @@ mod tests {
                     );
                     let mut o: Vec<i32> = gates.iter().map(|v| v[3]).collect();
                     let (mut c, mut h) = (c0.clone(), std::vec![0i16; n]);
+                    let shifts = BoundedShifts::new(cf, sf);
                     lstm_update_bounded(
+                        shifts,
                         input_forget,
                         None,
-                        cf,
-                        sf,
                         &mut c,
                         &mut h,
                         &i,
