@@ -323,6 +323,92 @@ fn dot_paired2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
     (acc0, acc1)
 }
 
+/// Longest input [`rows_requant`] arranges once for all rows ([`arrange_pairs`]): 128 values, 256
+/// bytes of stack.
+const ARRANGED_GROUPS: usize = 32;
+
+/// The input arranged for [`dot_paired2_arranged`]: each group of four values `x0..x3` as the words
+/// `(x0, x2)` and `(x1, x3)`, the pairs `SMLAD` takes against the even and odd bytes of a word of
+/// weights (what [`dot_paired2`] builds with `PKHBT`/`PKHTB` for every pair of rows). Gives the number
+/// of groups arranged: all of `x`'s whole groups, or 0 if there are more than [`ARRANGED_GROUPS`].
+#[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+#[inline]
+fn arrange_pairs(x: &[i16], out: &mut [[u32; 2]; ARRANGED_GROUPS]) -> usize {
+    let (x4, _) = super::as_chunks::<_, 4>(x);
+    if x4.len() > ARRANGED_GROUPS {
+        return 0;
+    }
+    for (words, x) in out.iter_mut().zip(x4) {
+        let (x01, x23) = (dsp::pair(x[0], x[1]), dsp::pair(x[2], x[3]));
+        *words = [dsp::pkhbt(x01, x23), dsp::pkhtb(x23, x01)];
+    }
+    x4.len()
+}
+
+/// [`dot_paired2`] of two rows stored one after the other (`rows`: twice the input's length, a whole
+/// number of groups of four) with the input already arranged ([`arrange_pairs`]; one entry per group):
+/// per four values of the two rows, two input words, two words of weights, four `SXTB16` and four
+/// `SMLAD`. The same sums. At most [`EXACT_TERMS`] values per row.
+#[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
+#[inline(always)]
+fn dot_paired2_arranged(rows: &[u8], pairs: &[[u32; 2]]) -> (i32, i32) {
+    let (first, second) = rows.split_at(rows.len() / 2);
+    let (a4, _) = super::as_chunks::<_, 4>(first);
+    let (b4, _) = super::as_chunks::<_, 4>(second);
+    let (mut acc0, mut acc1) = (0i32, 0i32);
+    #[cfg(tinyrnn_dsp)]
+    {
+        let chunks = a4.len().min(b4.len()).min(pairs.len());
+        if chunks > 0 {
+            // SAFETY: `a` starts at the first row and `b` (formed in the block as `a` plus the row
+            // length) at the second, each at least `chunks ≥ 1` words long, and `p` at `chunks` pairs
+            // of words; each moves by one group per iteration, `chunks` times, so every load is inside
+            // its slice. Word loads at byte alignment are allowed on Armv7E-M (`cfg(tinyrnn_dsp)`);
+            // `LDRD` reads the word-aligned `pairs`. The block reads memory only and writes only its
+            // operands and the flags.
+            unsafe {
+                core::arch::asm!(
+                    "add {b}, {b}, {a}",
+                    "2:",
+                    "ldrd {e}, {o}, [{p}], #8",
+                    "ldr {w}, [{a}], #4",
+                    "sxtb16 {t}, {w}",
+                    "smlad {acc0}, {t}, {e}, {acc0}",
+                    "sxtb16 {w}, {w}, ror #8",
+                    "smlad {acc0}, {w}, {o}, {acc0}",
+                    "ldr {w}, [{b}], #4",
+                    "sxtb16 {t}, {w}",
+                    "smlad {acc1}, {t}, {e}, {acc1}",
+                    "sxtb16 {w}, {w}, ror #8",
+                    "smlad {acc1}, {w}, {o}, {acc1}",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    n = inout(reg) chunks => _,
+                    p = inout(reg) pairs.as_ptr() => _,
+                    a = inout(reg) first.as_ptr() => _,
+                    b = inout(reg) first.len() => _,
+                    acc0 = inout(reg) acc0,
+                    acc1 = inout(reg) acc1,
+                    e = out(reg) _,
+                    o = out(reg) _,
+                    w = out(reg) _,
+                    t = out(reg) _,
+                    options(readonly, nostack),
+                );
+            }
+        }
+    }
+    #[cfg(not(tinyrnn_dsp))]
+    for ((a, b), &[even, odd]) in a4.iter().zip(b4).zip(pairs) {
+        let (a, b) = (u32::from_le_bytes(*a), u32::from_le_bytes(*b));
+        acc0 = dsp::smlad(dsp::sxtb16(a), even, acc0);
+        acc0 = dsp::smlad(dsp::sxtb16_ror8(a), odd, acc0);
+        acc1 = dsp::smlad(dsp::sxtb16(b), even, acc1);
+        acc1 = dsp::smlad(dsp::sxtb16_ror8(b), odd, acc1);
+    }
+    (acc0, acc1)
+}
+
 /// The Armv7E-M DSP instructions [`dot_paired`] uses: inline assembly on `thumbv7em` (`cfg(tinyrnn_dsp)`,
 /// set by the build script), plain Rust with the same results elsewhere. Each is pure: no memory, no
 /// flags the compiler relies on (`SMLAD` may set the sticky Q flag, which nothing here reads).
@@ -618,6 +704,32 @@ fn rows_requant(
         let (y_pairs, y_tail) = y.split_at_mut_checked(paired).unwrap_or((&mut [], &mut []));
         let (q_pairs, q_tail) = q.split_at_checked(paired * n).unwrap_or((&[], q));
         let (pairs_two, pairs_tail) = pairs.split_at_checked(paired).unwrap_or((&[], pairs));
+        // The input arranged once for all rows when it is whole groups of four and not too long
+        // (each pair of rows would otherwise arrange it again), in a loop of its own: fewer values
+        // live across it than in one that could take either kernel.
+        #[cfg(tinyrnn_dsp)]
+        let mut arranged = [[0u32; 2]; ARRANGED_GROUPS];
+        #[cfg(tinyrnn_dsp)]
+        let groups = if n % 4 == 0 && paired >= 4 {
+            arrange_pairs(x, &mut arranged)
+        } else {
+            0
+        };
+        #[cfg(tinyrnn_dsp)]
+        if groups > 0 {
+            let arranged = arranged.get(..groups).unwrap_or(&[]);
+            for ((out, rows), two) in super::as_chunks_mut::<_, 2>(y_pairs)
+                .iter_mut()
+                .zip(q_pairs.chunks_exact(2 * n))
+                .zip(super::as_chunks::<_, 2>(pairs_two).0)
+            {
+                let (d0, d1) = dot_paired2_arranged(rows, arranged);
+                finish(&mut out[0], requantize(d0, &two[0]));
+                finish(&mut out[1], requantize(d1, &two[1]));
+            }
+        }
+        #[cfg(tinyrnn_dsp)]
+        let y_pairs = if groups > 0 { &mut [] } else { y_pairs };
         for ((out, rows), two) in super::as_chunks_mut::<_, 2>(y_pairs)
             .iter_mut()
             .zip(q_pairs.chunks_exact(2 * n))
@@ -1326,6 +1438,16 @@ pub(crate) mod tests {
                     (reference, dot_saturating(&other, &x)),
                     "two rows, n = {n}"
                 );
+                let mut pairs = [[0u32; 2]; ARRANGED_GROUPS];
+                let groups = arrange_pairs(&x, &mut pairs);
+                if n % 4 == 0 && groups == n / 4 {
+                    let rows: std::vec::Vec<u8> = w.iter().chain(&other).copied().collect();
+                    assert_eq!(
+                        dot_paired2_arranged(&rows, &pairs[..groups]),
+                        (reference, dot_saturating(&other, &x)),
+                        "two rows, arranged input, n = {n}"
+                    );
+                }
             }
             // Unequal lengths use the common prefix.
             let cut = n / 2;
