@@ -830,7 +830,6 @@ fn lstm_cells_bounded<const INPUT_FORGET: bool>(
 
 /// The format changes of [`lstm_update_bounded`], worked out once per step. Each gives the value
 /// `fixed::shift_round` / `fixed::requantize` give for the same shift (ties up, no saturation needed).
-#[cfg(feature = "lstm")]
 #[derive(Clone, Copy)]
 struct BoundedShifts {
     /// Q·.30 to Q·.(15 + cf): `15 − cf` (0 to 15).
@@ -843,7 +842,6 @@ struct BoundedShifts {
     to_state: u32,
 }
 
-#[cfg(feature = "lstm")]
 impl BoundedShifts {
     /// The shifts of a sigmoid/tanh LSTM without peephole whose cell format has at most 15 fraction
     /// bits, or `None` for a layer the general update must take.
@@ -927,8 +925,7 @@ fn gru(
     let (zr, n) = pre.split_at_mut((2 * hidden).min(pre.len()));
     let gates = |zr: &mut [i32]| {
         clamp(zr, clip);
-        zr.iter_mut()
-            .for_each(|v| *v = fixed::activate(layer.gate_activation, *v));
+        activate_all(layer.gate_activation, zr);
     };
     if reset_after {
         // extra = R h + rb, all three gates; r multiplies only its n block.
@@ -984,6 +981,22 @@ fn gru(
         let old = i64::from(fixed::requantize(i64::from(*h), sf, GATE_FRAC));
         let blended = n + fixed::shift_round(i64::from(*z) * (old - n), GATE_FRAC as i32);
         *h = fixed::requantize_i16(blended, GATE_FRAC, sf);
+    }
+}
+
+/// Every value through `activation` (Q·.12 to Q·.15), the function chosen once for the slice.
+#[inline]
+fn activate_all(activation: Activation, values: &mut [i32]) {
+    match activation {
+        Activation::Sigmoid => values
+            .iter_mut()
+            .for_each(|v| *v = i32::from(fixed::sigmoid(*v))),
+        Activation::Tanh => values
+            .iter_mut()
+            .for_each(|v| *v = i32::from(fixed::tanh(*v))),
+        other => values
+            .iter_mut()
+            .for_each(|v| *v = fixed::activate(other, *v)),
     }
 }
 

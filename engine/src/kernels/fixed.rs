@@ -1017,16 +1017,63 @@ fn shift_left_saturating(x: i64, k: u32) -> i64 {
 }
 
 /// A value with `from` fraction bits moved to `to` fraction bits, rounded to nearest and saturated to
-/// `i32`.
+/// `i32`. A value that fits `i32` (most callers widen one) is moved in `i32` arithmetic: the same
+/// result without 64-bit shifts, which a 32-bit core does in several instructions or a library call.
 #[inline]
 pub fn requantize(x: i64, from: u32, to: u32) -> i32 {
-    saturate_i32(shift_round(x, from as i32 - to as i32))
+    let shift = from as i32 - to as i32;
+    if let Ok(x) = i32::try_from(x) {
+        return shift_i32(x, shift);
+    }
+    saturate_i32(shift_round(x, shift))
 }
 
 /// A value with `from` fraction bits moved to `to` fraction bits, rounded and saturated to `i16`.
 #[inline]
 pub fn requantize_i16(x: i64, from: u32, to: u32) -> i16 {
-    saturate_i16(requantize(x, from, to))
+    let shift = from as i32 - to as i32;
+    if let Ok(x) = i32::try_from(x) {
+        return shift_i32_to_i16(x, shift);
+    }
+    saturate_i16(saturate_i32(shift_round(x, shift)))
+}
+
+/// `saturate_i32(shift_round(x, shift))` of an `i32`, in `i32`: a right shift rounds to nearest (ties
+/// up; by 32 or more every value rounds to 0), a left shift saturates.
+#[inline(always)]
+fn shift_i32(x: i32, shift: i32) -> i32 {
+    if shift > 0 {
+        let q = x >> (shift.min(32) - 1);
+        (q >> 1) + (q & 1)
+    } else {
+        let k = shift.unsigned_abs();
+        if k == 0 || x == 0 {
+            x
+        } else if k < 31 && (x << k) >> k == x {
+            x << k
+        } else if x < 0 {
+            i32::MIN
+        } else {
+            i32::MAX
+        }
+    }
+}
+
+/// `saturate_i16(shift_i32(x, shift))`: for a left shift, a value beyond `±2^16` saturates whatever the
+/// shift, so it is clamped there first and the shift cannot overflow.
+#[inline(always)]
+fn shift_i32_to_i16(x: i32, shift: i32) -> i16 {
+    if shift > 0 {
+        return saturate_i16(shift_i32(x, shift));
+    }
+    let k = shift.unsigned_abs();
+    if k < 16 {
+        saturate_i16(x.clamp(-65536, 65535) << k)
+    } else if x == 0 {
+        0
+    } else {
+        saturate_i16(shift_i32(x, shift))
+    }
 }
 
 /// An `i16` with `from` fraction bits moved to `to` fraction bits (both at most 24), rounded to nearest
@@ -1544,6 +1591,55 @@ pub(crate) mod tests {
         let a = i32::from(table.get(index).copied().unwrap_or(table[512]));
         let b = i32::from(table.get(index + 1).copied().unwrap_or(table[512]));
         saturate_i16(a + (((b - a) * frac + (1 << (bits - 1))) >> bits))
+    }
+
+    #[test]
+    fn requantization_of_i32_values_is_the_64_bit_one() {
+        // `requantize`/`requantize_i16` take their `i32` path for these; the reference is the 64-bit
+        // arithmetic they used for every value.
+        let mut rng = Xorshift(0x0bad_cafe);
+        let mut values: std::vec::Vec<i32> = (0..3000)
+            .map(|k| match k % 4 {
+                0 => rng.next() as i32,
+                1 => (rng.next() as i32) >> (rng.next() % 31),
+                _ => (rng.next() as i32) >> 16,
+            })
+            .collect();
+        values.extend([
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MIN,
+            i32::MAX,
+            i32::MIN + 1,
+            65535,
+            -65536,
+            65536,
+        ]);
+        for from in 0..=66 {
+            for to in [0, 1, 7, 12, 15, 16, 24, 30, 31, 32, 33, 40, 48, 62, 66] {
+                for &x in &values {
+                    let wide = saturate_i32(shift_round(i64::from(x), from as i32 - to as i32));
+                    assert_eq!(
+                        requantize(i64::from(x), from, to),
+                        wide,
+                        "{x} {from} -> {to}"
+                    );
+                    assert_eq!(
+                        requantize_i16(i64::from(x), from, to),
+                        saturate_i16(wide),
+                        "{x} {from} -> {to}, i16"
+                    );
+                    assert_eq!(
+                        requantize(i64::from(x), to, from),
+                        saturate_i32(shift_round(i64::from(x), to as i32 - from as i32)),
+                        "{x} {to} -> {from}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
