@@ -406,6 +406,7 @@ fn merge(direction: Direction, format: &FixedLayer, pass: usize, row: &mut [i16]
                 .for_each(|(v, h)| *v = fixed::requantize_i16_narrow(*h, sf, of));
         }
         (Direction::Bidirectional(_), 0) => copy(row, h),
+        (_, 0) if sf == of => copy(row, h),
         (_, 0) => row
             .iter_mut()
             .zip(h)
