@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instruction counts per streaming step, exact, with the qemu-insn plugin (../shared/tools/qemu-insn, or
-# QEMU_INSN=DIR), on QEMU's mps2-an386 (Cortex-M4F: f32, i8w, i8x16) and microbit (Cortex-M0: i8x16, and
-# f32 in soft-float). Each run ends with the naive Rust f32 LSTM reference of the bench binary. Prints
+# QEMU_INSN=DIR), on QEMU's mps2-an386 (Cortex-M4F: f32, i8w, i8x16) and microbit (Cortex-M0: i8x16, and f32
+# and i8w in soft-float). Each run ends with the naive Rust f32 LSTM reference of the bench binary. Prints
 # Markdown tables for BENCHMARKS.md. Fails if a model's output on the emulated core is not the host engine's,
 # bit for bit.
 #   usage: firmware/bench.sh            (from the repository root or firmware/)
@@ -26,9 +26,9 @@ run() {
   if [ -n "${CMSIS_NN_DIR:-}" ] && { [ "$mode" = i8x16 ] || [ "$triple-$mode" = thumbv7em-none-eabihf-f32 ]; }; then
     features="$features,cmsis-nn"
   fi
-  # The soft-float M0 build holds only the h16 and h32 models in the micro:bit's flash.
+  # The soft-float M0 builds (f32, i8w) hold only the h16 and h32 models in the micro:bit's flash.
   local max_hidden=64
-  if [ "$triple-$mode" = thumbv6m-none-eabi-f32 ]; then max_hidden=32; fi
+  if [ "$triple" = thumbv6m-none-eabi ] && [ "$mode" != i8x16 ]; then max_hidden=32; fi
   (cd "$root" && cargo run -q --release -p tinyrnn-conformance --example bench_models -- "$work/$mode" "$mode" "$max_hidden" >/dev/null)
   (
     cd "$root/firmware"
@@ -72,6 +72,6 @@ for mode in f32 i8w i8x16; do
   if wanted m4f "$mode"; then run thumbv7em-none-eabihf bench "$mode"; fi
 done
 header "Cortex-M0 (microbit, thumbv6m-none-eabi)"
-for mode in i8x16 f32; do
+for mode in i8x16 f32 i8w; do
   if wanted m0 "$mode"; then run thumbv6m-none-eabi bench,microbit "$mode"; fi
 done
