@@ -249,6 +249,45 @@ fn dot_paired(w: &[u8], x: &[i16]) -> i32 {
     })
 }
 
+/// The assembly text of four MACs of one row on Armv7E-M: a word of four weights loaded from `{ptr}`
+/// (moving on by 4), split by `SXTB16` into its even and odd bytes, and added to `{acc}` against the
+/// input pairs `{t}` (`x0, x2`) and `{o}` (`x1, x3`) by two `SMLAD`; `{w}` and `{e}` are scratch.
+/// [`smlad_word`] is the same in Rust. One text for the two-row loops that share it.
+#[cfg(tinyrnn_dsp)]
+macro_rules! smlad_word_asm {
+    ($ptr:literal, $acc:literal) => {
+        concat!(
+            "ldr {w}, [{",
+            $ptr,
+            "}], #4\n",
+            "sxtb16 {e}, {w}\n",
+            "smlad {",
+            $acc,
+            "}, {e}, {t}, {",
+            $acc,
+            "}\n",
+            "sxtb16 {w}, {w}, ror #8\n",
+            "smlad {",
+            $acc,
+            "}, {w}, {o}, {",
+            $acc,
+            "}\n",
+        )
+    };
+}
+
+/// Four MACs of one row: the weights of `word` against the input pairs `even` (`x0, x2`) and `odd`
+/// (`x1, x3`), as [`smlad_word_asm`] does them.
+#[cfg_attr(tinyrnn_dsp, allow(dead_code))]
+#[inline(always)]
+fn smlad_word(word: u32, even: u32, odd: u32, acc: i32) -> i32 {
+    dsp::smlad(
+        dsp::sxtb16_ror8(word),
+        odd,
+        dsp::smlad(dsp::sxtb16(word), even, acc),
+    )
+}
+
 /// [`dot_paired`] of two rows at once: the input pairs are loaded and arranged once for both rows.
 /// Callers give rows of the input's length, at most [`EXACT_TERMS`].
 #[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
@@ -275,18 +314,10 @@ fn dot_paired2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
                     "2:",
                     "ldr {e}, [{x}], #4",
                     "ldr {o}, [{x}], #4",
-                    "ldr {w}, [{a}], #4",
                     "pkhbt {t}, {e}, {o}, lsl #16",
                     "pkhtb {o}, {o}, {e}, asr #16",
-                    "sxtb16 {e}, {w}",
-                    "smlad {acc0}, {e}, {t}, {acc0}",
-                    "sxtb16 {w}, {w}, ror #8",
-                    "smlad {acc0}, {w}, {o}, {acc0}",
-                    "ldr {w}, [{b}], #4",
-                    "sxtb16 {e}, {w}",
-                    "smlad {acc1}, {e}, {t}, {acc1}",
-                    "sxtb16 {w}, {w}, ror #8",
-                    "smlad {acc1}, {w}, {o}, {acc1}",
+                    smlad_word_asm!("a", "acc0"),
+                    smlad_word_asm!("b", "acc1"),
                     "subs {n}, {n}, #1",
                     "bne 2b",
                     n = inout(reg) chunks => _,
@@ -309,11 +340,8 @@ fn dot_paired2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
         let x01 = dsp::pair(x[0], x[1]);
         let x23 = dsp::pair(x[2], x[3]);
         let (even, odd) = (dsp::pkhbt(x01, x23), dsp::pkhtb(x23, x01));
-        let (a, b) = (u32::from_le_bytes(*a), u32::from_le_bytes(*b));
-        acc0 = dsp::smlad(dsp::sxtb16(a), even, acc0);
-        acc0 = dsp::smlad(dsp::sxtb16_ror8(a), odd, acc0);
-        acc1 = dsp::smlad(dsp::sxtb16(b), even, acc1);
-        acc1 = dsp::smlad(dsp::sxtb16_ror8(b), odd, acc1);
+        acc0 = smlad_word(u32::from_le_bytes(*a), even, odd, acc0);
+        acc1 = smlad_word(u32::from_le_bytes(*b), even, odd, acc1);
     }
     let term = |w: u8, x: i16| i32::from(w as i8) * i32::from(x);
     for ((&a, &b), &x) in a_rest.iter().zip(b_rest).zip(x_rest) {
@@ -370,17 +398,9 @@ fn dot_paired2_arranged(rows: &[u8], pairs: &[[u32; 2]]) -> (i32, i32) {
                 core::arch::asm!(
                     "add {b}, {b}, {a}",
                     "2:",
-                    "ldrd {e}, {o}, [{p}], #8",
-                    "ldr {w}, [{a}], #4",
-                    "sxtb16 {t}, {w}",
-                    "smlad {acc0}, {t}, {e}, {acc0}",
-                    "sxtb16 {w}, {w}, ror #8",
-                    "smlad {acc0}, {w}, {o}, {acc0}",
-                    "ldr {w}, [{b}], #4",
-                    "sxtb16 {t}, {w}",
-                    "smlad {acc1}, {t}, {e}, {acc1}",
-                    "sxtb16 {w}, {w}, ror #8",
-                    "smlad {acc1}, {w}, {o}, {acc1}",
+                    "ldrd {t}, {o}, [{p}], #8",
+                    smlad_word_asm!("a", "acc0"),
+                    smlad_word_asm!("b", "acc1"),
                     "subs {n}, {n}, #1",
                     "bne 2b",
                     n = inout(reg) chunks => _,
@@ -400,11 +420,8 @@ fn dot_paired2_arranged(rows: &[u8], pairs: &[[u32; 2]]) -> (i32, i32) {
     }
     #[cfg(not(tinyrnn_dsp))]
     for ((a, b), &[even, odd]) in a4.iter().zip(b4).zip(pairs) {
-        let (a, b) = (u32::from_le_bytes(*a), u32::from_le_bytes(*b));
-        acc0 = dsp::smlad(dsp::sxtb16(a), even, acc0);
-        acc0 = dsp::smlad(dsp::sxtb16_ror8(a), odd, acc0);
-        acc1 = dsp::smlad(dsp::sxtb16(b), even, acc1);
-        acc1 = dsp::smlad(dsp::sxtb16_ror8(b), odd, acc1);
+        acc0 = smlad_word(u32::from_le_bytes(*a), even, odd, acc0);
+        acc1 = smlad_word(u32::from_le_bytes(*b), even, odd, acc1);
     }
     (acc0, acc1)
 }
