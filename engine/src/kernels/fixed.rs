@@ -8,6 +8,8 @@
 //!
 //! The integer-only cells (`engine/src/integer.rs`) are built from these and nothing else.
 
+use core::mem::MaybeUninit;
+
 /// Fraction bits of an activation function's input.
 pub const ACT_FRAC: u32 = 12;
 
@@ -355,22 +357,29 @@ fn dot_paired2(w0: &[u8], w1: &[u8], x: &[i16]) -> (i32, i32) {
 /// bytes of stack.
 const ARRANGED_GROUPS: usize = 32;
 
+/// Room for an arranged input ([`arrange_pairs`]), not zeroed first: only the groups written are read.
+type ArrangedTable = [MaybeUninit<[u32; 2]>; ARRANGED_GROUPS];
+
 /// The input arranged for [`dot_paired2_arranged`]: each group of four values `x0..x3` as the words
 /// `(x0, x2)` and `(x1, x3)`, the pairs `SMLAD` takes against the even and odd bytes of a word of
-/// weights (what [`dot_paired2`] builds with `PKHBT`/`PKHTB` for every pair of rows). Gives the number
-/// of groups arranged: all of `x`'s whole groups, or 0 if there are more than [`ARRANGED_GROUPS`].
+/// weights (what [`dot_paired2`] builds with `PKHBT`/`PKHTB` for every pair of rows), written to the
+/// front of `table`. Gives all of `x`'s whole groups arranged, or none if there are more than
+/// [`ARRANGED_GROUPS`].
 #[cfg_attr(not(tinyrnn_dsp), allow(dead_code))]
 #[inline]
-fn arrange_pairs(x: &[i16], out: &mut [[u32; 2]; ARRANGED_GROUPS]) -> usize {
+fn arrange_pairs<'t>(x: &[i16], table: &'t mut ArrangedTable) -> &'t [[u32; 2]] {
     let (x4, _) = super::as_chunks::<_, 4>(x);
     if x4.len() > ARRANGED_GROUPS {
-        return 0;
+        return &[];
     }
-    for (words, x) in out.iter_mut().zip(x4) {
+    for (slot, x) in table.iter_mut().zip(x4) {
         let (x01, x23) = (dsp::pair(x[0], x[1]), dsp::pair(x[2], x[3]));
-        *words = [dsp::pkhbt(x01, x23), dsp::pkhtb(x23, x01)];
+        slot.write([dsp::pkhbt(x01, x23), dsp::pkhtb(x23, x01)]);
     }
-    x4.len()
+    // SAFETY: the loop above wrote the first `x4.len() ≤ ARRANGED_GROUPS` slots of `table` (the zip
+    // stops at the shorter side, and `x4` is not the longer one), so those are initialised
+    // `[u32; 2]` values; `MaybeUninit<T>` has `T`'s layout, and the slice borrows `table`.
+    unsafe { core::slice::from_raw_parts(table.as_ptr().cast::<[u32; 2]>(), x4.len()) }
 }
 
 /// [`dot_paired2`] of two rows stored one after the other (`rows`: twice the input's length, a whole
@@ -725,16 +734,17 @@ fn rows_requant(
         // (each pair of rows would otherwise arrange it again), in a loop of its own: fewer values
         // live across it than in one that could take either kernel.
         #[cfg(tinyrnn_dsp)]
-        let mut arranged = [[0u32; 2]; ARRANGED_GROUPS];
+        let mut table: ArrangedTable = [MaybeUninit::uninit(); ARRANGED_GROUPS];
         #[cfg(tinyrnn_dsp)]
-        let groups = if n % 4 == 0 && paired >= 4 {
-            arrange_pairs(x, &mut arranged)
+        let arranged = if n % 4 == 0 && paired >= 4 {
+            arrange_pairs(x, &mut table)
         } else {
-            0
+            &[]
         };
         #[cfg(tinyrnn_dsp)]
+        let groups = arranged.len();
+        #[cfg(tinyrnn_dsp)]
         if groups > 0 {
-            let arranged = arranged.get(..groups).unwrap_or(&[]);
             for ((out, rows), two) in super::as_chunks_mut::<_, 2>(y_pairs)
                 .iter_mut()
                 .zip(q_pairs.chunks_exact(2 * n))
@@ -1502,12 +1512,12 @@ pub(crate) mod tests {
                     (reference, dot_saturating(&other, &x)),
                     "two rows, n = {n}"
                 );
-                let mut pairs = [[0u32; 2]; ARRANGED_GROUPS];
-                let groups = arrange_pairs(&x, &mut pairs);
-                if n % 4 == 0 && groups == n / 4 {
+                let mut table: ArrangedTable = [MaybeUninit::uninit(); ARRANGED_GROUPS];
+                let pairs = arrange_pairs(&x, &mut table);
+                if n % 4 == 0 && pairs.len() == n / 4 {
                     let rows: std::vec::Vec<u8> = w.iter().chain(&other).copied().collect();
                     assert_eq!(
-                        dot_paired2_arranged(&rows, &pairs[..groups]),
+                        dot_paired2_arranged(&rows, pairs),
                         (reference, dot_saturating(&other, &x)),
                         "two rows, arranged input, n = {n}"
                     );
