@@ -642,14 +642,39 @@ fn halves_product(a: i32, b: i32) -> i64 {
 /// still never panics.
 #[inline(always)]
 pub(crate) fn rescale_validated(acc: i32, multiplier: i32, shift: u32) -> i32 {
+    // With a 64-bit multiply in hardware the product is formed once for both cases; without, the usual
+    // case forms only its high word.
+    #[cfg(not(tinyrnn_no_long_multiply))]
     let product = multiply_wide(acc, multiplier);
     if shift >= 33 {
         // As in `rescale`: the high word, within 2^30, shifted as an `i32`.
+        #[cfg(not(tinyrnn_no_long_multiply))]
         let high = (product >> 32) as i32;
+        #[cfg(tinyrnn_no_long_multiply)]
+        let high = high_from_halves(acc, multiplier);
         return high.wrapping_shr(shift.wrapping_sub(33)).wrapping_add(1) >> 1;
     }
+    #[cfg(tinyrnn_no_long_multiply)]
+    let product = multiply_wide(acc, multiplier);
     let rounded = product.wrapping_shr(shift.wrapping_sub(1)).wrapping_add(1) >> 1;
     saturate_i32(rounded)
+}
+
+/// `⌊a × b / 2^32⌋`, the high word of the exact product, for `b ≥ 0` (a validated multiplier), from
+/// 16-bit halves, without forming the low word or any 64-bit sum (for Armv6-M): with `a = a_hi·2^16 + a_lo` (`a_hi` signed, `a_lo` the low
+/// bits) and `b` alike (`b ≥ 0`, so `b_hi < 2^15`), the high word is `a_hi·b_hi` plus the floor of
+/// `(a_hi·b_lo + a_lo·b_hi + ⌊a_lo·b_lo / 2^16⌋) / 2^16`. `a_hi·b_lo` is split into its own high
+/// part (an arithmetic shift) and its low 16 bits, which join the other, non-negative terms in a `u32`
+/// sum below 2^32. Every product fits its type: `|a_hi·b_lo| < 2^31`, `a_lo·b_hi < 2^31`,
+/// `a_lo·b_lo < 2^32`.
+#[inline(always)]
+#[cfg_attr(not(any(tinyrnn_no_long_multiply, test)), allow(dead_code))]
+fn high_from_halves(a: i32, b: i32) -> i32 {
+    let (a_hi, a_lo) = (a >> 16, (a & 0xffff) as u32);
+    let (b_hi, b_lo) = (((b >> 16) & 0x7fff) as u32, (b & 0xffff) as u32);
+    let cross = a_hi * b_lo as i32;
+    let low = a_lo * b_hi + ((a_lo * b_lo) >> 16) + (cross as u32 & 0xffff);
+    a_hi * b_hi as i32 + (cross >> 16) + (low >> 16) as i32
 }
 
 /// Saturates to `i16`.
@@ -1374,6 +1399,38 @@ pub(crate) mod tests {
         }
         // Out of range (never after validation): some value, no panic.
         let _ = (rescale_validated(5, 1, 0), rescale_validated(5, 1, 99));
+    }
+
+    #[test]
+    fn high_word_from_halves_is_the_exact_one() {
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -65537,
+            -65536,
+            -65535,
+            -32769,
+            -32768,
+            -1,
+            0,
+            1,
+            32767,
+            32768,
+            65535,
+            65536,
+            i32::MAX,
+        ];
+        let exact = |a: i32, b: i32| ((i64::from(a) * i64::from(b)) >> 32) as i32;
+        for &a in &edges {
+            for &b in edges.iter().filter(|&&b| b >= 0) {
+                assert_eq!(high_from_halves(a, b), exact(a, b), "{a} × {b}");
+            }
+        }
+        let mut rng = Xorshift(0x1357_9bdf);
+        for _ in 0..if cfg!(miri) { 1_000 } else { 1_000_000 } {
+            let (a, b) = (rng.next() as i32, (rng.next() >> 1) as i32);
+            assert_eq!(high_from_halves(a, b), exact(a, b), "{a} × {b}");
+        }
     }
 
     #[test]
