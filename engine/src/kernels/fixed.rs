@@ -750,7 +750,20 @@ fn rows_requant(
     let pairs = super::as_chunks::<_, 2>(requant).0;
     #[cfg(any(tinyrnn_dsp, target_arch = "arm"))]
     if n <= EXACT_TERMS {
+        #[cfg(not(tinyrnn_no_long_multiply))]
         let rows = y.len().min(q.len() / n).min(pairs.len());
+        // Armv6-M has no divide instruction: validation makes `q` exactly `rows × n`, so the division
+        // (a library call there) is left for a matrix that is not. `n ≤ EXACT_TERMS` < 2^9 here, so
+        // below 2^22 rows the product cannot overflow (a checked multiply is another library call).
+        #[cfg(tinyrnn_no_long_multiply)]
+        let rows = {
+            let rows = y.len().min(pairs.len());
+            if rows < 1 << 22 && rows.wrapping_mul(n) <= q.len() {
+                rows
+            } else {
+                rows.min(q.len() / n)
+            }
+        };
         let paired = rows - rows % 2;
         let (y_pairs, y_tail) = y.split_at_mut_checked(paired).unwrap_or((&mut [], &mut []));
         let (q_pairs, q_tail) = q.split_at_checked(paired * n).unwrap_or((&[], q));
