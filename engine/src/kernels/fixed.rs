@@ -991,7 +991,10 @@ fn row_i16_requant(row: &[i16], x: &[i16], multiplier: i32, shift: i32) -> i32 {
 /// `Σ_j w_j x_j` of an int16 row if it fits `i32`. On Armv7E-M the sum is exact in `i64`, two terms per
 /// `SMLALD` ([`dot_i16_paired`]), and then checked; elsewhere it is summed in `i32` and `None` as soon as
 /// a partial sum would overflow (then [`row_i16_sum_wide`] takes the row: a sum that overflowed on the
-/// way and came back into range gives the same requantized value through `i128`).
+/// way and came back into range gives the same requantized value through `i128`). On Arm cores without
+/// the DSP extension, rows of more than four terms take an out-of-line Thumb-1 loop: inlined into a
+/// row loop, LLVM's kept its pointers on the stack and reloaded them for every term (13 instructions
+/// per MAC instead of 8).
 #[inline(always)]
 fn row_i16_sum(row: &[i16], x: &[i16]) -> Option<i32> {
     #[cfg(tinyrnn_dsp)]
@@ -1000,12 +1003,64 @@ fn row_i16_sum(row: &[i16], x: &[i16]) -> Option<i32> {
     }
     #[cfg(not(tinyrnn_dsp))]
     {
+        #[cfg(target_arch = "arm")]
+        if row.len().min(x.len()) > 4 {
+            return thumb1_row_i16_sum(row, x);
+        }
         let mut acc = 0i32;
         for (&w, &x) in row.iter().zip(x) {
             acc = acc.checked_add(i32::from(w) * i32::from(x))?;
         }
         Some(acc)
     }
+}
+
+/// [`row_i16_sum`]'s checked `i32` sum as a Thumb-1 loop (Armv6-M, and Armv7-M without the DSP
+/// extension): `LDRSH` with a register offset for both operands, `MULS`, `ADDS` and a branch out on
+/// overflow, 8 instructions per term. `None` on overflow.
+#[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
+#[inline(never)]
+fn thumb1_row_i16_sum(row: &[i16], x: &[i16]) -> Option<i32> {
+    let n = row.len().min(x.len());
+    if n == 0 {
+        return Some(0);
+    }
+    let (sum, overflowed): (i32, usize);
+    // SAFETY: `w` and `x` point at `n ≥ 1` values each, read at byte offset `i` = 0, 2, …, 2(n − 1):
+    // the loop stops when `i` reaches `2n` (kept in r11), so every load is inside both slices, at
+    // its natural alignment. The block reads memory only and writes only its operands, r11 (declared
+    // clobbered) and the flags. Thumb-1 takes high registers only by `mov`/`cmp`, so the end comes
+    // in through `t`.
+    unsafe {
+        core::arch::asm!(
+            "mov r11, {t}",
+            "movs {acc}, #0",
+            "movs {i}, #0",
+            "2:",
+            "ldrsh {t}, [{w}, {i}]",
+            "ldrsh {u}, [{x}, {i}]",
+            "muls {t}, {u}, {t}",
+            "adds {acc}, {acc}, {t}",
+            "bvs 3f",
+            "adds {i}, #2",
+            "cmp {i}, r11",
+            "bne 2b",
+            "movs {i}, #0",
+            "b 4f",
+            "3:",
+            "movs {i}, #1",
+            "4:",
+            w = in(reg) row.as_ptr(),
+            x = in(reg) x.as_ptr(),
+            t = inout(reg) 2 * n => _,
+            u = out(reg) _,
+            acc = out(reg) sum,
+            i = out(reg) overflowed,
+            out("r11") _,
+            options(readonly, nostack),
+        );
+    }
+    (overflowed == 0).then_some(sum)
 }
 
 /// `Σ_j w_j x_j` of an int16 row in `i64`, where no row length can overflow it (each term is at most
