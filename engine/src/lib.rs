@@ -52,10 +52,17 @@
         clippy::arithmetic_side_effects
     )
 )]
-// With a cell compiled out (the `lstm`, `gru`, `simple-rnn` features), helpers only that cell used and
-// step arguments only it read go unused; the default (all cells) build keeps these lints in full.
+// With a cell or a numeric mode compiled out (the `lstm`, `gru`, `simple-rnn`, `f32`, `i8x16`
+// features), helpers only it used and step arguments only it read go unused; the default (everything)
+// build keeps these lints in full.
 #![cfg_attr(
-    not(all(feature = "lstm", feature = "gru", feature = "simple-rnn")),
+    not(all(
+        feature = "lstm",
+        feature = "gru",
+        feature = "simple-rnn",
+        feature = "f32",
+        feature = "i8x16"
+    )),
     allow(dead_code, unused_imports, unused_variables)
 )]
 

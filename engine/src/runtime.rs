@@ -9,7 +9,7 @@ use crate::format::{Dense, Direction, Layer, Merge, Recurrent, Residual};
 use crate::integer;
 use crate::kernels::float::add;
 use crate::kernels::{self, matvec};
-use crate::model::{Model, Stage};
+use crate::model::{check_mode_compiled_in, Model, Stage};
 
 /// What a streaming step produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,6 +350,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
         fill: impl FnOnce(&mut [i16]),
         emit: impl FnOnce(&[i16]),
     ) -> Result<Status, Error> {
+        check_mode_compiled_in(true)?;
         self.check_step(source, output_len)?;
         let input = match source {
             Source::Tokens(ids) => integer::Input::Tokens(ids),
@@ -377,6 +378,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
         raw: impl Fn(usize) -> i16,
         emit: impl FnOnce(&[i16]),
     ) -> Result<usize, Error> {
+        check_mode_compiled_in(true)?;
         let (steps, out_steps) = self.check_window(source, output_len)?;
         self.reset();
         let input = match source {
@@ -497,6 +499,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
     // their frames would add up.
     #[inline(never)]
     fn advance(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<Status, Error> {
+        check_mode_compiled_in(false)?;
         let model = self.model;
         self.check_step(source, output.len())?;
         let width = model.max_width();
@@ -589,6 +592,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
     // their frames would add up.
     #[inline(never)]
     fn window(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<usize, Error> {
+        check_mode_compiled_in(false)?;
         let model = self.model;
         let (steps, out_steps) = self.check_window(source, output.len())?;
         self.reset();
