@@ -13,7 +13,7 @@ fn main() {
         "memory/rp2040.x"
     } else if env::var_os("CARGO_FEATURE_MICROBIT").is_some() {
         "memory/microbit.x"
-    } else if env::var_os("CARGO_FEATURE_CMSIS_NN").is_some() {
+    } else if env::var_os("CARGO_FEATURE_BENCH").is_some() {
         "memory/mps2-an386-bench.x"
     } else {
         "memory/mps2-an386.x"
