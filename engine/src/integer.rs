@@ -403,14 +403,14 @@ fn merge(direction: Direction, format: &FixedLayer, pass: usize, row: &mut [i16]
             let row = row.get_mut(pass * hidden..).unwrap_or(&mut []);
             row.iter_mut()
                 .zip(h)
-                .for_each(|(v, h)| *v = fixed::requantize_i16_narrow(*h, sf, of));
+                .for_each(|(v, h)| *v = fixed::requantize_i16(i64::from(*h), sf, of));
         }
         (Direction::Bidirectional(_), 0) => copy(row, h),
         (_, 0) if sf == of => copy(row, h),
         (_, 0) => row
             .iter_mut()
             .zip(h)
-            .for_each(|(v, h)| *v = fixed::requantize_i16_narrow(*h, sf, of)),
+            .for_each(|(v, h)| *v = fixed::requantize_i16(i64::from(*h), sf, of)),
         (Direction::Bidirectional(Merge::Sum), _) => {
             combine(row, &|a, b| fixed::requantize_i16(a + b, sf, of))
         }
