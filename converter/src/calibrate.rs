@@ -372,26 +372,36 @@ pub struct Moments {
     pub input_mean: Option<Vec<f64>>,
     /// Mean of each direction's hidden state, where `state` is known.
     pub state_mean: [Option<Vec<f64>>; 2],
+    /// Of a residual layer's skip-map input, the series `x_j[t] − l_j` over the window (`l_j` its last
+    /// value with `add_last`, else 0), `T × T`: one per block of the map, so per target for per-target
+    /// maps, and over every target's series for a shared map.
+    pub skip: Vec<Vec<f64>>,
+    /// Mean of the skip-map input, per block as `skip`.
+    pub skip_mean: Vec<Vec<f64>>,
 }
 
 /// The [`Moments`] of every layer, from running each prefix of `spec` over `data`.
 pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
     let mut out = Vec::with_capacity(spec.layers.len());
-    // What enters layer 0: the feature input itself.
-    let mut previous: Option<(Vec<f32>, usize)> = match (&data.data, spec.input.kind) {
-        (Data::Float(_), InputKind::Features(n)) => {
+    // The feature input's windows, each timestep-major.
+    let raw: Vec<Vec<f32>> = match (&data.data, spec.input.kind) {
+        (Data::Float(_), InputKind::Features(_)) => {
             let blob = to_blob(spec)?;
             let model = AlignedBlob::new(&blob);
             let model = model.open()?;
-            let rows: Vec<f32> = run::windows(&model, data)?
+            run::windows(&model, data)?
                 .into_iter()
-                .flat_map(|w| match w {
-                    run::Window::Features { values, .. } => values,
-                    run::Window::Tokens(_) => Vec::new(),
+                .filter_map(|w| match w {
+                    run::Window::Features { values, .. } => Some(values),
+                    run::Window::Tokens(_) => None,
                 })
-                .collect();
-            Some((rows, n as usize))
+                .collect()
         }
+        _ => Vec::new(),
+    };
+    // What enters layer 0: the feature input itself.
+    let mut previous: Option<(Vec<f32>, usize)> = match spec.input.kind {
+        InputKind::Features(n) if !raw.is_empty() => Some((raw.concat(), n as usize)),
         _ => None,
     };
     for (k, layer) in spec.layers.iter().enumerate() {
@@ -412,7 +422,26 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
                 .as_ref()
                 .map(|(rows, width)| mean(rows, *width, 0, *width)),
             state_mean: [None, None],
+            skip: Vec::new(),
+            skip_mean: Vec::new(),
         };
+        if let (Layer::Residual(r), InputKind::Features(width), Some(skip)) =
+            (layer, spec.input.kind, &r_skip(layer))
+        {
+            let series = skip_series(&raw, width as usize, &r.inputs, r.add_last);
+            // As the engine reads it: a map with one row per forecast value is per target.
+            let forecast = previous.as_ref().map_or(0, |(_, w)| *w);
+            let blocks = if skip.rows == forecast && r.inputs.len() > 1 {
+                series
+            } else {
+                vec![series.concat()]
+            };
+            let steps = skip.cols;
+            for rows in &blocks {
+                m.skip.push(second_moment(rows, steps, 0, steps));
+                m.skip_mean.push(mean(rows, steps, 0, steps));
+            }
+        }
         if let Layer::Recurrent(r) = layer {
             let hidden = r.hidden as usize;
             match r.direction {
@@ -459,6 +488,48 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
         };
     }
     Ok(out)
+}
+
+/// A residual layer's skip map, if it has one.
+fn r_skip(layer: &Layer<crate::spec::Tensor>) -> Option<crate::spec::Tensor> {
+    match layer {
+        Layer::Residual(r) => r.skip.clone(),
+        _ => None,
+    }
+}
+
+/// For each target a residual layer continues (input feature `inputs[j]`), the series its skip map
+/// reads in every window, one window after another: `x_j[t] − l_j` with `l_j` the window's last value
+/// of that feature when `add_last`, else 0 (what the engine's residual layer computes).
+fn skip_series(
+    windows: &[Vec<f32>],
+    width: usize,
+    inputs: &[u16],
+    add_last: bool,
+) -> Vec<Vec<f32>> {
+    inputs
+        .iter()
+        .map(|&feature| {
+            let feature = usize::from(feature);
+            windows
+                .iter()
+                .flat_map(|w| {
+                    let column: Vec<f32> = w
+                        .iter()
+                        .skip(feature)
+                        .step_by(width.max(1))
+                        .copied()
+                        .collect();
+                    let last = if add_last {
+                        column.last().copied().unwrap_or(0.0)
+                    } else {
+                        0.0
+                    };
+                    column.into_iter().map(move |x| x - last)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `Σ x xᵀ` over the rows of `values` (each `width` wide), of columns `from..from + n`.

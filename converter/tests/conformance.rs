@@ -493,13 +493,14 @@ const DEGENERATE_RANGE: f32 = 1e-3;
 const DEGENERATE_ABS_BOUND: f32 = 2e-4;
 
 /// The largest `i8w` error allowed on any fixture, as a fraction of the f32 output range over the
-/// fixture's windows. Measured worst: 1.85e-2 with calibration-aware rounding and bias correction (2.0e-2
-/// without the correction, 3.6e-2 with plain rounding); issue 4's target of 5e-4 is not met by per-row
-/// int8 weights on these random-weight fixtures (see BENCHMARKS.md). This guards regressions.
-const I8W_BOUND: f32 = 2.5e-2;
-/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 2.1e-3
-/// (2.4e-3 without bias correction).
-const I8W_MEDIAN_BOUND: f32 = 2.5e-3;
+/// fixture's windows. Measured worst: 5.4e-3 (`onnx/bidir_mul_split`) with each row's scale searched,
+/// calibration-aware rounding and bias correction (1.85e-2 with the scale fixed at `max|row| / 127`,
+/// 3.6e-2 with plain rounding); issue 4's target of 5e-4 is not met by per-row int8 weights on these
+/// random-weight fixtures (see BENCHMARKS.md). This guards regressions.
+const I8W_BOUND: f32 = 7e-3;
+/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 7.3e-4
+/// (2.1e-3 with the scale fixed at `max|row| / 127`).
+const I8W_MEDIAN_BOUND: f32 = 9e-4;
 
 #[test]
 fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
