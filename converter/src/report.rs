@@ -369,6 +369,28 @@ pub fn accuracy(errors: &[crate::quantize::FeatureError]) -> String {
             e.relative()
         );
     }
+    if errors.len() > 1 {
+        let max_abs = errors.iter().fold(0.0f32, |m, e| m.max(e.max_abs));
+        let mean_abs =
+            errors.iter().map(|e| f64::from(e.mean_abs)).sum::<f64>() / errors.len() as f64;
+        let (worst, relative) =
+            errors
+                .iter()
+                .map(|e| e.relative())
+                .enumerate()
+                .fold((0, 0.0f32), |(k, m), (j, r)| {
+                    if r > m || r.is_nan() {
+                        (j, r)
+                    } else {
+                        (k, m)
+                    }
+                });
+        let _ = writeln!(
+            out,
+            "{:<7} {max_abs:>12.3e} {mean_abs:>12.3e} {:>12} {relative:>14.3e}  (largest: output {worst})",
+            "all", "",
+        );
+    }
     out
 }
 

@@ -780,18 +780,8 @@ fn quantize_trained(
     f32_bytes: usize,
     mode: crate::quantize::Mode,
 ) -> Result<(PathBuf, Vec<u8>)> {
-    let n = train_w.len().min(CALIBRATION_WINDOWS);
-    ensure!(
-        n > 0,
-        "no training windows to calibrate the quantized model on"
-    );
-    let per = train_w.window * train_w.features;
-    let mut values = Vec::with_capacity(n * per);
-    for k in 0..n {
-        let i = k * train_w.len() / n;
-        values.extend_from_slice(&train_w.inputs[i * per..(i + 1) * per]);
-    }
-    let calibration = crate::npy::Array::float(vec![n, train_w.window, train_w.features], values)?;
+    let calibration = calibration_windows(train_w)?;
+    let n = calibration.shape[0];
     let quantized =
         crate::quantize::quantize_with_options(spec, mode, Some(&calibration), &request.quantizer)
             .with_context(|| format!("quantizing the trained model to {}", mode.name()))?;
@@ -990,6 +980,13 @@ pub fn eval(blob: &[u8], csv: &Path) -> Result<(SplitMetrics, SplitMetrics)> {
     let s = &info.settings;
     let p = prepare(csv, s)?;
     let spec = ModelSpec::from_model(&model)?;
+    let (input_scalers, target_scalers) = stored_scalers(&spec, &p)?;
+    let (_, _, test, _, _) = evaluate(&spec, &p, s, &input_scalers, &target_scalers)?;
+    Ok((test, info.outcome.test))
+}
+
+/// The input and target scalers a trained blob stores, checked against the protocol's columns.
+fn stored_scalers(spec: &ModelSpec, p: &Prepared) -> Result<(Vec<Affine>, Vec<Affine>)> {
     let pairs = |t: &Option<crate::spec::Tensor>, n: usize| -> Vec<Affine> {
         match t {
             Some(t) => affine_pairs(t)
@@ -1005,8 +1002,73 @@ pub fn eval(blob: &[u8], csv: &Path) -> Result<(SplitMetrics, SplitMetrics)> {
         input_scalers.len() == p.inputs.len() && target_scalers.len() == p.targets.len(),
         "the blob's scalers do not match its stored columns"
     );
-    let (_, _, test, _, _) = evaluate(&spec, &p, s, &input_scalers, &target_scalers)?;
-    Ok((test, info.outcome.test))
+    Ok((input_scalers, target_scalers))
+}
+
+/// The settings `tinyrnn train` stored in `blob`; `None` for a blob it did not write.
+pub fn stored_settings(blob: &[u8]) -> Option<Settings> {
+    let aligned = AlignedBlob::new(blob);
+    let model = aligned.open().ok()?;
+    TrainInfo::parse(model.meta().info).map(|info| info.settings)
+}
+
+/// A trained model's own data, rebuilt from the CSV it was trained on under its stored protocol and
+/// scalers (model units): what `tinyrnn quantize` and `inspect --data` calibrate on and measure with.
+#[derive(Clone, Debug)]
+pub struct TrainedData {
+    /// Up to [`CALIBRATION_WINDOWS`] training windows, evenly spaced over the training split.
+    pub calibration: crate::npy::Array,
+    /// Training windows in the split (`calibration` holds all of them or an even sample).
+    pub training_windows: usize,
+    /// Every window of the test split: the quantized model's error is measured on these.
+    pub test: crate::npy::Array,
+    /// The CSV rows the test split spans.
+    pub test_rows: std::ops::Range<usize>,
+}
+
+/// [`TrainedData`] of `blob` (written by `tinyrnn train`) from `csv`.
+pub fn trained_data(blob: &[u8], csv: &Path) -> Result<TrainedData> {
+    let aligned = AlignedBlob::new(blob);
+    let model = aligned.open()?;
+    let info = TrainInfo::parse(model.meta().info)
+        .context("this blob was not written by `tinyrnn train`: it stores no protocol")?;
+    let s = &info.settings;
+    let p = prepare(csv, s)?;
+    let spec = ModelSpec::from_model(&model)?;
+    let (input_scalers, target_scalers) = stored_scalers(&spec, &p)?;
+    let [train_rows, _, test_rows] = p.ranges.clone();
+    let train_w = windows(&p, train_rows, &input_scalers, &target_scalers, s, s.stride)?;
+    let test_w = windows(&p, test_rows.clone(), &input_scalers, &target_scalers, s, 1)?;
+    ensure!(
+        !test_w.is_empty(),
+        "the test split of {} holds no complete window",
+        csv.display()
+    );
+    Ok(TrainedData {
+        calibration: calibration_windows(&train_w)?,
+        training_windows: train_w.len(),
+        test: crate::npy::Array::float(
+            vec![test_w.len(), test_w.window, test_w.features],
+            test_w.inputs.clone(),
+        )?,
+        test_rows,
+    })
+}
+
+/// Up to [`CALIBRATION_WINDOWS`] of `train_w`'s input windows, evenly spaced, as a batch.
+fn calibration_windows(train_w: &Windows) -> Result<crate::npy::Array> {
+    let n = train_w.len().min(CALIBRATION_WINDOWS);
+    ensure!(
+        n > 0,
+        "no training windows to calibrate the quantized model on"
+    );
+    let per = train_w.window * train_w.features;
+    let mut values = Vec::with_capacity(n * per);
+    for k in 0..n {
+        let i = k * train_w.len() / n;
+        values.extend_from_slice(&train_w.inputs[i * per..(i + 1) * per]);
+    }
+    crate::npy::Array::float(vec![n, train_w.window, train_w.features], values)
 }
 
 /// The table `eval` prints: recomputed test metrics beside the stored ones.

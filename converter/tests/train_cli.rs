@@ -491,3 +491,84 @@ fn train_and_import_take_the_quantizer_flags() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `tinyrnn quantize` on a trained blob reads the CSV it was trained on under the stored protocol:
+/// training windows calibrate and test windows measure. Given with `--calibrate` or found beside the
+/// blob, the result is the very blob `train --quantize` wrote. Not found, i8x16 names the file to pass
+/// and i8w quantizes without data, saying so.
+#[test]
+fn quantize_reads_a_trained_models_csv_under_its_protocol() {
+    let dir = scratch("quantize-trained");
+    let (blob, from_train) = train_i8x16(&dir, &["--window", "5"]);
+    let quantized = dir.join("q.trnn");
+    let quantize = |mode: &str, extra: &[&str]| {
+        let mut args = vec![
+            "quantize",
+            blob.to_str().unwrap(),
+            "--mode",
+            mode,
+            "-o",
+            quantized.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        tinyrnn(&args)
+    };
+
+    let refused = quantize("i8x16", &[]);
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert!(
+        err.contains("trained on kpi.csv") && err.contains("--calibrate PATH/kpi.csv"),
+        "{err}"
+    );
+    let without = quantize("i8w", &[]);
+    assert!(without.status.success(), "{}", text(&without.stderr));
+    assert!(text(&without.stdout).contains("trained on kpi.csv, which is neither beside"));
+
+    let csv = kpi_csv();
+    let given = quantize("i8x16", &["--calibrate", csv.to_str().unwrap()]);
+    assert!(given.status.success(), "{}", text(&given.stderr));
+    let stdout = text(&given.stdout);
+    assert!(stdout.contains("training windows of"), "{stdout}");
+    assert!(stdout.contains("test windows of"), "{stdout}");
+    assert_eq!(
+        std::fs::read(&quantized).unwrap(),
+        std::fs::read(&from_train).unwrap(),
+        "quantize and train --quantize calibrate on the same windows"
+    );
+    // `test MSE q (f32 f, ±x %)`: within the 2 % the integer issue allows.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("test MSE "))
+        .expect("a test MSE line");
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert!(numbers[0] <= numbers[1] * 1.02, "{line}");
+
+    std::fs::copy(&csv, dir.join("kpi.csv")).unwrap();
+    std::fs::remove_file(&quantized).unwrap();
+    let found = quantize("i8x16", &[]);
+    assert!(found.status.success(), "{}", text(&found.stderr));
+    assert_eq!(
+        std::fs::read(&quantized).unwrap(),
+        std::fs::read(&from_train).unwrap()
+    );
+
+    let inspect = tinyrnn(&[
+        "inspect",
+        blob.to_str().unwrap(),
+        "--data",
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = text(&inspect.stdout);
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+    for mode in ["i8w", "i8x16"] {
+        assert!(
+            stdout.contains(&format!("error of {mode} against f32 on the")),
+            "{stdout}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
