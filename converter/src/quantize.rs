@@ -552,7 +552,7 @@ fn cholesky_lower(a: &[f64], n: usize) -> Option<Vec<f64>> {
 
 /// Symmetric int8 with one scale per row, values in `-127..=127`. Each row's scale is the one, among
 /// `max|row| / 127` and coarser ones up to twice it, whose rounded values (with the scale then fitted
-/// to them by least squares) leave the smallest `‖w − scale × q‖²` ([`best_row_i8`]). `data` of the
+/// to them by least squares) leave the smallest `‖w − scale × q‖²`. `data` of the
 /// result holds `scale × q`, the values the engine computes with.
 pub fn per_row_i8(t: &Tensor) -> Result<Tensor> {
     per_row_i8_with(t, None)

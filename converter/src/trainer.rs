@@ -768,7 +768,7 @@ pub fn train(request: &Request) -> Result<Trained> {
 }
 
 /// Most training windows used to calibrate a quantized model (evenly spaced over the training split).
-const CALIBRATION_WINDOWS: usize = 1024;
+pub const CALIBRATION_WINDOWS: usize = 1024;
 
 /// Writes the trained model quantized to `mode` beside the f32 blob (`NAME-MODE.trnn`), calibrated on the
 /// training windows, and prints its test metrics against the f32 model's.
