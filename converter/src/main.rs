@@ -1018,8 +1018,10 @@ fn quantize_and_report_with(
     let calibration = data.as_ref().map(|d| &d.split.calibration);
     let quantized = quantize::quantize_with_options(&spec, mode, calibration, options)?;
     let blob = write::to_blob(&quantized)?;
-    write_blob(output, &write::with_self_test(&blob)?)?;
-    print!("{}", describe(output, &blob)?);
+    // What is described is the file as written, self-test vector included.
+    let written = write::with_self_test(&blob)?;
+    write_blob(output, &written)?;
+    print!("{}", describe(output, &written)?);
     println!();
     let mut table: Vec<(&str, Vec<u8>)> = vec![("f32", f32_blob.to_vec())];
     for other in [quantize::Mode::I8w, quantize::Mode::I8x16] {

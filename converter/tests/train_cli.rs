@@ -531,6 +531,8 @@ fn quantize_reads_a_trained_models_csv_under_its_protocol() {
     let stdout = text(&given.stdout);
     assert!(stdout.contains("training windows of"), "{stdout}");
     assert!(stdout.contains("test windows of"), "{stdout}");
+    // The description is of the file written, self-test vector included.
+    assert!(stdout.contains("passes here"), "{stdout}");
     assert_eq!(
         std::fs::read(&quantized).unwrap(),
         std::fs::read(&from_train).unwrap(),
