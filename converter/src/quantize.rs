@@ -236,7 +236,11 @@ fn quantize_weights(layer: Layer<Tensor>, moments: &calibrate::Moments) -> Resul
 fn skip_i8(w: &Tensor, moments: &[Vec<f64>]) -> Result<Tensor> {
     let n = w.cols;
     let blocks = moments.len();
-    if blocks == 0 || w.rows % blocks != 0 || moments.iter().any(|h| h.len() != n * n) {
+    if blocks == 0
+        || w.rows == 0
+        || w.rows % blocks != 0
+        || moments.iter().any(|h| h.len() != n * n)
+    {
         return per_row_i8(w);
     }
     let rows = w.rows / blocks;
@@ -305,7 +309,7 @@ pub fn correct_biases(
                 return;
             };
             let blocks = moments.skip_mean.len();
-            if blocks == 0 || ow.rows % blocks != 0 || ow.cols == 0 {
+            if blocks == 0 || ow.rows == 0 || ow.rows % blocks != 0 || ow.cols == 0 {
                 return;
             }
             let rows = ow.rows / blocks;
