@@ -425,13 +425,20 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
             skip: Vec::new(),
             skip_mean: Vec::new(),
         };
-        if let (Layer::Residual(r), InputKind::Features(width), Some(skip)) =
-            (layer, spec.input.kind, &r_skip(layer))
+        if let (
+            Layer::Residual(tinyrnn::format::Residual {
+                skip: Some(skip),
+                inputs,
+                add_last,
+                ..
+            }),
+            InputKind::Features(width),
+        ) = (layer, spec.input.kind)
         {
-            let series = skip_series(&raw, width as usize, &r.inputs, r.add_last);
+            let series = skip_series(&raw, width as usize, inputs, *add_last);
             // As the engine reads it: a map with one row per forecast value is per target.
             let forecast = previous.as_ref().map_or(0, |(_, w)| *w);
-            let blocks = if skip.rows == forecast && r.inputs.len() > 1 {
+            let blocks = if skip.rows == forecast && inputs.len() > 1 {
                 series
             } else {
                 vec![series.concat()]
@@ -488,14 +495,6 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
         };
     }
     Ok(out)
-}
-
-/// A residual layer's skip map, if it has one.
-fn r_skip(layer: &Layer<crate::spec::Tensor>) -> Option<crate::spec::Tensor> {
-    match layer {
-        Layer::Residual(r) => r.skip.clone(),
-        _ => None,
-    }
 }
 
 /// For each target a residual layer continues (input feature `inputs[j]`), the series its skip map

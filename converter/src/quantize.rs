@@ -275,10 +275,10 @@ pub fn correct_biases(
     moments: &calibrate::Moments,
 ) {
     // −ΔW · mean for rows `rows` of a matrix pair.
-    let shift = |w: &Tensor, q: &Tensor, mean: &[f64]| -> Vec<f64> {
-        w.data
-            .chunks_exact(w.cols.max(1))
-            .zip(q.data.chunks_exact(q.cols.max(1)))
+    // Over the rows (`cols` wide) of a block of a matrix and of its quantized form.
+    let shift_rows = |w: &[f32], q: &[f32], cols: usize, mean: &[f64]| -> Vec<f64> {
+        w.chunks_exact(cols.max(1))
+            .zip(q.chunks_exact(cols.max(1)))
             .map(|(a, b)| {
                 -a.iter()
                     .zip(b)
@@ -288,6 +288,7 @@ pub fn correct_biases(
             })
             .collect()
     };
+    let shift = |w: &Tensor, q: &Tensor, mean: &[f64]| shift_rows(&w.data, &q.data, w.cols, mean);
     let apply = |bias: &mut Option<Tensor>, delta: &[f64], rows: std::ops::Range<usize>| {
         let b = bias.get_or_insert_with(|| Tensor::vector(vec![0.0; delta.len()]));
         if b.data.len() != delta.len() || b.quant.is_some() || b.integer.is_some() {
@@ -320,13 +321,7 @@ pub fn correct_biases(
                 .zip(qw.data.chunks_exact(rows * ow.cols))
                 .zip(&moments.skip_mean)
             {
-                let pair = (
-                    Tensor::matrix(rows, ow.cols, o_rows.to_vec()),
-                    Tensor::matrix(rows, ow.cols, q_rows.to_vec()),
-                );
-                if let (Ok(o_block), Ok(q_block)) = pair {
-                    delta.extend(shift(&o_block, &q_block, mean));
-                }
+                delta.extend(shift_rows(o_rows, q_rows, ow.cols, mean));
             }
             if delta.len() == ow.rows {
                 apply(&mut q.skip_bias, &delta, 0..delta.len());
@@ -442,15 +437,26 @@ fn best_row_i8(w: &[f64], metric: Option<&RowMetric>) -> (f64, Vec<i8>) {
     if max <= 0.0 || n == 0 {
         return (0.0, vec![0; n]);
     }
-    let times_a = |v: &[f64]| -> Vec<f64> {
+    // `A w`, once per row; `qᵀ A q` per try, without allocating.
+    let aw: Vec<f64> = match metric {
+        Some(m) => {
+            m.a.chunks_exact(n)
+                .map(|row| row.iter().zip(w).map(|(a, w)| a * w).sum())
+                .collect()
+        }
+        None => w.to_vec(),
+    };
+    let quadratic = |q: &[f64]| -> f64 {
         match metric {
-            Some(m) => (0..n)
-                .map(|i| (0..n).map(|j| m.a[i * n + j] * v[j]).sum())
-                .collect(),
-            None => v.to_vec(),
+            Some(m) => {
+                m.a.chunks_exact(n)
+                    .zip(q)
+                    .map(|(row, qi)| qi * row.iter().zip(q).map(|(a, qj)| a * qj).sum::<f64>())
+                    .sum()
+            }
+            None => q.iter().map(|v| v * v).sum(),
         }
     };
-    let aw = times_a(w);
     let tries = scale_tries(n);
     let mut best: Option<(f64, f64, Vec<i8>)> = None;
     let mut q = vec![0.0f64; n];
@@ -476,8 +482,7 @@ fn best_row_i8(w: &[f64], metric: Option<&RowMetric>) -> (f64, Vec<i8>) {
                 }
             }
         }
-        let aq = times_a(&q);
-        let qaq: f64 = q.iter().zip(&aq).map(|(a, b)| a * b).sum();
+        let qaq = quadratic(&q);
         let qaw: f64 = q.iter().zip(&aw).map(|(a, b)| a * b).sum();
         if qaq <= 0.0 || qaw <= 0.0 || !qaq.is_finite() || !qaw.is_finite() {
             continue;

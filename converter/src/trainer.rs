@@ -1049,7 +1049,7 @@ pub fn trained_data(blob: &[u8], csv: &Path) -> Result<TrainedData> {
         training_windows: train_w.len(),
         test: crate::npy::Array::float(
             vec![test_w.len(), test_w.window, test_w.features],
-            test_w.inputs.clone(),
+            test_w.inputs,
         )?,
         test_rows,
     })
