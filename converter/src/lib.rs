@@ -10,6 +10,7 @@ pub mod quantize;
 pub mod report;
 pub mod run;
 pub mod spec;
+pub mod stdout;
 pub mod text;
 pub mod train;
 pub mod trainer;

@@ -9,6 +9,7 @@ use tinyrnn_converter::train::chars::{self, Optimizer};
 use tinyrnn_converter::train::{CellKind, Head};
 use tinyrnn_converter::trainer::{self, ColumnRange, ScaleChoice, SplitChoice};
 use tinyrnn_converter::{calibrate, compare, import, npy, quantize, report, run, spec, write};
+use tinyrnn_converter::{out, outln};
 
 #[derive(Parser)]
 #[command(
@@ -469,7 +470,7 @@ fn execute(cli: Cli) -> Result<()> {
                     let blob = write::to_blob_with_self_test(&spec)
                         .with_context(|| format!("writing {}", output.display()))?;
                     write_blob(&output, &blob)?;
-                    print!("{}", describe(&output, &blob)?);
+                    out!("{}", describe(&output, &blob)?);
                     Ok(())
                 }
                 Some(mode) => {
@@ -509,15 +510,15 @@ fn execute(cli: Cli) -> Result<()> {
             let blob = read_blob(&model)?;
             let (now, stored) = trainer::eval(&blob, &csv)
                 .with_context(|| format!("evaluating {} on {}", model.display(), csv.display()))?;
-            println!(
+            outln!(
                 "test split of {}: {} windows, metrics recomputed with the engine",
                 csv.display(),
                 now.windows
             );
-            print!("{}", trainer::eval_table(&now, &stored));
+            out!("{}", trainer::eval_table(&now, &stored));
             let aligned = run::AlignedBlob::new(&blob);
             if spec::ModelSpec::from_model(&aligned.open()?)?.is_quantized() {
-                println!("(a quantized blob: the stored metrics are those of its f32 model)");
+                outln!("(a quantized blob: the stored metrics are those of its f32 model)");
                 return Ok(());
             }
             trainer::check_identical(&now, &stored)
@@ -543,13 +544,13 @@ fn execute(cli: Cli) -> Result<()> {
                 Some(path) => {
                     std::fs::write(&path, text)
                         .with_context(|| format!("writing {}", path.display()))?;
-                    println!(
+                    outln!(
                         "wrote {} forecasts (raw units) to {}",
                         forecasts.lines.len(),
                         path.display()
                     );
                 }
-                None => print!("{text}"),
+                None => out!("{text}"),
             }
             Ok(())
         }
@@ -569,7 +570,7 @@ fn execute(cli: Cli) -> Result<()> {
             match (output, &y.data) {
                 (Some(path), npy::Data::Float(values)) => {
                     npy::write_f32(&path, &y.shape, values)?;
-                    println!("wrote {} with shape {:?}", path.display(), y.shape);
+                    outln!("wrote {} with shape {:?}", path.display(), y.shape);
                 }
                 (None, npy::Data::Float(values)) => print_array(&y.shape, values),
                 (_, npy::Data::Int(_)) => anyhow::bail!("the engine returned integers"),
@@ -581,13 +582,13 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Inspect { model, data } => {
             let blob = read_blob(&model)?;
-            print!("{}", describe(&model, &blob)?);
+            out!("{}", describe(&model, &blob)?);
             let aligned = run::AlignedBlob::new(&blob);
-            print!("{}", training_details(&aligned.open()?, blob.len()));
+            out!("{}", training_details(&aligned.open()?, blob.len()));
             let spec = spec::ModelSpec::from_model(&aligned.open()?)?;
             if spec.is_quantized() {
                 if data.is_some() {
-                    println!("\n(the blob is quantized: inspect its f32 blob to compare modes)");
+                    outln!("\n(the blob is quantized: inspect its f32 blob to compare modes)");
                 }
                 return Ok(());
             }
@@ -596,13 +597,13 @@ fn execute(cli: Cli) -> Result<()> {
                 None => None,
             };
             if let Some(text) = data.as_ref().and_then(|d| d.calibrated_on.as_ref()) {
-                println!("\ncalibrated on {text}");
+                outln!("\ncalibrated on {text}");
             }
             let mut blobs: Vec<(&str, Vec<u8>)> = vec![("f32", blob.clone())];
             for mode in [quantize::Mode::I8w, quantize::Mode::I8x16] {
                 let calibration = data.as_ref().map(|d| &d.split.calibration);
                 if mode.needs_calibration() && calibration.is_none() {
-                    println!(
+                    outln!(
                         "\n{} needs calibration data for its formats: pass --data X.npy|X.csv",
                         mode.name()
                     );
@@ -613,16 +614,16 @@ fn execute(cli: Cli) -> Result<()> {
                 {
                     Ok(q) => blobs.push((mode.name(), q)),
                     Err(err) => {
-                        println!("\n{} is not available for this model: {err:#}", mode.name())
+                        outln!("\n{} is not available for this model: {err:#}", mode.name())
                     }
                 }
             }
-            println!();
+            outln!();
             let table: Vec<(&str, &[u8])> = blobs.iter().map(|(n, b)| (*n, &b[..])).collect();
-            print!("{}", report::modes(&table));
+            out!("{}", report::modes(&table));
             if let Some(data) = &data {
                 for (name, quantized) in &blobs[1..] {
-                    println!();
+                    outln!();
                     data.report(name, &blob, quantized)?;
                 }
             }
@@ -639,7 +640,7 @@ fn execute(cli: Cli) -> Result<()> {
             let text =
                 tinyrnn_converter::text::generate_text(&blob, &prime, length, temperature, seed)
                     .with_context(|| format!("generating with {}", model.display()))?;
-            println!("{prime}{text}");
+            outln!("{prime}{text}");
             Ok(())
         }
         Command::Classify { model, text } => {
@@ -647,7 +648,7 @@ fn execute(cli: Cli) -> Result<()> {
             let scores = tinyrnn_converter::text::classify(&blob, &text)
                 .with_context(|| format!("classifying with {}", model.display()))?;
             let shown: Vec<String> = scores.iter().map(|s| format!("{s:.6}")).collect();
-            println!("{}", shown.join(" "));
+            outln!("{}", shown.join(" "));
             Ok(())
         }
         Command::Demo { example, output } => demo(&example, &output),
@@ -715,11 +716,11 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
     let example = example.as_path();
     let csv = example.join("kpi.csv");
     let request = demo_request(&csv, output);
-    println!(
+    outln!(
         "1. train a KPI forecaster on {} (synthetic KPIs, 10-minute steps)",
         csv.display()
     );
-    println!(
+    outln!(
         "   tinyrnn train --csv {} --inputs CQI,UE_TX_POWER,DL_PRB_USAGE_RATE \\\n     \
          --targets CQI,DL_PRB_USAGE_RATE --window 5 --horizon 2 --range CQI=0:15 \\\n     \
          --range UE_TX_POWER=-17:23 --range DL_PRB_USAGE_RATE=0:100 --cell gru --hidden 8 \\\n     \
@@ -729,16 +730,16 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
     );
     let trained = trainer::train(&request)?;
 
-    println!(
+    outln!(
         "\n2. evaluate {} on the test split again",
         request.output.display()
     );
     let (now, stored) = trainer::eval(&trained.blob, &csv)?;
-    print!("{}", trainer::eval_table(&now, &stored));
+    out!("{}", trainer::eval_table(&now, &stored));
     trainer::check_identical(&now, &stored)?;
     let persistence = &trained.info.outcome.test_persistence;
     if let (Some(model), Some(naive)) = (now.overall(), persistence.overall()) {
-        println!(
+        outln!(
             "   test MSE {:.5} against {:.5} for persistence (repeating the last value): {:.0} % lower",
             model.mse,
             naive.mse,
@@ -746,11 +747,11 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
         );
     }
 
-    println!("\n3. describe the blob (what `tinyrnn inspect` prints)");
-    print!("{}", describe(&request.output, &trained.blob)?);
+    outln!("\n3. describe the blob (what `tinyrnn inspect` prints)");
+    out!("{}", describe(&request.output, &trained.blob)?);
 
     let int8_path = output.join("kpi-i8w.trnn");
-    println!(
+    outln!(
         "\n   quantized to int8 weights (tinyrnn quantize --mode i8w): {}",
         int8_path.display()
     );
@@ -761,7 +762,7 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
         .with_context(|| format!("writing {}", int8_path.display()))?;
     let (int8_test, _) = trainer::eval(&int8_blob, &csv)?;
     if let (Some(q), Some(f)) = (int8_test.overall(), now.overall()) {
-        println!(
+        outln!(
             "   {} bytes instead of {}; test MSE {:.5} (f32 {:.5}), MAE {:.5} (f32 {:.5})",
             int8_blob.len(),
             trained.blob.len(),
@@ -772,12 +773,10 @@ fn demo(example: &Path, output: &Path) -> Result<()> {
         );
     }
 
-    println!(
-        "\n4. stream raw samples through the engine's Forecaster, with the blob's own scalers"
-    );
+    outln!("\n4. stream raw samples through the engine's Forecaster, with the blob's own scalers");
     demo_stream(&trained.blob, &csv)?;
 
-    println!();
+    outln!();
     demo_keras(example, &output.join("kpi_forecaster.trnn"))
 }
 
@@ -801,9 +800,13 @@ fn demo_stream(blob: &[u8], csv: &Path) -> Result<()> {
     let mut memory =
         vec![0.0f32; tinyrnn::Forecaster::<WINDOW_VALUES>::memory_words(&model, mode)?];
     let mut forecaster = tinyrnn::Forecaster::<WINDOW_VALUES>::new(&model, &mut memory)?;
-    println!(
+    outln!(
         "   {:<5} {:>6} {:>6} {:>6}      {:<29} actual t+1 | t+2",
-        "row", "CQI", "TX dBm", "PRB %", "forecast CQI PRB: t+1 | t+2"
+        "row",
+        "CQI",
+        "TX dBm",
+        "PRB %",
+        "forecast CQI PRB: t+1 | t+2"
     );
     let first = table.rows.saturating_sub(10);
     for row in first..table.rows.saturating_sub(2) {
@@ -834,9 +837,9 @@ fn demo_stream(blob: &[u8], csv: &Path) -> Result<()> {
                 format!("{:<29} {}", pairs.join(" | "), actual.join(" | "))
             }
         };
-        println!("   {row:<5} {}  ->  {shown}", cells.join(" "));
+        outln!("   {row:<5} {}  ->  {shown}", cells.join(" "));
     }
-    println!(
+    outln!(
         "   (raw units in and out: CQI 0-15, UE TX power dBm, PRB usage %; the blob scales them)"
     );
     Ok(())
@@ -844,7 +847,7 @@ fn demo_stream(blob: &[u8], csv: &Path) -> Result<()> {
 
 fn demo_keras(example: &Path, output: &Path) -> Result<()> {
     let source = example.join("kpi_forecaster.keras");
-    println!(
+    outln!(
         "5. import {} (the same kind of model, trained in Keras)",
         source.display()
     );
@@ -854,16 +857,16 @@ fn demo_keras(example: &Path, output: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(output, &blob).with_context(|| format!("writing {}", output.display()))?;
-    println!("   wrote {} ({} bytes)", output.display(), blob.len());
+    outln!("   wrote {} ({} bytes)", output.display(), blob.len());
 
     let input = npy::read(&example.join("input.npy"))?;
-    println!(
+    outln!(
         "\n6. run {} windows of {:?} through the engine",
         input.shape[0],
         &input.shape[1..]
     );
     let y = run::run_batch(&blob, &input)?;
-    println!(
+    outln!(
         "   output {:?}, compared with Keras model.predict:",
         y.shape
     );
@@ -872,7 +875,7 @@ fn demo_keras(example: &Path, output: &Path) -> Result<()> {
         anyhow::bail!("the engine returned integers");
     };
 
-    println!("\n7. stream the last window one sample at a time (state kept between calls)");
+    outln!("\n7. stream the last window one sample at a time (state kept between calls)");
     let aligned = run::AlignedBlob::new(&blob);
     let model = aligned.open()?;
     let mut memory = vec![0.0f32; model.memory().total()];
@@ -886,21 +889,21 @@ fn demo_keras(example: &Path, output: &Path) -> Result<()> {
     for (t, sample) in last.chunks_exact(width).enumerate() {
         let status = runtime.step(sample, &mut forecast)?;
         let values: Vec<String> = forecast.iter().map(|v| format!("{v:.4}")).collect();
-        println!(
+        outln!(
             "   sample {t}: {sample:?} -> {status:?} [{}]",
             values.join(", ")
         );
     }
     let windowed = &ours[ours.len() - forecast.len()..];
-    println!(
+    outln!(
         "   streamed forecast equals the windowed one: {}",
         forecast
             .iter()
             .zip(windowed)
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
-    println!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %;");
-    println!(
+    outln!("   (CQI and DL PRB usage, 2 steps ahead, min-max scaled: CQI 0-15, PRB 0-100 %;");
+    outln!(
         "   this blob has no scalers: it was imported from Keras, which scaled outside the model)"
     );
     Ok(())
@@ -962,7 +965,7 @@ fn check_against(y: &npy::Array, reference: &Path) -> Result<()> {
             compare::RTOL
         );
     }
-    println!(
+    outln!(
         "   matches {} within {} + {}·|reference| (largest difference {:.2e})",
         reference.display(),
         compare::ATOL,
@@ -1001,7 +1004,7 @@ fn quantize_and_report_with(
                 quantize::CALIBRATION_HINT.trim_start_matches("pass ")
             ),
             None => {
-                println!(
+                outln!(
                     "(trained on {}, which is neither beside the model nor in the working \
                      directory: pass --calibrate PATH/{} to round for its data and measure the \
                      error)\n",
@@ -1013,7 +1016,7 @@ fn quantize_and_report_with(
         (None, None) => None,
     };
     if let Some(text) = data.as_ref().and_then(|d| d.calibrated_on.as_ref()) {
-        println!("calibrated on {text}\n");
+        outln!("calibrated on {text}\n");
     }
     let calibration = data.as_ref().map(|d| &d.split.calibration);
     let quantized = quantize::quantize_with_options(&spec, mode, calibration, options)?;
@@ -1021,8 +1024,8 @@ fn quantize_and_report_with(
     // What is described is the file as written, self-test vector included.
     let written = write::with_self_test(&blob)?;
     write_blob(output, &written)?;
-    print!("{}", describe(output, &written)?);
-    println!();
+    out!("{}", describe(output, &written)?);
+    outln!();
     let mut table: Vec<(&str, Vec<u8>)> = vec![("f32", f32_blob.to_vec())];
     for other in [quantize::Mode::I8w, quantize::Mode::I8x16] {
         if other == mode {
@@ -1034,11 +1037,11 @@ fn quantize_and_report_with(
         }
     }
     let table: Vec<(&str, &[u8])> = table.iter().map(|(n, b)| (*n, &b[..])).collect();
-    print!("{}", report::modes(&table));
-    println!();
+    out!("{}", report::modes(&table));
+    outln!();
     match &data {
         Some(data) => data.report(mode.name(), f32_blob, &blob)?,
-        None => println!(
+        None => outln!(
             "no data given, so no error measured: {}",
             quantize::CALIBRATION_HINT
         ),
@@ -1144,12 +1147,12 @@ impl Measurement {
     fn report(&self, name: &str, f32_blob: &[u8], quantized: &[u8]) -> Result<()> {
         let errors = quantize::error_per_output(f32_blob, quantized, &self.split.held_out)
             .with_context(|| format!("measuring the error on {}", self.measured_on))?;
-        println!("error of {name} against f32 on {}:", self.measured_on);
-        print!("{}", report::accuracy(&errors));
+        outln!("error of {name} against f32 on {}:", self.measured_on);
+        out!("{}", report::accuracy(&errors));
         if let Some(csv) = &self.trained_csv {
             let (now, stored) = trainer::eval(quantized, csv)?;
             if let (Some(q), Some(f)) = (now.overall(), stored.overall()) {
-                println!(
+                outln!(
                     "test MSE {:.5} (f32 {:.5}, {:+.2} %), MAE {:.5} (f32 {:.5}), normalized",
                     q.mse,
                     f.mse,
@@ -1185,7 +1188,7 @@ fn csv_has_columns(path: &Path, columns: &[String]) -> Result<bool> {
 
 fn write_blob(path: &Path, blob: &[u8]) -> Result<()> {
     std::fs::write(path, blob).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {} ({} bytes)\n", path.display(), blob.len());
+    outln!("wrote {} ({} bytes)\n", path.display(), blob.len());
     Ok(())
 }
 
@@ -1203,7 +1206,7 @@ fn describe(path: &Path, blob: &[u8]) -> Result<String> {
 
 /// Prints an array as rows of its last axis, indexed by the leading axes.
 fn print_array(shape: &[usize], values: &[f32]) {
-    println!("shape {shape:?}");
+    outln!("shape {shape:?}");
     let last = shape.last().copied().unwrap_or(1).max(1);
     let lead = &shape[..shape.len().saturating_sub(1)];
     for (row, chunk) in values.chunks(last).enumerate() {
@@ -1215,6 +1218,6 @@ fn print_array(shape: &[usize], values: &[f32]) {
         }
         index.reverse();
         let cells: Vec<String> = chunk.iter().map(|v| format!("{v:>10.5}")).collect();
-        println!("{index:?} {}", cells.join(" "));
+        outln!("{index:?} {}", cells.join(" "));
     }
 }

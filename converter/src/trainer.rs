@@ -598,7 +598,7 @@ pub fn train(request: &Request) -> Result<Trained> {
     )?;
     let val_w = windows(&p, val_rows.clone(), &input_scalers, &target_scalers, s, 1)?;
     let test_w = windows(&p, test_rows.clone(), &input_scalers, &target_scalers, s, 1)?;
-    println!(
+    crate::outln!(
         "{}: {} rows; train rows {}..{} ({} windows), validation {}..{} ({}), test {}..{} ({})",
         request.csv.display(),
         p.table.rows,
@@ -705,9 +705,9 @@ pub fn train(request: &Request) -> Result<Trained> {
     }
     std::fs::write(&request.output, &blob)
         .with_context(|| format!("writing {}", request.output.display()))?;
-    println!();
-    print!("{}", summary(&info, blob.len()));
-    println!(
+    crate::outln!();
+    crate::out!("{}", summary(&info, blob.len()));
+    crate::outln!(
         "\nwrote {} ({} bytes)",
         request.output.display(),
         blob.len()
@@ -740,7 +740,7 @@ pub fn train(request: &Request) -> Result<Trained> {
             s,
             test_rows.start + s.window,
         )?;
-        println!(
+        crate::outln!(
             "plots: {} (loss curves), {} (test forecast vs actual)",
             loss.display(),
             forecast.display()
@@ -796,7 +796,7 @@ fn quantize_trained(
     std::fs::write(&path, &blob).with_context(|| format!("writing {}", path.display()))?;
     let (test, _) = eval(&blob, &request.csv)?;
     match (test.overall(), info.outcome.test.overall()) {
-        (Some(q), Some(f)) => println!(
+        (Some(q), Some(f)) => crate::outln!(
             "quantized to {} (calibrated on {n} training windows): wrote {} ({} bytes; f32 {} bytes); \
              test MSE {:.5} (f32 {:.5}, {:+.2} %), MAE {:.5} (f32 {:.5})",
             mode.name(),
@@ -809,7 +809,7 @@ fn quantize_trained(
             q.mae,
             f.mae
         ),
-        _ => println!("quantized to {}: wrote {}", mode.name(), path.display()),
+        _ => crate::outln!("quantized to {}: wrote {}", mode.name(), path.display()),
     }
     Ok((path, blob))
 }

@@ -574,3 +574,55 @@ fn quantize_reads_a_trained_models_csv_under_its_protocol() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs `tinyrnn args` with its standard output a pipe whose reader is gone, as in `tinyrnn … | head`
+/// once `head` has read its lines. The reader is dropped as soon as the child has started: before it
+/// has read its input files, so before its first line.
+fn tinyrnn_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tinyrnn"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the tinyrnn binary runs");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("the tinyrnn binary ends")
+}
+
+#[test]
+fn a_closed_standard_output_neither_panics_nor_loses_the_blob() {
+    let dir = scratch("closed-stdout");
+    let blob = dir.join("kpi.trnn");
+    let csv = kpi_csv();
+    let trained = tinyrnn_into_closed_pipe(&[
+        "train",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--inputs",
+        common::KPI_INPUTS,
+        "--targets",
+        "CQI",
+        "--window",
+        "5",
+        "--horizon",
+        "1",
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--seed",
+        "1",
+        "-o",
+        blob.to_str().unwrap(),
+    ]);
+    let stderr = text(&trained.stderr);
+    assert!(trained.status.success(), "train failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let bytes = std::fs::read(&blob).expect("train wrote its blob");
+    AlignedBlob::new(&bytes).open().expect("the blob is valid");
+
+    let inspected = tinyrnn_into_closed_pipe(&["inspect", blob.to_str().unwrap()]);
+    let stderr = text(&inspected.stderr);
+    assert!(inspected.status.success(), "inspect failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -458,14 +458,14 @@ pub fn train_text(request: &TextRequest) -> Result<TextTrained> {
     }
     let s = &settings;
     let val_chars = (text.ids.len() as f64 * s.val_fraction).floor() as usize;
-    println!(
+    crate::outln!(
         "{}: {} characters, {} distinct; training on the first {}, validating on the last {val_chars}",
         request.path.display(),
         text.ids.len(),
         text.chars.len(),
         text.ids.len() - val_chars,
     );
-    println!(
+    crate::outln!(
         "model: Embedding({}, {}) → {} × {}({}) → Dense({}, softmax); {} steps of {} characters, {:?} lr {}, clip ±{}",
         text.chars.len(),
         s.embedding,
@@ -486,14 +486,14 @@ pub fn train_text(request: &TextRequest) -> Result<TextTrained> {
                 v / std::f64::consts::LN_2
             )
         });
-        println!(
+        crate::outln!(
             "step {:>6}/{}  loss {:.4} nats/char{val}  ({:.1} s)",
             r.step,
             s.steps,
             r.train_nats,
             r.elapsed.as_secs_f64()
         );
-        println!("----\n{}{}\n----", s.prime, r.sample);
+        crate::outln!("----\n{}{}\n----", s.prime, r.sample);
     })?;
     if let Some(dir) = request
         .output
@@ -504,8 +504,8 @@ pub fn train_text(request: &TextRequest) -> Result<TextTrained> {
     }
     std::fs::write(&request.output, &trained.blob)
         .with_context(|| format!("writing {}", request.output.display()))?;
-    print!("{}", text_summary(&trained.info));
-    println!(
+    crate::out!("{}", text_summary(&trained.info));
+    crate::outln!(
         "wrote {} ({} bytes)",
         request.output.display(),
         trained.blob.len()
