@@ -206,7 +206,7 @@ impl fmt::Display for Error {
             ),
             Error::Checksum { stored, computed } => write!(
                 f,
-                "blob checksum mismatch: stored CRC-32 {stored:#010x}, computed {computed:#010x}"
+                "blob checksum mismatch (the blob is cut short or damaged): its last 4 bytes hold CRC-32 {stored:#010x}, the bytes before them give {computed:#010x}"
             ),
             Error::BadPreamble => {
                 write!(f, "blob preamble inconsistent: header length (bytes 8..12) or data offset (bytes 12..16)")
