@@ -1,0 +1,118 @@
+//! Where a trained forecaster's `i8w` error comes from: the model with one kind of matrix in int8 and
+//! the rest f32, and with every matrix int8 but one. A measurement for BENCHMARKS.md, not a check; it
+//! needs a model `tinyrnn train` wrote and its CSV (the ETTh1 GRU(32) of BENCHMARKS.md):
+//!
+//! ```sh
+//! TINYRNN_MODEL=etth1-gru32.trnn TINYRNN_CSV=ETTh1.csv \
+//!     cargo test --release -p tinyrnn-converter --test etth1_sources -- --ignored --nocapture
+//! ```
+
+use std::path::PathBuf;
+
+use tinyrnn::format::Layer;
+use tinyrnn_converter::quantize::{error_per_output, quantize_with_options, Mode, Options};
+use tinyrnn_converter::run::AlignedBlob;
+use tinyrnn_converter::spec::ModelSpec;
+use tinyrnn_converter::{trainer, write};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    InputKernel,
+    RecurrentKernel,
+    Dense,
+    Skip,
+}
+
+const KINDS: [Kind; 4] = [
+    Kind::InputKernel,
+    Kind::RecurrentKernel,
+    Kind::Dense,
+    Kind::Skip,
+];
+
+/// `base` with the matrices of `kind` taken from `from` (same layers, other precision).
+fn with_kind(base: &ModelSpec, from: &ModelSpec, kind: Kind) -> ModelSpec {
+    let mut out = base.clone();
+    for (l, o) in out.layers.iter_mut().zip(&from.layers) {
+        match (l, o) {
+            (Layer::Recurrent(r), Layer::Recurrent(ro)) => {
+                for (w, wo) in [Some(&mut r.forward), r.backward.as_mut()]
+                    .into_iter()
+                    .zip([Some(&ro.forward), ro.backward.as_ref()])
+                {
+                    let (Some(w), Some(wo)) = (w, wo) else {
+                        continue;
+                    };
+                    match kind {
+                        Kind::InputKernel => w.kernel = wo.kernel.clone(),
+                        Kind::RecurrentKernel => w.recurrent = wo.recurrent.clone(),
+                        _ => {}
+                    }
+                }
+            }
+            (Layer::Dense(d), Layer::Dense(dof)) if kind == Kind::Dense => {
+                d.weight = dof.weight.clone()
+            }
+            (Layer::Residual(r), Layer::Residual(ro)) if kind == Kind::Skip => {
+                r.skip = ro.skip.clone()
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn path(var: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("set {var}: see this file's header"))
+}
+
+#[test]
+#[ignore = "measurement for BENCHMARKS.md; needs TINYRNN_MODEL and TINYRNN_CSV"]
+fn i8w_error_by_matrix_kind() {
+    let (model, csv) = (path("TINYRNN_MODEL"), path("TINYRNN_CSV"));
+    let f32_blob = std::fs::read(&model).expect("the model");
+    let data = trainer::trained_data(&f32_blob, &csv).expect("the model's data");
+    let spec =
+        ModelSpec::from_model(&AlignedBlob::new(&f32_blob).open().expect("opens")).expect("spec");
+    let worst = |s: &ModelSpec| -> (f32, f32) {
+        let blob = write::to_blob(s).expect("blob");
+        let errors = error_per_output(&f32_blob, &blob, &data.test).expect("error");
+        let worst = errors.iter().fold(0.0f32, |m, e| m.max(e.relative()));
+        let mean = errors.iter().map(|e| e.mean_abs).sum::<f32>() / errors.len() as f32;
+        (worst, mean)
+    };
+    let quantized = |bias_correction| {
+        let options = Options {
+            bias_correction,
+            ..Options::default()
+        };
+        quantize_with_options(&spec, Mode::I8w, Some(&data.calibration), &options).expect("i8w")
+    };
+    let (corrected, plain) = (quantized(true), quantized(false));
+    println!(
+        "{} ({} calibration windows, {} test windows); worst max|err|/range over the outputs, mean |err|",
+        model.display(),
+        data.calibration.shape[0],
+        data.test.shape[0]
+    );
+    let show = |label: &str, s: &ModelSpec| {
+        let (w, m) = worst(s);
+        println!("{label:<44} {w:.2e}  {m:.2e}");
+    };
+    show("i8w (bias correction on)", &corrected);
+    show("i8w, no bias correction", &plain);
+    for kind in KINDS {
+        show(
+            &format!("only {kind:?} int8, the rest f32"),
+            &with_kind(&spec, &plain, kind),
+        );
+    }
+    for kind in KINDS {
+        show(
+            &format!("all int8 but {kind:?}"),
+            &with_kind(&plain, &spec, kind),
+        );
+    }
+}
