@@ -1,4 +1,5 @@
-//! `tinyrnn train-text`: a character model learnt from this repository's `docs/FORMAT.md`, through the
+//! `tinyrnn train-text`: a character model learnt from this repository's `docs/FORMAT.md` (a frozen copy,
+//! `tests/data/text/corpus.md`, so that editing the docs does not move the seeded figures), through the
 //! library and the command line.
 
 mod common;
@@ -14,7 +15,7 @@ use tinyrnn_converter::train::chars::{
 };
 
 fn format_md() -> CharText {
-    let path = repo("docs/FORMAT.md");
+    let path = repo("tests/data/text/corpus.md");
     CharText::parse(&std::fs::read(&path).unwrap(), "FORMAT.md").unwrap()
 }
 
@@ -180,7 +181,7 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn train_cli(blob: &Path, seed: &str) -> String {
-    let text = repo("docs/FORMAT.md");
+    let text = repo("tests/data/text/corpus.md");
     let out = tinyrnn(&[
         "train-text",
         text.to_str().unwrap(),
