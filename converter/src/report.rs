@@ -109,9 +109,14 @@ pub fn describe(model: &Model<'_>, blob_len: usize) -> String {
         );
     } else {
         let _ = writeln!(out, "numeric mode       {}", bytes.mode());
+        let int16 = if bytes.i16 > 0 {
+            format!(", {} bytes int16 with their scales", bytes.i16)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales)",
+            "flash              {blob_len} bytes (blob; tensors: {} bytes f32, {} bytes int8 with their scales{int16})",
             bytes.f32, bytes.i8
         );
     }
@@ -210,6 +215,8 @@ fn self_test_text(model: &Model<'_>) -> String {
 struct TensorBytes {
     f32: usize,
     i8: usize,
+    /// int16 weights with f32 scales (`i8w` models).
+    i16: usize,
 }
 
 impl TensorBytes {
@@ -217,6 +224,7 @@ impl TensorBytes {
         let _ = layer.clone().try_map(|m: Mat<'_>| -> Result<(), ()> {
             match m.dtype() {
                 DType::I8 | DType::I8Requant | DType::I16Requant => self.i8 += m.stored_bytes(),
+                DType::I16Scaled => self.i16 += m.stored_bytes(),
                 _ => self.f32 += m.stored_bytes(),
             }
             Ok(())
@@ -225,7 +233,7 @@ impl TensorBytes {
 
     /// `f32` for a float model, `i8w` when weights are int8 (activations are f32 in both).
     fn mode(&self) -> &'static str {
-        if self.i8 > 0 {
+        if self.i8 > 0 || self.i16 > 0 {
             "i8w (int8 weights, one scale per row; f32 activations and state)"
         } else {
             "f32"

@@ -17,15 +17,26 @@ pub struct Tensor {
     pub data: Vec<f32>,
     /// The stored int8 form, when the tensor is quantized to `i8w`.
     pub quant: Option<Quantized>,
-    /// The stored integer form, when the tensor belongs to an integer-only (`i8x16`) model.
+    /// The stored integer form, when the tensor belongs to an integer-only (`i8x16`) model or is an
+    /// int16 matrix with f32 row scales ([`IntegerTensor::I16Scaled`]).
     pub integer: Option<IntegerTensor>,
 }
 
-/// How an integer-only (`i8x16`) model stores a tensor. `Tensor::data` then holds the values the
-/// integers stand for where the tensor alone says so (biases, states), or the raw integers (matrices,
-/// whose real scale depends on the formats around them).
+/// How a tensor is stored as integers other than int8 with f32 row scales ([`Quantized`]): every
+/// tensor of an integer-only (`i8x16`) model, and the int16 matrices of an `i8w` model. `Tensor::data`
+/// then holds the values the integers stand for where the tensor alone says so (biases, states,
+/// [`IntegerTensor::I16Scaled`]), or the raw integers (requantized matrices, whose real scale depends
+/// on the formats around them).
 #[derive(Clone, Debug, PartialEq)]
 pub enum IntegerTensor {
+    /// Int16 values with one f32 scale per row (`i8w` models: narrow matrices and skip maps);
+    /// `data` holds `scales[r] × values[r][c]`.
+    I16Scaled {
+        /// `rows × cols` values, row-major.
+        values: Vec<i16>,
+        /// One scale per row.
+        scales: Vec<f32>,
+    },
     /// Int8 values with one `(multiplier, shift)` requantization pair per row.
     I8Requant {
         /// `rows × cols` values, row-major.
@@ -263,6 +274,23 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
                     scales: scales.to_vec(),
                 }),
                 integer: None,
+            })
+        }
+        Values::I16Scaled { values, scales } => {
+            if m.cols == 0 || values.len() != m.rows * m.cols || scales.len() != m.rows {
+                bail!("int16 tensor of {}×{} is inconsistent", m.rows, m.cols);
+            }
+            let data = values
+                .chunks_exact(m.cols)
+                .zip(scales)
+                .flat_map(|(row, s)| row.iter().map(move |&q| s * f32::from(q)))
+                .collect();
+            Ok(Tensor {
+                integer: Some(IntegerTensor::I16Scaled {
+                    values: values.to_vec(),
+                    scales: scales.to_vec(),
+                }),
+                ..Tensor::matrix(m.rows, m.cols, data)?
             })
         }
         Values::I8Requant { values, requant } => {

@@ -307,6 +307,26 @@ fn append_integer(
 ) -> Result<TensorRef> {
     let len = tensor.rows * tensor.cols;
     let (dtype, scale) = match integer {
+        IntegerTensor::I16Scaled { values, scales } => {
+            ensure!(
+                values.len() == len && scales.len() == tensor.rows,
+                "int16 tensor of {}×{} holds {} values and {} scales",
+                tensor.rows,
+                tensor.cols,
+                values.len(),
+                scales.len()
+            );
+            values
+                .iter()
+                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
+            let scale = align_up(data.len()).context("data section too large")?;
+            data.resize(scale, 0);
+            for s in scales {
+                data.extend_from_slice(&s.to_le_bytes());
+            }
+            let scale = u32::try_from(scale).context("data section too large")?;
+            (DType::I16Scaled, Some(scale))
+        }
         IntegerTensor::I8Requant { values, requant } => {
             ensure!(
                 values.len() == len && requant.len() == tensor.rows,

@@ -22,6 +22,13 @@ pub enum Values<'a> {
         /// One scale per row.
         scales: &'a [f32],
     },
+    /// int16 values, row-major; row `r` stands for `scales[r] × value` (f32 and `i8w` models).
+    I16Scaled {
+        /// `rows × cols` values.
+        values: &'a [i16],
+        /// One scale per row.
+        scales: &'a [f32],
+    },
     /// int8 values, row-major, with one `(multiplier, shift)` requantization pair per row (integer-only
     /// models).
     I8Requant {
@@ -70,6 +77,7 @@ impl<'a> Mat<'a> {
         match self.values {
             Values::F32(_) => DType::F32,
             Values::I8 { .. } => DType::I8,
+            Values::I16Scaled { .. } => DType::I16Scaled,
             Values::I8Requant { .. } => DType::I8Requant,
             Values::I16Requant { .. } => DType::I16Requant,
             Values::I16(_) => DType::I16,
@@ -82,6 +90,7 @@ impl<'a> Mat<'a> {
         match self.values {
             Values::F32(v) => 4 * v.len(),
             Values::I8 { values, scales } => values.len() + 4 * scales.len(),
+            Values::I16Scaled { values, scales } => 2 * values.len() + 4 * scales.len(),
             Values::I8Requant { values, requant } => values.len() + 4 * requant.len(),
             Values::I16Requant { values, requant } => 2 * values.len() + 4 * requant.len(),
             Values::I16(v) => 2 * v.len(),
@@ -125,6 +134,12 @@ impl<'a> Mat<'a> {
         let values = match self.values {
             Values::F32(v) => Values::F32(v.get(from..to).unwrap_or(&[])),
             Values::I8 { values, scales } => Values::I8 {
+                values: values.get(from..to).unwrap_or(&[]),
+                scales: scales
+                    .get(start..start.saturating_add(count))
+                    .unwrap_or(&[]),
+            },
+            Values::I16Scaled { values, scales } => Values::I16Scaled {
                 values: values.get(from..to).unwrap_or(&[]),
                 scales: scales
                     .get(start..start.saturating_add(count))

@@ -70,6 +70,11 @@ pub enum DType {
     /// [`DType::I8Requant`] but finer; the converter uses it for narrow input kernels, whose few
     /// columns leave int8 rounding nowhere to average out.
     I16Requant,
+    /// Signed 16-bit integers, little-endian, with one f32 scale per row, as [`DType::I8`] but finer:
+    /// row `r` stands for `scale[r] × value`. Weight matrices, embedding tables and skip maps of f32
+    /// and `i8w` models, where the converter stores a narrow matrix or a skip map in int16 (int8
+    /// rounding has few columns to average out over there, or reaches the output undamped).
+    I16Scaled,
 }
 
 impl DType {
@@ -78,7 +83,7 @@ impl DType {
         match self {
             DType::F32 | DType::I32 => 4,
             DType::I8 | DType::I8Requant => 1,
-            DType::I16 | DType::I16Requant => 2,
+            DType::I16 | DType::I16Requant | DType::I16Scaled => 2,
         }
     }
 }
@@ -132,7 +137,7 @@ pub struct TensorRef {
     pub cols: u32,
     /// Byte offset from the start of the data section; a multiple of [`TENSOR_ALIGN`].
     pub offset: u32,
-    /// [`DType::I8`], [`DType::I8Requant`] and [`DType::I16Requant`] only (and then required): byte offset of the per-row scales
+    /// [`DType::I8`], [`DType::I16Scaled`], [`DType::I8Requant`] and [`DType::I16Requant`] only (and then required): byte offset of the per-row scales
     /// (`rows` f32 values) or requantization pairs (`rows` × 2 `i32`), from the start of the data section;
     /// a multiple of [`TENSOR_ALIGN`].
     pub scale: Option<u32>,

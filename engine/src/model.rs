@@ -773,6 +773,10 @@ impl Stored {
                 values: bytes(data, start, len).ok_or(bad)?,
                 scales: floats(data, scale, rows).ok_or(bad_scale)?,
             },
+            DType::I16Scaled => Values::I16Scaled {
+                values: halves(data, start, len).ok_or(bad)?,
+                scales: floats(data, scale, rows).ok_or(bad_scale)?,
+            },
             DType::I8Requant => Values::I8Requant {
                 values: bytes(data, start, len).ok_or(bad)?,
                 requant: pairs().ok_or(bad_scale)?,
@@ -1260,13 +1264,15 @@ fn check_tensor(data: Data<'_>, t: &TensorRef, layer: u8) -> Result<Stored, Erro
         return Err(bad);
     }
     let scale = match (t.dtype, t.scale) {
-        (DType::I8 | DType::I8Requant | DType::I16Requant, Some(scale)) => {
+        (DType::I8 | DType::I16Scaled | DType::I8Requant | DType::I16Requant, Some(scale)) => {
             if scale as usize % TENSOR_ALIGN != 0 {
                 return Err(bad_scale);
             }
             scale
         }
-        (DType::I8 | DType::I8Requant | DType::I16Requant, None) => return Err(bad_scale),
+        (DType::I8 | DType::I16Scaled | DType::I8Requant | DType::I16Requant, None) => {
+            return Err(bad_scale)
+        }
         (DType::F32 | DType::I16 | DType::I32, None) => 0,
         (DType::F32 | DType::I16 | DType::I32, Some(_)) => return Err(bad),
     };
@@ -1278,7 +1284,11 @@ fn check_tensor(data: Data<'_>, t: &TensorRef, layer: u8) -> Result<Stored, Erro
         cols: t.cols,
     };
     match stored.view(data, layer)?.values {
-        Values::I8 { scales, .. } if scales.iter().any(|v| !v.is_finite()) => Err(bad_scale),
+        Values::I8 { scales, .. } | Values::I16Scaled { scales, .. }
+            if scales.iter().any(|v| !v.is_finite()) =>
+        {
+            Err(bad_scale)
+        }
         Values::I8Requant { requant, .. } | Values::I16Requant { requant, .. }
             if !requant.chunks_exact(2).all(valid_requant) =>
         {
@@ -1341,8 +1351,8 @@ fn valid_requant(pair: &[i32]) -> bool {
     matches!(pair, [m, s] if *m >= 0 && (1..=62).contains(s))
 }
 
-/// In f32 and `i8w` models, int8 is for weight matrices and embedding tables and every vector (bias,
-/// peephole, initial state) stays f32. In an integer-only model every matrix is
+/// In f32 and `i8w` models, int8 and int16 (with f32 row scales) are for weight matrices, embedding
+/// tables and skip maps, and every vector (bias, peephole, initial state) stays f32. In an integer-only model every matrix is
 /// [`DType::I8Requant`], biases and peepholes are [`DType::I32`] and initial states [`DType::I16`].
 fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Error> {
     let (matrix_ok, vector, state): (fn(DType) -> bool, DType, DType) = if integer {
@@ -1353,7 +1363,7 @@ fn check_dtypes(layer: &Layer<Mat<'_>>, integer: bool, id: u8) -> Result<(), Err
         )
     } else {
         (
-            |d| matches!(d, DType::F32 | DType::I8),
+            |d| matches!(d, DType::F32 | DType::I8 | DType::I16Scaled),
             DType::F32,
             DType::F32,
         )

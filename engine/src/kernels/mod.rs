@@ -1,11 +1,12 @@
 //! The engine's hot loops, one module per numeric mode. Nothing else in the crate loops over weights.
 //! [`fixed`] is public so that firmware and tests can reach the integer-only primitives directly.
 //!
-//! The functions here pick the kernel for a weight matrix's element type; a model may mix f32 and int8
-//! weights freely.
+//! The functions here pick the kernel for a weight matrix's element type; a model may mix f32, int8 and
+//! int16 weights freely.
 
 pub mod fixed;
 pub(crate) mod float;
+pub(crate) mod int16;
 pub(crate) mod int8;
 
 use crate::cell::{Mat, Values};
@@ -40,6 +41,7 @@ pub(crate) fn matvec(w: &Mat<'_>, x: &[f32], y: &mut [f32]) {
     match w.values {
         Values::F32(values) => float::matvec(values, x, y),
         Values::I8 { values, scales } => int8::matvec(values, scales, x, y),
+        Values::I16Scaled { values, scales } => int16::matvec(values, scales, x, y),
         // Validation keeps integer-only tensors out of float models.
         _ => y.iter_mut().for_each(|v| *v = 0.0),
     }
@@ -51,6 +53,7 @@ pub(crate) fn matvec_add(w: &Mat<'_>, x: &[f32], y: &mut [f32]) {
     match w.values {
         Values::F32(values) => float::matvec_add(values, x, y),
         Values::I8 { values, scales } => int8::matvec_add(values, scales, x, y),
+        Values::I16Scaled { values, scales } => int16::matvec_add(values, scales, x, y),
         _ => {}
     }
 }
@@ -62,6 +65,7 @@ pub(crate) fn row(w: &Mat<'_>, row: usize, y: &mut [f32]) {
     match one.values {
         Values::F32(values) => y.iter_mut().zip(values).for_each(|(d, s)| *d = *s),
         Values::I8 { values, scales } => int8::dequantize_row(values, scales, y),
+        Values::I16Scaled { values, scales } => int16::dequantize_row(values, scales, y),
         _ => y.iter_mut().for_each(|v| *v = 0.0),
     }
 }
