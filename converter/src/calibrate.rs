@@ -372,11 +372,9 @@ pub struct Moments {
     pub input_mean: Option<Vec<f64>>,
     /// Mean of each direction's hidden state, where `state` is known.
     pub state_mean: [Option<Vec<f64>>; 2],
-    /// Of a residual layer's skip-map input, the series `x_j[t] − l_j` over the window (`l_j` its last
-    /// value with `add_last`, else 0), `T × T`: one per block of the map, so per target for per-target
-    /// maps, and over every target's series for a shared map.
-    pub skip: Vec<Vec<f64>>,
-    /// Mean of the skip-map input, per block as `skip`.
+    /// Mean of a residual layer's skip-map input, the series `x_j[t] − l_j` over the window (`l_j`
+    /// its last value with `add_last`, else 0), `T` values: one per block of the map, so per target for
+    /// per-target maps, and over every target's series for a shared map.
     pub skip_mean: Vec<Vec<f64>>,
 }
 
@@ -422,7 +420,6 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
                 .as_ref()
                 .map(|(rows, width)| mean(rows, *width, 0, *width)),
             state_mean: [None, None],
-            skip: Vec::new(),
             skip_mean: Vec::new(),
         };
         if let (
@@ -445,7 +442,6 @@ pub fn moments(spec: &ModelSpec, data: &Array) -> Result<Vec<Moments>> {
             };
             let steps = skip.cols;
             for rows in &blocks {
-                m.skip.push(second_moment(rows, steps, 0, steps));
                 m.skip_mean.push(mean(rows, steps, 0, steps));
             }
         }

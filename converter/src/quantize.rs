@@ -41,7 +41,8 @@ pub const CALIBRATION_HINT: &str = "pass --calibrate X.npy|X.csv: an input batch
 /// A numeric mode a model can be quantized to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Int8 weights with one scale per output row; f32 activations and state.
+    /// Int8 weights with one scale per output row (int16 for narrow matrices, embedding tables and skip
+    /// maps, as in i8x16); f32 activations and state.
     I8w,
     /// Integer only: int8 weights, int16 activations and state, int32 accumulators, no floating point.
     I8x16,
@@ -101,14 +102,14 @@ pub struct Options {
     /// row's bias (`b_r −= ΔW_r · mean(x)`), so the quantized layer is unbiased where the data lies.
     /// (`i8x16` does not: measured, it moved the fixtures' median error by 3 %.)
     pub bias_correction: bool,
-    /// `i8x16`: input kernels with at most this many columns (input features) are stored as int16
-    /// rather than int8 (0: none). Default [`NARROW_KERNEL`].
+    /// Input kernels with at most this many columns (input features) are stored as int16 rather than
+    /// int8 (0: none), in both modes. Default [`NARROW_KERNEL`].
     pub int16_input_columns: usize,
-    /// `i8x16`: recurrent kernels with at most this many columns (hidden units) are stored as int16
-    /// rather than int8 (0: none). Default [`NARROW_KERNEL`].
+    /// Recurrent kernels with at most this many columns (hidden units) are stored as int16 rather than
+    /// int8 (0: none), in both modes. Default [`NARROW_KERNEL`].
     pub int16_recurrent_columns: usize,
-    /// `i8x16`: Dense weights (softmax included) with at most this many columns are int16
-    /// (0: none). Default [`NARROW_KERNEL`].
+    /// Dense weights (softmax included) with at most this many columns are int16 (0: none), in both
+    /// modes. Default [`NARROW_KERNEL`].
     pub int16_dense_columns: usize,
 }
 
@@ -179,7 +180,7 @@ pub fn quantize_with_options(
                 .zip(&moments)
                 .enumerate()
                 .map(|(index, (layer, m))| {
-                    let mut q = quantize_weights(layer.clone(), m)
+                    let mut q = quantize_weights(layer.clone(), m, options)
                         .with_context(|| format!("layer {index}"))?;
                     if options.bias_correction {
                         correct_biases(layer, &mut q, m);
@@ -196,9 +197,22 @@ pub fn quantize_with_options(
     }
 }
 
-/// Quantizes a layer's weight matrices and embedding table (with calibration-aware rounding where
-/// `moments` has the inputs' statistics); vectors stay f32.
-fn quantize_weights(layer: Layer<Tensor>, moments: &calibrate::Moments) -> Result<Layer<Tensor>> {
+/// Quantizes a layer's weight matrices and embedding table for `i8w` (with calibration-aware rounding
+/// where `moments` has the inputs' statistics); vectors stay f32. Which matrices are int16 rather than
+/// int8 is decided as for `i8x16` ([`integer_layer`]), so the two modes store the same weights at the
+/// same widths: matrices of at most `options`' columns, embedding tables and skip maps.
+fn quantize_weights(
+    layer: Layer<Tensor>,
+    moments: &calibrate::Moments,
+    options: &Options,
+) -> Result<Layer<Tensor>> {
+    let int8_unless = |t: &Tensor, int16_columns: usize, h: Option<&[f64]>| {
+        if t.cols <= int16_columns {
+            per_row_i16(t)
+        } else {
+            per_row_i8_with(t, h)
+        }
+    };
     Ok(match layer {
         Layer::Recurrent(mut r) => {
             for (d, w) in [Some(&mut r.forward), r.backward.as_mut()]
@@ -206,62 +220,76 @@ fn quantize_weights(layer: Layer<Tensor>, moments: &calibrate::Moments) -> Resul
                 .enumerate()
             {
                 let Some(w) = w else { continue };
-                w.kernel = per_row_i8_with(&w.kernel, moments.input.as_deref())?;
-                w.recurrent = per_row_i8_with(&w.recurrent, moments.state[d].as_deref())?;
+                w.kernel = int8_unless(
+                    &w.kernel,
+                    options.int16_input_columns,
+                    moments.input.as_deref(),
+                )?;
+                w.recurrent = int8_unless(
+                    &w.recurrent,
+                    options.int16_recurrent_columns,
+                    moments.state[d].as_deref(),
+                )?;
             }
             Layer::Recurrent(r)
         }
         Layer::Dense(mut d) => {
-            d.weight = per_row_i8_with(&d.weight, moments.input.as_deref())?;
+            d.weight = int8_unless(
+                &d.weight,
+                options.int16_dense_columns,
+                moments.input.as_deref(),
+            )?;
             Layer::Dense(d)
         }
         Layer::Embedding(mut e) => {
-            e.table = per_row_i8(&e.table)?;
+            // A lookup multiplies nothing: the wider table costs only flash.
+            e.table = per_row_i16(&e.table)?;
             Layer::Embedding(e)
         }
         Layer::Residual(mut r) => {
-            r.skip = r
-                .skip
-                .as_ref()
-                .map(|w| skip_i8(w, &moments.skip))
-                .transpose()?;
+            // The skip map carries most of a window-normalised forecast, and its rounding reaches the
+            // output undamped (measured on ETTh1: int8 there was nearly all of `i8w`'s error).
+            r.skip = r.skip.as_ref().map(per_row_i16).transpose()?;
             Layer::Residual(r)
         }
         other => other,
     })
 }
 
-/// A residual layer's skip map in int8, each block of rows rounded for the series it reads (`moments`
-/// holds one matrix per block: per target, or one for a shared map); without them, as [`per_row_i8`].
-fn skip_i8(w: &Tensor, moments: &[Vec<f64>]) -> Result<Tensor> {
-    let n = w.cols;
-    let blocks = moments.len();
-    if blocks == 0
-        || w.rows == 0
-        || w.rows % blocks != 0
-        || moments.iter().any(|h| h.len() != n * n)
-    {
-        return per_row_i8(w);
+/// Largest magnitude of an int16 weight: symmetric, as int8's.
+const I16_LEVELS: f64 = 32767.0;
+
+/// Symmetric int16 with one f32 scale per row (`max|row| / 32767`), rounded to nearest: at 256 times
+/// int8's resolution, calibration-aware rounding and the scale search have nothing left to win.
+pub fn per_row_i16(t: &Tensor) -> Result<Tensor> {
+    check_weights(t)?;
+    let mut values = Vec::with_capacity(t.data.len());
+    let mut scales = Vec::with_capacity(t.rows);
+    let mut data = Vec::with_capacity(t.data.len());
+    for row in t.data.chunks_exact(t.cols.max(1)) {
+        let max = row.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
+        let scale = if max > 0.0 { max / I16_LEVELS } else { 0.0 };
+        let scale32 = scale as f32;
+        for &v in row {
+            let q = if scale > 0.0 {
+                (f64::from(v) / scale)
+                    .round()
+                    .clamp(-I16_LEVELS, I16_LEVELS) as i16
+            } else {
+                0
+            };
+            values.push(q);
+            data.push(scale32 * f32::from(q));
+        }
+        scales.push(scale32);
     }
-    let rows = w.rows / blocks;
-    let mut out = Tensor {
-        data: Vec::with_capacity(w.data.len()),
-        quant: Some(Quantized {
-            values: Vec::with_capacity(w.data.len()),
-            scales: Vec::with_capacity(w.rows),
-        }),
-        ..w.clone()
-    };
-    for (block, h) in w.data.chunks_exact(rows * n).zip(moments) {
-        let q = per_row_i8_with(&Tensor::matrix(rows, n, block.to_vec())?, Some(h))?;
-        let (Some(from), Some(to)) = (q.quant, out.quant.as_mut()) else {
-            bail!("int8 quantization gave no values");
-        };
-        to.values.extend(from.values);
-        to.scales.extend(from.scales);
-        out.data.extend(q.data);
-    }
-    Ok(out)
+    Ok(Tensor {
+        rows: t.rows,
+        cols: t.cols,
+        data,
+        quant: None,
+        integer: Some(IntegerTensor::I16Scaled { values, scales }),
+    })
 }
 
 /// Bias correction: for every weight matrix of `quantized` (an `i8w` layer with f32 biases) whose

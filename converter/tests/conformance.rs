@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 use tinyrnn_converter::compare::compare;
 use tinyrnn_converter::npy;
+use tinyrnn_converter::quantize::Options;
 use tinyrnn_converter::{import, run, write};
 
 fn fixtures() -> PathBuf {
@@ -317,7 +318,17 @@ struct Measured {
 /// timesteps reversed, so the error is measured on sequences the calibration did not see (with the same
 /// value distribution).
 fn measure(mode: tinyrnn_converter::quantize::Mode, bound: f32) -> Measured {
-    use tinyrnn_converter::quantize::{error_per_output, quantize_with};
+    measure_with(mode, &Options::default(), mode.name(), bound)
+}
+
+/// [`measure`] with the quantizer's `options`, printed as `name`.
+fn measure_with(
+    mode: tinyrnn_converter::quantize::Mode,
+    options: &Options,
+    name: &str,
+    bound: f32,
+) -> Measured {
+    use tinyrnn_converter::quantize::{error_per_output, quantize_with_options};
     let mut m = Measured {
         count: 0,
         median: 0.0,
@@ -326,7 +337,6 @@ fn measure(mode: tinyrnn_converter::quantize::Mode, bound: f32) -> Measured {
         failures: Vec::new(),
     };
     let mut relatives = Vec::new();
-    let name = mode.name();
     for case in cases() {
         if case.error_contains.is_some() || case.model.extension().is_some_and(|e| e == "h5") {
             continue;
@@ -340,7 +350,7 @@ fn measure(mode: tinyrnn_converter::quantize::Mode, bound: f32) -> Measured {
         let x = npy::read(input).expect("input fixture");
         let f32_blob = write::to_blob(&spec).expect("blob");
         let calibration = reversed_in_time(&x, spec.io.input);
-        let quantized = match quantize_with(&spec, mode, Some(&calibration)) {
+        let quantized = match quantize_with_options(&spec, mode, Some(&calibration), options) {
             Ok(q) => q,
             Err(err) => {
                 m.refused.push(format!("{}: {err:#}", case.name));
@@ -437,8 +447,10 @@ fn reversed_in_time(x: &npy::Array, layout: tinyrnn::format::InputLayout) -> npy
     }
 }
 
-/// `i8w` on every fixture: the int8-weight model stays close to the f32 one on the fixture's inputs, and
-/// streams bit for bit like its windows. The measured errors are recorded in BENCHMARKS.md.
+/// `i8w` on every fixture, as shipped: the quantized model stays within issue 4's 5e-4 of the output
+/// range on the fixture's inputs, and streams bit for bit like its windows. These fixtures' matrices
+/// have at most 16 columns, so the default stores them all as int16; the int8 rounding is measured by
+/// the next test. The measured errors are recorded in BENCHMARKS.md.
 #[test]
 fn i8w_stays_close_to_f32_on_every_fixture() {
     let m = measure(tinyrnn_converter::quantize::Mode::I8w, I8W_BOUND);
@@ -446,6 +458,37 @@ fn i8w_stays_close_to_f32_on_every_fixture() {
     assert!(m.refused.is_empty(), "{:?}", m.refused);
     assert!(
         m.median <= I8W_MEDIAN_BOUND,
+        "median i8w error {:.3e} of the output range",
+        m.median
+    );
+    assert!(
+        m.failures.is_empty(),
+        "{} failures:\n{}",
+        m.failures.len(),
+        m.failures.join("\n")
+    );
+}
+
+/// `i8w` with every weight matrix int8 (`--int16-columns 0`; embedding tables and skip maps stay
+/// int16): guards the int8 rounding (scale search, calibration-aware rounding, bias correction).
+#[test]
+fn i8w_with_int8_matrices_stays_close_to_f32_on_every_fixture() {
+    let options = Options {
+        int16_input_columns: 0,
+        int16_recurrent_columns: 0,
+        int16_dense_columns: 0,
+        ..Options::default()
+    };
+    let m = measure_with(
+        tinyrnn_converter::quantize::Mode::I8w,
+        &options,
+        "i8w, int8 matrices",
+        I8W_INT8_BOUND,
+    );
+    assert!(m.count > 50, "only {} fixtures measured", m.count);
+    assert!(m.refused.is_empty(), "{:?}", m.refused);
+    assert!(
+        m.median <= I8W_INT8_MEDIAN_BOUND,
         "median i8w error {:.3e} of the output range",
         m.median
     );
@@ -493,14 +536,20 @@ const DEGENERATE_RANGE: f32 = 1e-3;
 const DEGENERATE_ABS_BOUND: f32 = 2e-4;
 
 /// The largest `i8w` error allowed on any fixture, as a fraction of the f32 output range over the
-/// fixture's windows. Measured worst: 5.4e-3 (`onnx/bidir_mul_split`) with each row's scale searched,
-/// calibration-aware rounding and bias correction (1.85e-2 with the scale fixed at `max|row| / 127`,
-/// 3.6e-2 with plain rounding); issue 4's target of 5e-4 is not met by per-row int8 weights on these
-/// random-weight fixtures (see BENCHMARKS.md). This guards regressions.
-const I8W_BOUND: f32 = 7e-3;
-/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured: 7.3e-4
-/// (2.1e-3 with the scale fixed at `max|row| / 127`).
-const I8W_MEDIAN_BOUND: f32 = 9e-4;
+/// fixture's windows: issue 4's target. Measured worst: 2.6e-4 (`onnx/rnn_clip_Y`), every matrix of
+/// these fixtures being int16.
+const I8W_BOUND: f32 = 5e-4;
+/// The largest median `i8w` error over the fixtures, as a fraction of the output range. Measured:
+/// 7.8e-6.
+const I8W_MEDIAN_BOUND: f32 = 2e-5;
+/// [`I8W_BOUND`] with every matrix int8. Measured worst: 5.4e-3 (`onnx/bidir_mul_split`) with each
+/// row's scale searched, calibration-aware rounding and bias correction (1.85e-2 with the scale fixed
+/// at `max|row| / 127`, 3.6e-2 with plain rounding); per-row int8 weights do not reach issue 4's 5e-4
+/// on these random-weight fixtures (see BENCHMARKS.md). This guards regressions.
+const I8W_INT8_BOUND: f32 = 7e-3;
+/// [`I8W_MEDIAN_BOUND`] with every matrix int8. Measured: 7.3e-4 (2.1e-3 with the scale fixed at
+/// `max|row| / 127`).
+const I8W_INT8_MEDIAN_BOUND: f32 = 9e-4;
 
 #[test]
 fn every_fixture_carries_a_self_test_that_passes_on_the_host() {
@@ -645,11 +694,18 @@ fn quantization_error_breakdown() {
         }
         let calibration = reversed_in_time(&x, spec.io.input);
         let blob = |s: &ModelSpec| write::to_blob(s).expect("blob");
-        let w8 = quantize_with(&spec, Mode::I8w, Some(&calibration)).expect("i8w");
+        // Every matrix int8, so that putting one kind back in f32 shows what int8 costs there.
+        let int8 = Options {
+            int16_input_columns: 0,
+            int16_recurrent_columns: 0,
+            int16_dense_columns: 0,
+            ..Options::default()
+        };
+        let w8 = quantize_with_options(&spec, Mode::I8w, Some(&calibration), &int8).expect("i8w");
         let i8w = relative(&f32_blob, &blob(&w8), &x, range);
         let no_correction = Options {
             bias_correction: false,
-            ..Options::default()
+            ..int8
         };
         let uncorrected =
             quantize_with_options(&spec, Mode::I8w, Some(&calibration), &no_correction)

@@ -9,7 +9,7 @@ use tinyrnn::format::Cell;
 use tinyrnn::{Model, Runtime};
 use tinyrnn_conformance::{model, recurrent, RecurrentOptions, Rng};
 use tinyrnn_converter::npy::Array;
-use tinyrnn_converter::quantize::{quantize_with, Mode};
+use tinyrnn_converter::quantize::{quantize_with_options, Mode, Options};
 use tinyrnn_converter::run::AlignedBlob;
 use tinyrnn_converter::spec::ModelSpec;
 use tinyrnn_converter::write::to_blob;
@@ -54,7 +54,7 @@ fn spec(cell: Cell, seed: u64) -> ModelSpec {
 
 /// Streams both models side by side; returns the largest state difference, and the mean |h| of each
 /// model over the last 10⁴ steps.
-fn run(cell: Cell, seed: u64, mode: Mode) -> (f32, f32, f32) {
+fn run(cell: Cell, seed: u64, mode: Mode, options: &Options) -> (f32, f32, f32) {
     let f32_spec = spec(cell, seed);
     let f32_blob = AlignedBlob::new(&to_blob(&f32_spec).unwrap());
     let rows = etth1();
@@ -64,7 +64,7 @@ fn run(cell: Cell, seed: u64, mode: Mode) -> (f32, f32, f32) {
         rows[..calibration_rows].concat(),
     )
     .unwrap();
-    let quantized = quantize_with(&f32_spec, mode, Some(&calibration)).unwrap();
+    let quantized = quantize_with_options(&f32_spec, mode, Some(&calibration), options).unwrap();
     let q_blob = AlignedBlob::new(&to_blob(&quantized).unwrap());
     let (f, q) = (f32_blob.open().unwrap(), q_blob.open().unwrap());
     let open = |m: &Model<'_>| vec![0.0f32; m.memory().total()];
@@ -94,7 +94,18 @@ fn run(cell: Cell, seed: u64, mode: Mode) -> (f32, f32, f32) {
 }
 
 fn check(cell: Cell, seed: u64, mode: Mode) {
-    let (worst, mag_f, mag_q) = run(cell, seed, mode);
+    // `i8w` with every matrix int8: at 7 inputs and 16 units the quantizer's default stores them all
+    // as int16, which would leave int8's drift untested. `i8x16` as shipped.
+    let options = match mode {
+        Mode::I8w => Options {
+            int16_input_columns: 0,
+            int16_recurrent_columns: 0,
+            int16_dense_columns: 0,
+            ..Options::default()
+        },
+        Mode::I8x16 => Options::default(),
+    };
+    let (worst, mag_f, mag_q) = run(cell, seed, mode, &options);
     let name = mode.name();
     println!("{cell:?}: {STEPS} steps, max |h_f32 − h_{name}| {worst:.3e}, mean |h| f32 {mag_f:.4}, {name} {mag_q:.4}");
     assert!(
