@@ -1,11 +1,14 @@
 //! Int16-weight kernels for f32-arithmetic models: int16 weights with one f32 scale per row, f32
-//! activations. The converter stores narrow matrices and skip maps of `i8w` models this way.
+//! activations. The converter stores narrow matrices, embedding tables and skip maps of `i8w` models
+//! this way.
 //!
 //! A weight `q` in row `r` stands for `scales[r] × q`. Each product `(q / 2^15) × x` is formed in f32
 //! (an i16 converts to f32 exactly, and dividing by a power of two is exact) and the row's sum is scaled
 //! once by `2^15 × scales[r]`: the result equals `scales[r] × Σ q x` bit for bit, and each term stays
-//! within `|x|`, as in [`super::int8`]. Lengths were checked when the model was opened; the loops use
-//! `zip` and `chunks_exact`, so a mismatch shortens a loop instead of panicking.
+//! within `|x|`, as in [`super::int8`]. Every row's sum is formed left to right from 0 by the same
+//! plain Rust on every target, so host and Cortex-M agree bit for bit. Lengths were checked when the
+//! model was opened; the loops use `zip` and `chunks_exact`, so a mismatch shortens a loop instead of
+//! panicking.
 
 /// `2^15`: a weight's scale unit.
 const UNIT: f32 = 32768.0;
@@ -13,7 +16,33 @@ const UNIT: f32 = 32768.0;
 /// `y_r = s_r Σ_j q_rj x_j`.
 #[inline]
 pub(crate) fn matvec(q: &[i16], scales: &[f32], x: &[f32], y: &mut [f32]) {
-    for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * UNIT * dot);
+    // One to three columns (an input projection from a few sensor channels): one pass over the rows
+    // with each sum written out, as the int8 kernel does.
+    match *x {
+        [] => y.iter_mut().for_each(|v| *v = 0.0),
+        [a] => matvec_narrow(q, scales, y, |r: &[i16; 1]| 0.0 + value(r[0]) * a),
+        [a, b] => matvec_narrow(q, scales, y, |r: &[i16; 2]| {
+            0.0 + value(r[0]) * a + value(r[1]) * b
+        }),
+        [a, b, c] => matvec_narrow(q, scales, y, |r: &[i16; 3]| {
+            0.0 + value(r[0]) * a + value(r[1]) * b + value(r[2]) * c
+        }),
+        _ => for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * UNIT * dot),
+    }
+}
+
+/// [`matvec`] for `N` columns, `dot(row)` being [`dot`] of the row written out.
+#[inline(always)]
+fn matvec_narrow<const N: usize>(
+    q: &[i16],
+    scales: &[f32],
+    y: &mut [f32],
+    dot: impl Fn(&[i16; N]) -> f32,
+) {
+    y.iter_mut()
+        .zip(super::as_chunks::<_, N>(q).0)
+        .zip(scales)
+        .for_each(|((out, row), s)| *out = s * UNIT * dot(row));
 }
 
 /// `y_r += s_r Σ_j q_rj x_j`.
@@ -25,7 +54,12 @@ pub(crate) fn matvec_add(q: &[i16], scales: &[f32], x: &[f32], y: &mut [f32]) {
     for_each_row_dot(q, scales, x, y, |out, s, dot| *out += s * UNIT * dot);
 }
 
-/// Calls `finish(y_r, s_r, dot(row r, x))` for every row.
+/// Rows one pass over `x` serves: each `x_j` is loaded once for four rows.
+const BLOCK: usize = 4;
+
+/// Calls `finish(y_r, s_r, dot(row r, x))` for every row; `x` is not empty. Four rows per pass over
+/// `x`, each row's sum still formed left to right from 0, so the results are those of one [`dot`]
+/// per row.
 #[inline(always)]
 fn for_each_row_dot(
     q: &[i16],
@@ -34,13 +68,34 @@ fn for_each_row_dot(
     y: &mut [f32],
     mut finish: impl FnMut(&mut f32, f32, f32),
 ) {
-    if x.is_empty() {
-        y.iter_mut()
-            .zip(scales)
-            .for_each(|(out, s)| finish(out, *s, 0.0));
-        return;
+    let n = x.len().max(1);
+    let rows = y.len().min(q.len() / n).min(scales.len());
+    let blocked = rows - rows % BLOCK;
+    let (q_blocks, q_tail) = q.split_at_checked(blocked * n).unwrap_or((&[], q));
+    let (y_blocks, y_tail) = y
+        .split_at_mut_checked(blocked)
+        .unwrap_or((&mut [], &mut []));
+    let (s_blocks, s_tail) = scales.split_at_checked(blocked).unwrap_or((&[], scales));
+    for ((out, block), s) in super::as_chunks_mut::<_, BLOCK>(y_blocks)
+        .iter_mut()
+        .zip(q_blocks.chunks_exact(BLOCK * n))
+        .zip(super::as_chunks::<_, BLOCK>(s_blocks).0)
+    {
+        let (r0, rest) = block.split_at_checked(n).unwrap_or((&[], &[]));
+        let (r1, rest) = rest.split_at_checked(n).unwrap_or((&[], &[]));
+        let (r2, r3) = rest.split_at_checked(n).unwrap_or((&[], &[]));
+        let mut sums = [0.0f32; BLOCK];
+        for ((((x, a), b), c), d) in x.iter().zip(r0).zip(r1).zip(r2).zip(r3) {
+            sums[0] += value(*a) * x;
+            sums[1] += value(*b) * x;
+            sums[2] += value(*c) * x;
+            sums[3] += value(*d) * x;
+        }
+        for ((out, s), sum) in out.iter_mut().zip(s).zip(sums) {
+            finish(out, *s, sum);
+        }
     }
-    for ((out, row), s) in y.iter_mut().zip(q.chunks_exact(x.len().max(1))).zip(scales) {
+    for ((out, row), s) in y_tail.iter_mut().zip(q_tail.chunks_exact(n)).zip(s_tail) {
         finish(out, *s, dot(row, x));
     }
 }
@@ -57,9 +112,13 @@ pub(crate) fn dequantize_row(q: &[i16], scales: &[f32], y: &mut [f32]) {
 /// `Σ (q_i / 2^15) x_i`, accumulated in f32 from 0, left to right.
 #[inline]
 fn dot(q: &[i16], x: &[f32]) -> f32 {
-    q.iter()
-        .zip(x)
-        .fold(0.0, |acc, (&q, x)| acc + f32::from(q) * (1.0 / UNIT) * x)
+    q.iter().zip(x).fold(0.0, |acc, (&q, x)| acc + value(q) * x)
+}
+
+/// A stored weight divided by 2^15 (exactly).
+#[inline]
+fn value(q: i16) -> f32 {
+    f32::from(q) * (1.0 / UNIT)
 }
 
 #[cfg(test)]
@@ -92,6 +151,34 @@ mod tests {
         let mut row = [0.0f32; 3];
         dequantize_row(&q[3..], &scales[1..], &mut row);
         assert_eq!(row, [-3.0 * 2.0e-5, 12345.0 * 2.0e-5, 0.0]);
+    }
+
+    #[test]
+    fn blocked_and_narrow_rows_equal_one_dot_per_row() {
+        // 9 rows (two blocks of four and one left over), at 1 to 6 columns.
+        for n in 1..=6usize {
+            let mut q = [0i16; 54];
+            q.iter_mut()
+                .enumerate()
+                .for_each(|(k, v)| *v = ((k as i32 * 7919) % 65535 - 32767) as i16);
+            let q = &q[..9 * n];
+            let mut scales = [0.0f32; 9];
+            scales
+                .iter_mut()
+                .enumerate()
+                .for_each(|(r, s)| *s = 1.0e-4 * (r + 1) as f32);
+            let mut x = [0.0f32; 6];
+            x.iter_mut()
+                .enumerate()
+                .for_each(|(j, v)| *v = 0.37 * j as f32 - 0.9);
+            let x = &x[..n];
+            let mut y = [0.0f32; 9];
+            matvec(q, &scales, x, &mut y);
+            for (r, (row, s)) in q.chunks(n).zip(&scales).enumerate() {
+                let one = s * UNIT * dot(row, x);
+                assert_eq!(y[r].to_bits(), one.to_bits(), "{n} columns, row {r}");
+            }
+        }
     }
 
     #[test]
