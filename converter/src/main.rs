@@ -273,20 +273,44 @@ struct QuantizerFlags {
     /// rather than int8 (embedding tables and skip maps are int16 whatever N). Wider int16 matrices cut
     /// the weights' rounding error (on the ETTh1 GRU(32), 32 takes the worst error from 1.7e-3 to
     /// 4.2e-5 of the output range in i8w, and from 1.8e-3 to 6.4e-4 in i8x16) at 2 bytes a weight (and
-    /// in i8x16 slower 64-bit sums); 0 keeps every weight matrix int8.
-    #[arg(long, value_name = "N", default_value_t = quantize::NARROW_KERNEL)]
-    int16_columns: usize,
+    /// in i8x16 slower 64-bit sums); 0 keeps every weight matrix int8. Without this option, N is chosen
+    /// from the calibration data (see --max-error), or is 16 without data.
+    #[arg(long, value_name = "N", conflicts_with = "max_error")]
+    int16_columns: Option<usize>,
+    /// The largest error against f32 to aim for, as a fraction of each output's range (default: 5e-4
+    /// for i8w, 2e-3 for i8x16). With calibration data and without --int16-columns, N is the fewest
+    /// columns (0, or the width of one of the model's matrices) whose model stays within a quarter of
+    /// it on the calibration windows (held-out data sees more), or the one that comes closest; the
+    /// report says which and measures the held-out error.
+    #[arg(long, value_name = "E", value_parser = positive_fraction)]
+    max_error: Option<f32>,
 }
 
 impl QuantizerFlags {
     fn options(self) -> quantize::Options {
+        let columns = self.int16_columns.unwrap_or(quantize::NARROW_KERNEL);
         quantize::Options {
             ranges: self.calibration,
             bias_correction: !self.no_bias_correction,
-            int16_input_columns: self.int16_columns,
-            int16_recurrent_columns: self.int16_columns,
-            int16_dense_columns: self.int16_columns,
+            int16_input_columns: columns,
+            int16_recurrent_columns: columns,
+            int16_dense_columns: columns,
+            fit: match (self.int16_columns, self.max_error) {
+                (Some(_), _) => None,
+                (None, Some(e)) => Some(quantize::ErrorTarget::Relative(e)),
+                (None, None) => Some(quantize::ErrorTarget::Mode),
+            },
         }
+    }
+}
+
+/// Parses a fraction in `(0, 1]`.
+fn positive_fraction(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!(
+            "'{text}': expected a fraction of the output range in (0, 1], e.g. 5e-4"
+        )),
     }
 }
 
@@ -610,7 +634,12 @@ fn execute(cli: Cli) -> Result<()> {
                     );
                     continue;
                 }
-                match quantize::quantize_with(&spec, mode, calibration)
+                // As `quantize` would by default: the int16 width fitted to the mode's target.
+                let options = quantize::Options {
+                    fit: Some(quantize::ErrorTarget::Mode),
+                    ..quantize::Options::default()
+                };
+                match quantize::quantize_with_options(&spec, mode, calibration, &options)
                     .and_then(|q| write::to_blob(&q))
                 {
                     Ok(q) => blobs.push((mode.name(), q)),
@@ -1020,7 +1049,11 @@ fn quantize_and_report_with(
         outln!("calibrated on {text}\n");
     }
     let calibration = data.as_ref().map(|d| &d.split.calibration);
-    let quantized = quantize::quantize_with_options(&spec, mode, calibration, options)?;
+    let (fixed, fit) = quantize::resolve_options(&spec, mode, calibration, options)?;
+    if let Some(fit) = fit {
+        outln!("{}\n", describe_fit(&fit));
+    }
+    let quantized = quantize::quantize_with_options(&spec, mode, calibration, &fixed)?;
     let blob = write::to_blob(&quantized)?;
     // What is described is the file as written, self-test vector included.
     let written = write::with_self_test(&blob)?;
@@ -1048,6 +1081,30 @@ fn quantize_and_report_with(
         ),
     }
     Ok(())
+}
+
+/// One line on the int16 width [`quantize::fit_int16_columns`] chose.
+fn describe_fit(fit: &quantize::Fit) -> String {
+    let width = match fit.int16_columns {
+        0 => "every weight matrix int8".to_string(),
+        n => format!("weight matrices of at most {n} columns int16, wider ones int8"),
+    };
+    let verdict = if fit.met {
+        format!(
+            "within a quarter of the target {:.0e}, as held-out data sees more",
+            fit.target
+        )
+    } else {
+        format!(
+            "no width keeps within a quarter of the target {:.0e}; this one comes closest",
+            fit.target
+        )
+    };
+    format!(
+        "int16 width: {width} (largest error on the calibration windows {:.2e} of the output range, \
+         {verdict}; --int16-columns N sets it)",
+        fit.error
+    )
 }
 
 /// The CSV a trained model names (`file`, a bare file name), beside the model or in the working

@@ -782,9 +782,23 @@ fn quantize_trained(
 ) -> Result<(PathBuf, Vec<u8>)> {
     let calibration = calibration_windows(train_w)?;
     let n = calibration.shape[0];
+    let context = || format!("quantizing the trained model to {}", mode.name());
+    let (options, fit) =
+        crate::quantize::resolve_options(spec, mode, Some(&calibration), &request.quantizer)
+            .with_context(context)?;
+    if let Some(fit) = fit {
+        crate::outln!(
+            "{}: int16 up to {} columns (error on the calibration windows {:.2e}; target {:.0e}{})",
+            mode.name(),
+            fit.int16_columns,
+            fit.error,
+            fit.target,
+            if fit.met { "" } else { ", not met: closest" }
+        );
+    }
     let quantized =
-        crate::quantize::quantize_with_options(spec, mode, Some(&calibration), &request.quantizer)
-            .with_context(|| format!("quantizing the trained model to {}", mode.name()))?;
+        crate::quantize::quantize_with_options(spec, mode, Some(&calibration), &options)
+            .with_context(context)?;
     let blob = write::to_blob_with_self_test(&quantized)?;
     let stem = request
         .output

@@ -1,5 +1,6 @@
 //! The quantizer's calibration options: percentile ranges for `i8x16` (`--calibration`) and bias
-//! correction for `i8w`, each against the rule it replaces, on data made to show the difference.
+//! correction for `i8w`, each against the rule it replaces, on data made to show the difference; and
+//! the int16 width fitted to an error target (`--max-error`).
 
 use std::process::Command;
 
@@ -9,7 +10,8 @@ use tinyrnn::format::{
 };
 use tinyrnn_converter::npy::{Array, Data};
 use tinyrnn_converter::quantize::{
-    error_per_output, quantize_with_options, Mode, Options, RangeRule,
+    error_per_output, fit_int16_columns, quantize_with_options, ErrorTarget, Mode, Options,
+    RangeRule, FIT_MARGIN,
 };
 use tinyrnn_converter::run::run_batch;
 use tinyrnn_converter::spec::{ModelSpec, Tensor};
@@ -253,4 +255,126 @@ fn cli_takes_a_calibration_rule_and_names_a_bad_one() {
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("'minmax' or 'percentile:P'"), "{err}");
+}
+
+/// The model's worst error relative to each output's range on `x`, quantized to `mode` with matrices
+/// of at most `columns` columns in int16, calibrated on `x`.
+fn relative_error_at(model: &ModelSpec, mode: Mode, x: &Array, columns: usize) -> (f32, Vec<u8>) {
+    let options = Options {
+        int16_input_columns: columns,
+        int16_recurrent_columns: columns,
+        int16_dense_columns: columns,
+        ..Options::default()
+    };
+    let q = to_blob(&quantize_with_options(model, mode, Some(x), &options).unwrap()).unwrap();
+    let error = error_per_output(&to_blob(model).unwrap(), &q, x)
+        .unwrap()
+        .iter()
+        .fold(0.0f32, |m, e| m.max(e.relative()));
+    (error, q)
+}
+
+/// The fitted width is the first of 0 and the model's matrix widths (here 3: the kernel; 6: the
+/// recurrent kernel and the Dense head) whose error on the calibration windows is within the target
+/// over `FIT_MARGIN`, and the model quantized with `Options::fit` is the one quantized at that width.
+#[test]
+fn the_fitted_int16_width_is_the_narrowest_within_the_target() {
+    let model = gru_model();
+    let x = windows(41, 16, 12, 1.0);
+    for mode in [Mode::I8w, Mode::I8x16] {
+        let measured: Vec<(usize, f32, Vec<u8>)> = [0, 3, 6]
+            .into_iter()
+            .map(|c| {
+                let (e, blob) = relative_error_at(&model, mode, &x, c);
+                (c, e, blob)
+            })
+            .collect();
+        println!(
+            "{}: error by int16 width {:?}",
+            mode.name(),
+            measured
+                .iter()
+                .map(|(c, e, _)| (*c, *e))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            measured[2].1 < measured[0].1,
+            "int16 matrices should be closer than int8 ones"
+        );
+        for (columns, error, blob) in &measured {
+            let target = error * FIT_MARGIN;
+            let fit = fit_int16_columns(&model, mode, &x, &Options::default(), target).unwrap();
+            // The first width whose error is within this one's.
+            let first = measured.iter().find(|m| m.1 <= *error).unwrap();
+            assert_eq!(
+                fit.int16_columns, first.0,
+                "target {error:e} (width {columns})"
+            );
+            assert_eq!(fit.error, first.1);
+            assert!(fit.met);
+            if first.0 == *columns {
+                let fitted = Options {
+                    fit: Some(ErrorTarget::Relative(target)),
+                    ..Options::default()
+                };
+                let q = quantize_with_options(&model, mode, Some(&x), &fitted).unwrap();
+                assert_eq!(&to_blob(&q).unwrap(), blob);
+            }
+        }
+        // Out of reach: the closest width, said to miss.
+        let fit = fit_int16_columns(&model, mode, &x, &Options::default(), 1e-12).unwrap();
+        let closest = measured.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert!(!fit.met);
+        assert_eq!((fit.int16_columns, fit.error), (closest.0, closest.1));
+    }
+}
+
+#[test]
+fn cli_fits_the_int16_width_and_refuses_conflicting_width_flags() {
+    let bin = env!("CARGO_BIN_EXE_tinyrnn");
+    let dir = std::env::temp_dir().join(format!("tinyrnn-max-error-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (f32_blob, out, x) = (dir.join("f32.trnn"), dir.join("q.trnn"), dir.join("x.npy"));
+    std::fs::write(&f32_blob, to_blob(&gru_model()).unwrap()).unwrap();
+    let data = windows(43, 20, 16, 1.0);
+    let Data::Float(values) = &data.data else {
+        unreachable!()
+    };
+    tinyrnn_converter::npy::write_f32(&x, &data.shape, values).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(bin)
+            .args(["quantize", f32_blob.to_str().unwrap(), "--mode", "i8w"])
+            .args([
+                "--calibrate",
+                x.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let fitted = run(&[]);
+    assert!(fitted.status.success(), "{}", text(&fitted));
+    assert!(text(&fitted).contains("int16 width:"), "{}", text(&fitted));
+    let pinned = run(&["--int16-columns", "0"]);
+    assert!(pinned.status.success(), "{}", text(&pinned));
+    assert!(!text(&pinned).contains("int16 width:"), "{}", text(&pinned));
+    let both = run(&["--int16-columns", "0", "--max-error", "1e-3"]);
+    assert!(!both.status.success());
+    assert!(
+        text(&both).contains("cannot be used with"),
+        "{}",
+        text(&both)
+    );
+    let bad = run(&["--max-error", "2"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("expected a fraction"), "{}", text(&bad));
 }
