@@ -257,14 +257,7 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
         Values::F32(values) => Tensor::matrix(m.rows, m.cols, values.to_vec()),
         Values::I8 { values, scales } => {
             let values: Vec<i8> = values.iter().map(|&b| b as i8).collect();
-            if m.cols == 0 || values.len() != m.rows * m.cols || scales.len() != m.rows {
-                bail!("int8 tensor of {}×{} is inconsistent", m.rows, m.cols);
-            }
-            let data = values
-                .chunks_exact(m.cols)
-                .zip(scales)
-                .flat_map(|(row, s)| row.iter().map(move |&q| s * f32::from(q)))
-                .collect();
+            let data = scaled_rows(m, &values, scales, "int8")?;
             Ok(Tensor {
                 rows: m.rows,
                 cols: m.cols,
@@ -277,14 +270,7 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
             })
         }
         Values::I16Scaled { values, scales } => {
-            if m.cols == 0 || values.len() != m.rows * m.cols || scales.len() != m.rows {
-                bail!("int16 tensor of {}×{} is inconsistent", m.rows, m.cols);
-            }
-            let data = values
-                .chunks_exact(m.cols)
-                .zip(scales)
-                .flat_map(|(row, s)| row.iter().map(move |&q| s * f32::from(q)))
-                .collect();
+            let data = scaled_rows(m, values, scales, "int16")?;
             Ok(Tensor {
                 integer: Some(IntegerTensor::I16Scaled {
                     values: values.to_vec(),
@@ -322,6 +308,24 @@ fn tensor_of(m: &Mat<'_>) -> Result<Tensor> {
             ..Tensor::matrix(m.rows, m.cols, v.iter().map(|&x| x as f32).collect())?
         }),
     }
+}
+
+/// The values a matrix of integers with one scale per row stands for (`scales[r] × q`), after checking
+/// that `values` and `scales` fit its shape.
+fn scaled_rows<Q: Copy + Into<f32>>(
+    m: &Mat<'_>,
+    values: &[Q],
+    scales: &[f32],
+    kind: &str,
+) -> Result<Vec<f32>> {
+    if m.cols == 0 || values.len() != m.rows * m.cols || scales.len() != m.rows {
+        bail!("{kind} tensor of {}×{} is inconsistent", m.rows, m.cols);
+    }
+    Ok(values
+        .chunks_exact(m.cols)
+        .zip(scales)
+        .flat_map(|(row, s)| row.iter().map(move |&q| s * q.into()))
+        .collect())
 }
 
 /// Parameters of one layer, as Keras counts them (initial states are not parameters).

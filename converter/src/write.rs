@@ -280,20 +280,38 @@ fn append_tensor(data: &mut Vec<u8>, tensor: &Tensor) -> Result<TensorRef> {
         quant.values.len(),
         quant.scales.len()
     );
-    data.extend(quant.values.iter().map(|&q| q as u8));
-    // The scales (f32) follow their values, so the data section always ends on a whole f32.
-    let scale = align_up(data.len()).context("data section too large")?;
-    data.resize(scale, 0);
-    for s in &quant.scales {
-        data.extend_from_slice(&s.to_le_bytes());
-    }
+    let scale = append_values_then_rows(
+        data,
+        quant.values.iter().map(|&q| q as u8),
+        quant.scales.iter().map(|s| s.to_le_bytes()),
+    )?;
     Ok(TensorRef {
         dtype: DType::I8,
         rows,
         cols,
         offset,
-        scale: Some(u32::try_from(scale).context("data section too large")?),
+        scale: Some(scale),
     })
+}
+
+/// Appends a matrix's values (as their stored bytes), then, from the next aligned offset, one or more
+/// 4-byte words per row (f32 scales or `i32` requantization pairs), which also leaves the data section
+/// on a whole word; returns the offset of those words.
+fn append_values_then_rows(
+    data: &mut Vec<u8>,
+    values: impl IntoIterator<Item = u8>,
+    rows: impl IntoIterator<Item = [u8; 4]>,
+) -> Result<u32> {
+    data.extend(values);
+    let scale = align_up(data.len()).context("data section too large")?;
+    data.resize(scale, 0);
+    rows.into_iter().for_each(|w| data.extend_from_slice(&w));
+    u32::try_from(scale).context("data section too large")
+}
+
+/// A requantization pair's two `i32` as stored.
+fn pair_words(&(m, s): &(i32, i32)) -> [[u8; 4]; 2] {
+    [m.to_le_bytes(), s.to_le_bytes()]
 }
 
 /// Appends the stored form of an integer-only model's tensor at `offset` (already aligned).
@@ -316,15 +334,11 @@ fn append_integer(
                 values.len(),
                 scales.len()
             );
-            values
-                .iter()
-                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
-            let scale = align_up(data.len()).context("data section too large")?;
-            data.resize(scale, 0);
-            for s in scales {
-                data.extend_from_slice(&s.to_le_bytes());
-            }
-            let scale = u32::try_from(scale).context("data section too large")?;
+            let scale = append_values_then_rows(
+                data,
+                values.iter().flat_map(|v| v.to_le_bytes()),
+                scales.iter().map(|s| s.to_le_bytes()),
+            )?;
             (DType::I16Scaled, Some(scale))
         }
         IntegerTensor::I8Requant { values, requant } => {
@@ -336,14 +350,11 @@ fn append_integer(
                 values.len(),
                 requant.len()
             );
-            data.extend(values.iter().map(|&q| q as u8));
-            let scale = align_up(data.len()).context("data section too large")?;
-            data.resize(scale, 0);
-            for (m, s) in requant {
-                data.extend_from_slice(&m.to_le_bytes());
-                data.extend_from_slice(&s.to_le_bytes());
-            }
-            let scale = u32::try_from(scale).context("data section too large")?;
+            let scale = append_values_then_rows(
+                data,
+                values.iter().map(|&q| q as u8),
+                requant.iter().flat_map(pair_words),
+            )?;
             (DType::I8Requant, Some(scale))
         }
         IntegerTensor::I16Requant { values, requant } => {
@@ -355,16 +366,11 @@ fn append_integer(
                 values.len(),
                 requant.len()
             );
-            values
-                .iter()
-                .for_each(|v| data.extend_from_slice(&v.to_le_bytes()));
-            let scale = align_up(data.len()).context("data section too large")?;
-            data.resize(scale, 0);
-            for (m, s) in requant {
-                data.extend_from_slice(&m.to_le_bytes());
-                data.extend_from_slice(&s.to_le_bytes());
-            }
-            let scale = u32::try_from(scale).context("data section too large")?;
+            let scale = append_values_then_rows(
+                data,
+                values.iter().flat_map(|v| v.to_le_bytes()),
+                requant.iter().flat_map(pair_words),
+            )?;
             (DType::I16Requant, Some(scale))
         }
         IntegerTensor::I16(values) => {

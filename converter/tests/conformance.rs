@@ -3,6 +3,8 @@
 //! (`import` then `run`), and must match the framework's output within `1e-5 + 1e-4·|reference|`.
 //! Negative cases must be refused with the error the manifest names.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -312,6 +314,26 @@ struct Measured {
     failures: Vec<String>,
 }
 
+impl Measured {
+    /// Asserts that enough fixtures were measured, none refused, none beyond the bound given to
+    /// [`measure`], and the median within `median_bound`.
+    fn check(&self, median_bound: f32) {
+        assert!(self.count > 50, "only {} fixtures measured", self.count);
+        assert!(self.refused.is_empty(), "{:?}", self.refused);
+        assert!(
+            self.median <= median_bound,
+            "median error {:.3e} of the output range",
+            self.median
+        );
+        assert!(
+            self.failures.is_empty(),
+            "{} failures:\n{}",
+            self.failures.len(),
+            self.failures.join("\n")
+        );
+    }
+}
+
 /// Quantizes every fixture to `mode`, checks that it streams bit for bit like its windows, and measures
 /// its largest error against the f32 model as a fraction of the f32 output range. Fixtures whose error
 /// exceeds `bound` are failures. A fixture has one input batch; calibration sees it with every window's
@@ -454,19 +476,7 @@ fn reversed_in_time(x: &npy::Array, layout: tinyrnn::format::InputLayout) -> npy
 #[test]
 fn i8w_stays_close_to_f32_on_every_fixture() {
     let m = measure(tinyrnn_converter::quantize::Mode::I8w, I8W_BOUND);
-    assert!(m.count > 50, "only {} fixtures measured", m.count);
-    assert!(m.refused.is_empty(), "{:?}", m.refused);
-    assert!(
-        m.median <= I8W_MEDIAN_BOUND,
-        "median i8w error {:.3e} of the output range",
-        m.median
-    );
-    assert!(
-        m.failures.is_empty(),
-        "{} failures:\n{}",
-        m.failures.len(),
-        m.failures.join("\n")
-    );
+    m.check(I8W_MEDIAN_BOUND);
 }
 
 /// `i8w` with every weight matrix int8 (`--int16-columns 0`; embedding tables and skip maps stay
@@ -485,19 +495,7 @@ fn i8w_with_int8_matrices_stays_close_to_f32_on_every_fixture() {
         "i8w, int8 matrices",
         I8W_INT8_BOUND,
     );
-    assert!(m.count > 50, "only {} fixtures measured", m.count);
-    assert!(m.refused.is_empty(), "{:?}", m.refused);
-    assert!(
-        m.median <= I8W_INT8_MEDIAN_BOUND,
-        "median i8w error {:.3e} of the output range",
-        m.median
-    );
-    assert!(
-        m.failures.is_empty(),
-        "{} failures:\n{}",
-        m.failures.len(),
-        m.failures.join("\n")
-    );
+    m.check(I8W_INT8_MEDIAN_BOUND);
 }
 
 /// `i8x16` on every fixture: the integer-only model stays close to the f32 one and streams bit for bit
@@ -505,19 +503,7 @@ fn i8w_with_int8_matrices_stays_close_to_f32_on_every_fixture() {
 #[test]
 fn i8x16_stays_close_to_f32_on_every_fixture() {
     let m = measure(tinyrnn_converter::quantize::Mode::I8x16, I8X16_BOUND);
-    assert!(m.count > 50, "only {} fixtures measured", m.count);
-    assert!(m.refused.is_empty(), "{:?}", m.refused);
-    assert!(
-        m.median <= I8X16_MEDIAN_BOUND,
-        "median i8x16 error {:.3e} of the output range",
-        m.median
-    );
-    assert!(
-        m.failures.is_empty(),
-        "{} failures:\n{}",
-        m.failures.len(),
-        m.failures.join("\n")
-    );
+    m.check(I8X16_MEDIAN_BOUND);
 }
 
 /// The largest `i8x16` error allowed on any fixture, as a fraction of the f32 output range over the
@@ -620,43 +606,8 @@ fn quantization_error_breakdown() {
         }
     };
     // The i8w model with one kind of matrix restored from the f32 model.
-    #[derive(Clone, Copy, PartialEq, Debug)]
-    enum Kind {
-        Kernel,
-        Recurrent,
-        Dense,
-        Table,
-    }
-    let restore = |q: &ModelSpec, f: &ModelSpec, kind: Kind| -> ModelSpec {
-        let mut out = q.clone();
-        for (l, o) in out.layers.iter_mut().zip(&f.layers) {
-            match (l, o) {
-                (Layer::Recurrent(r), Layer::Recurrent(ro)) => {
-                    for (w, wo) in [Some(&mut r.forward), r.backward.as_mut()]
-                        .into_iter()
-                        .zip([Some(&ro.forward), ro.backward.as_ref()])
-                    {
-                        let (Some(w), Some(wo)) = (w, wo) else {
-                            continue;
-                        };
-                        match kind {
-                            Kind::Kernel => w.kernel = wo.kernel.clone(),
-                            Kind::Recurrent => w.recurrent = wo.recurrent.clone(),
-                            _ => {}
-                        }
-                    }
-                }
-                (Layer::Dense(d), Layer::Dense(dof)) if kind == Kind::Dense => {
-                    d.weight = dof.weight.clone()
-                }
-                (Layer::Embedding(e), Layer::Embedding(eo)) if kind == Kind::Table => {
-                    e.table = eo.table.clone()
-                }
-                _ => {}
-            }
-        }
-        out
-    };
+    use common::{with_kind, MatrixKind as Kind};
+    let restore = |q: &ModelSpec, f: &ModelSpec, kind: Kind| with_kind(q, f, kind);
     struct Row {
         name: String,
         range: f32,
@@ -718,25 +669,32 @@ fn quantization_error_breakdown() {
         let percentile = quantize_with_options(&spec, Mode::I8x16, Some(&calibration), &percentile)
             .map(|s| relative(&f32_blob, &blob(&s), &x, range))
             .unwrap_or(f32::NAN);
-        let restored = [Kind::Kernel, Kind::Recurrent, Kind::Dense, Kind::Table]
-            .into_iter()
-            .filter(|&k| {
-                spec.layers.iter().any(|l| {
-                    matches!(
-                        (l, k),
-                        (Layer::Recurrent(_), Kind::Kernel | Kind::Recurrent)
-                            | (Layer::Dense(_), Kind::Dense)
-                            | (Layer::Embedding(_), Kind::Table)
-                    )
-                })
-            })
-            .map(|k| {
-                (
-                    k,
-                    relative(&f32_blob, &blob(&restore(&w8, &spec, k)), &x, range),
+        let restored = [
+            Kind::InputKernel,
+            Kind::RecurrentKernel,
+            Kind::Dense,
+            Kind::Table,
+        ]
+        .into_iter()
+        .filter(|&k| {
+            spec.layers.iter().any(|l| {
+                matches!(
+                    (l, k),
+                    (
+                        Layer::Recurrent(_),
+                        Kind::InputKernel | Kind::RecurrentKernel
+                    ) | (Layer::Dense(_), Kind::Dense)
+                        | (Layer::Embedding(_), Kind::Table)
                 )
             })
-            .collect();
+        })
+        .map(|k| {
+            (
+                k,
+                relative(&f32_blob, &blob(&restore(&w8, &spec, k)), &x, range),
+            )
+        })
+        .collect();
         let Ok(q16) = quantize_with(&spec, Mode::I8x16, Some(&calibration)) else {
             continue;
         };
@@ -825,7 +783,12 @@ fn quantization_error_breakdown() {
         median(rows.iter().map(|r| r.self_calibrated).collect()),
         median(rows.iter().map(|r| r.percentile).collect()),
     );
-    for kind in [Kind::Kernel, Kind::Recurrent, Kind::Dense, Kind::Table] {
+    for kind in [
+        Kind::InputKernel,
+        Kind::RecurrentKernel,
+        Kind::Dense,
+        Kind::Table,
+    ] {
         // Over the fixtures that have this kind of matrix.
         let with: Vec<f32> = rows
             .iter()

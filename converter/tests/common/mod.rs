@@ -1,5 +1,6 @@
 //! Scaffolding shared by the command-line tests: paths into the repository, the `tinyrnn` binary these
-//! tests were built with, and scratch directories.
+//! tests were built with, and scratch directories; and, for the quantization measurements, one kind of
+//! weight matrix swapped between two versions of a model.
 #![allow(dead_code, reason = "each test binary uses a part of this module")]
 
 use std::ffi::OsStr;
@@ -81,4 +82,55 @@ pub fn printed(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// A kind of weight matrix, for measurements that put one kind of a quantized model back in f32 (or
+/// the other way round).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum MatrixKind {
+    /// Recurrent layers' input kernels.
+    InputKernel,
+    /// Recurrent layers' recurrent kernels.
+    RecurrentKernel,
+    /// Dense weights.
+    Dense,
+    /// Embedding tables.
+    Table,
+}
+
+/// `base` with the matrices of `kind` taken from `from`: the same model at another precision.
+pub fn with_kind(
+    base: &tinyrnn_converter::spec::ModelSpec,
+    from: &tinyrnn_converter::spec::ModelSpec,
+    kind: MatrixKind,
+) -> tinyrnn_converter::spec::ModelSpec {
+    use tinyrnn::format::Layer;
+    let mut out = base.clone();
+    for (l, o) in out.layers.iter_mut().zip(&from.layers) {
+        match (l, o) {
+            (Layer::Recurrent(r), Layer::Recurrent(ro)) => {
+                for (w, wo) in [Some(&mut r.forward), r.backward.as_mut()]
+                    .into_iter()
+                    .zip([Some(&ro.forward), ro.backward.as_ref()])
+                {
+                    let (Some(w), Some(wo)) = (w, wo) else {
+                        continue;
+                    };
+                    match kind {
+                        MatrixKind::InputKernel => w.kernel = wo.kernel.clone(),
+                        MatrixKind::RecurrentKernel => w.recurrent = wo.recurrent.clone(),
+                        _ => {}
+                    }
+                }
+            }
+            (Layer::Dense(d), Layer::Dense(dof)) if kind == MatrixKind::Dense => {
+                d.weight = dof.weight.clone()
+            }
+            (Layer::Embedding(e), Layer::Embedding(eo)) if kind == MatrixKind::Table => {
+                e.table = eo.table.clone()
+            }
+            _ => {}
+        }
+    }
+    out
 }
