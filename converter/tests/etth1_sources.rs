@@ -1,6 +1,6 @@
-//! Where a trained forecaster's `i8w` error comes from: `i8w` with 16 columns in int16, with every weight matrix int8
-//! (`--int16-columns 0`), and then with one kind of matrix in int8 and the rest f32, and every matrix
-//! int8 but one kind. The skip map is int16 in every case (the quantizer has stored it so since this
+//! Where a trained forecaster's `i8w` error comes from: `i8w` with matrices of up to 16 columns in
+//! int16, with every weight matrix int8 (`--int16-columns 0`), and then with one kind of matrix in int8
+//! and the rest f32, and every matrix int8 but one kind. The skip map is int16 in every case (the quantizer has stored it so since this
 //! measurement showed int8 there to be most of the error; its int8 figures in BENCHMARKS.md are from
 //! commit 96c79a7). A measurement for BENCHMARKS.md, not a check; it needs a model `tinyrnn train`
 //! wrote and its CSV (the ETTh1 GRU(32) of BENCHMARKS.md):
