@@ -1051,7 +1051,7 @@ fn quantize_and_report_with(
     let calibration = data.as_ref().map(|d| &d.split.calibration);
     let (fixed, fit) = quantize::resolve_options(&spec, mode, calibration, options)?;
     if let Some(fit) = fit {
-        outln!("{}\n", describe_fit(&fit));
+        outln!("{fit}\n");
     }
     let quantized = quantize::quantize_with_options(&spec, mode, calibration, &fixed)?;
     let blob = write::to_blob(&quantized)?;
@@ -1081,30 +1081,6 @@ fn quantize_and_report_with(
         ),
     }
     Ok(())
-}
-
-/// One line on the int16 width [`quantize::fit_int16_columns`] chose.
-fn describe_fit(fit: &quantize::Fit) -> String {
-    let width = match fit.int16_columns {
-        0 => "every weight matrix int8".to_string(),
-        n => format!("weight matrices of at most {n} columns int16, wider ones int8"),
-    };
-    let verdict = if fit.met {
-        format!(
-            "within a quarter of the target {:.0e}, as held-out data sees more",
-            fit.target
-        )
-    } else {
-        format!(
-            "no width keeps within a quarter of the target {:.0e}; this one comes closest",
-            fit.target
-        )
-    };
-    format!(
-        "int16 width: {width} (largest error on the calibration windows {:.2e} of the output range, \
-         {verdict}; --int16-columns N sets it)",
-        fit.error
-    )
 }
 
 /// The CSV a trained model names (`file`, a bare file name), beside the model or in the working

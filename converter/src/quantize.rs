@@ -176,6 +176,38 @@ impl Default for Options {
     }
 }
 
+impl std::fmt::Display for Fit {
+    /// One line on the choice, for reports.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.int16_columns {
+            0 => write!(f, "int16 width: every weight matrix int8")?,
+            n => write!(
+                f,
+                "int16 width: weight matrices of at most {n} columns int16, wider ones int8"
+            )?,
+        }
+        write!(
+            f,
+            " (largest error on the calibration windows {:.2e} of the output range, ",
+            self.error
+        )?;
+        if self.met {
+            write!(
+                f,
+                "within a quarter of the target {:.0e}, as held-out data sees more",
+                self.target
+            )?;
+        } else {
+            write!(
+                f,
+                "no width keeps within a quarter of the target {:.0e}; this one comes closest",
+                self.target
+            )?;
+        }
+        write!(f, "; --int16-columns N sets it)")
+    }
+}
+
 /// How far under the target [`fit_int16_columns`] wants the error on the calibration windows: those are
 /// the windows the rounding and the ranges were fitted to, and held-out windows (more of them, so a
 /// larger worst case too) see more. Measured: the ETTh1 GRU(8) per-target forecaster in `i8x16` with

@@ -787,14 +787,7 @@ fn quantize_trained(
         crate::quantize::resolve_options(spec, mode, Some(&calibration), &request.quantizer)
             .with_context(context)?;
     if let Some(fit) = fit {
-        crate::outln!(
-            "{}: int16 up to {} columns (error on the calibration windows {:.2e}; target {:.0e}{})",
-            mode.name(),
-            fit.int16_columns,
-            fit.error,
-            fit.target,
-            if fit.met { "" } else { ", not met: closest" }
-        );
+        crate::outln!("{}: {fit}", mode.name());
     }
     let quantized =
         crate::quantize::quantize_with_options(spec, mode, Some(&calibration), &options)
