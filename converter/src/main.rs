@@ -1049,11 +1049,10 @@ fn quantize_and_report_with(
         outln!("calibrated on {text}\n");
     }
     let calibration = data.as_ref().map(|d| &d.split.calibration);
-    let (fixed, fit) = quantize::resolve_options(&spec, mode, calibration, options)?;
+    let (quantized, fit) = quantize::quantize_fitted(&spec, mode, calibration, options)?;
     if let Some(fit) = fit {
         outln!("{fit}\n");
     }
-    let quantized = quantize::quantize_with_options(&spec, mode, calibration, &fixed)?;
     let blob = write::to_blob(&quantized)?;
     // What is described is the file as written, self-test vector included.
     let written = write::with_self_test(&blob)?;

@@ -227,6 +227,17 @@ pub fn fit_int16_columns(
     options: &Options,
     target: f32,
 ) -> Result<Fit> {
+    fitted(spec, mode, calibration, options, target).map(|(_, fit)| fit)
+}
+
+/// [`fit_int16_columns`], with the model quantized at the chosen width.
+fn fitted(
+    spec: &ModelSpec,
+    mode: Mode,
+    calibration: &Array,
+    options: &Options,
+    target: f32,
+) -> Result<(ModelSpec, Fit)> {
     let reference = crate::write::to_blob(spec)?;
     let mut widths = vec![0usize];
     for layer in &spec.layers {
@@ -245,7 +256,7 @@ pub fn fit_int16_columns(
     }
     widths.sort_unstable();
     widths.dedup();
-    let mut closest: Option<Fit> = None;
+    let mut closest: Option<(ModelSpec, Fit)> = None;
     for columns in widths {
         let fixed = Options {
             int16_input_columns: columns,
@@ -254,7 +265,7 @@ pub fn fit_int16_columns(
             fit: None,
             ..*options
         };
-        let quantized = quantize_with_options(spec, mode, Some(calibration), &fixed)?;
+        let quantized = quantize_fixed(spec, mode, Some(calibration), &fixed)?;
         let errors = error_per_output(&reference, &crate::write::to_blob(&quantized)?, calibration)
             .context("measuring a candidate on the calibration windows")?;
         let error = errors.iter().fold(0.0f32, |m, e| m.max(e.relative()));
@@ -265,41 +276,30 @@ pub fn fit_int16_columns(
             met: error <= target / FIT_MARGIN,
         };
         if fit.met {
-            return Ok(fit);
+            return Ok((quantized, fit));
         }
-        if closest.is_none_or(|c| error < c.error) {
-            closest = Some(fit);
+        if closest.as_ref().is_none_or(|(_, c)| error < c.error) {
+            closest = Some((quantized, fit));
         }
     }
     closest.context("the model has no weight matrix to quantize")
 }
 
-/// `options` with the int16 limits fixed: as given, or chosen by [`fit_int16_columns`] when
-/// [`Options::fit`] asks for it and there is calibration data (then with what was chosen).
-pub fn resolve_options(
+/// [`quantize_with_options`], and what [`fit_int16_columns`] chose when [`Options::fit`] asked for it
+/// and there was calibration data to fit on.
+pub fn quantize_fitted(
     spec: &ModelSpec,
     mode: Mode,
     calibration: Option<&Array>,
     options: &Options,
-) -> Result<(Options, Option<Fit>)> {
-    let (Some(target), Some(data)) = (options.fit, calibration) else {
-        return Ok((
-            Options {
-                fit: None,
-                ..*options
-            },
-            None,
-        ));
-    };
-    let fit = fit_int16_columns(spec, mode, data, options, target.for_mode(mode))?;
-    let fixed = Options {
-        int16_input_columns: fit.int16_columns,
-        int16_recurrent_columns: fit.int16_columns,
-        int16_dense_columns: fit.int16_columns,
-        fit: None,
-        ..*options
-    };
-    Ok((fixed, Some(fit)))
+) -> Result<(ModelSpec, Option<Fit>)> {
+    match (options.fit, calibration) {
+        (Some(target), Some(data)) => {
+            let (model, fit) = fitted(spec, mode, data, options, target.for_mode(mode))?;
+            Ok((model, Some(fit)))
+        }
+        _ => Ok((quantize_fixed(spec, mode, calibration, options)?, None)),
+    }
 }
 
 /// The model quantized to `mode` without calibration data (`i8w`; `i8x16` fails and says what to
@@ -325,13 +325,21 @@ pub fn quantize_with_options(
     calibration: Option<&Array>,
     options: &Options,
 ) -> Result<ModelSpec> {
+    quantize_fitted(spec, mode, calibration, options).map(|(model, _)| model)
+}
+
+/// [`quantize_with_options`] with the int16 limits as `options` gives them (its `fit` unread).
+fn quantize_fixed(
+    spec: &ModelSpec,
+    mode: Mode,
+    calibration: Option<&Array>,
+    options: &Options,
+) -> Result<ModelSpec> {
     ensure!(
         !spec.is_quantized(),
         "model '{}' is already quantized; quantize its f32 blob instead",
         spec.name
     );
-    let (options, _) = resolve_options(spec, mode, calibration, options)?;
-    let options = &options;
     match mode {
         Mode::I8x16 => {
             let Some(data) = calibration else {

@@ -782,16 +782,12 @@ fn quantize_trained(
 ) -> Result<(PathBuf, Vec<u8>)> {
     let calibration = calibration_windows(train_w)?;
     let n = calibration.shape[0];
-    let context = || format!("quantizing the trained model to {}", mode.name());
-    let (options, fit) =
-        crate::quantize::resolve_options(spec, mode, Some(&calibration), &request.quantizer)
-            .with_context(context)?;
+    let (quantized, fit) =
+        crate::quantize::quantize_fitted(spec, mode, Some(&calibration), &request.quantizer)
+            .with_context(|| format!("quantizing the trained model to {}", mode.name()))?;
     if let Some(fit) = fit {
         crate::outln!("{}: {fit}", mode.name());
     }
-    let quantized =
-        crate::quantize::quantize_with_options(spec, mode, Some(&calibration), &options)
-            .with_context(context)?;
     let blob = write::to_blob_with_self_test(&quantized)?;
     let stem = request
         .output
