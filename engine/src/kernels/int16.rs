@@ -10,39 +10,17 @@
 //! model was opened; the loops use `zip` and `chunks_exact`, so a mismatch shortens a loop instead of
 //! panicking.
 
-/// `2^15`: a weight's scale unit.
-const UNIT: f32 = 32768.0;
+use super::ScaledWeight;
 
-/// `y_r = s_r Σ_j q_rj x_j`.
+/// `2^15`: a weight's scale unit.
+const UNIT: f32 = <i16 as ScaledWeight>::UNIT;
+
+/// `y_r = s_r Σ_j q_rj x_j`; one to three columns as [`super::scaled_matvec`] writes them out.
 #[inline]
 pub(crate) fn matvec(q: &[i16], scales: &[f32], x: &[f32], y: &mut [f32]) {
-    // One to three columns (an input projection from a few sensor channels): one pass over the rows
-    // with each sum written out, as the int8 kernel does.
-    match *x {
-        [] => y.iter_mut().for_each(|v| *v = 0.0),
-        [a] => matvec_narrow(q, scales, y, |r: &[i16; 1]| 0.0 + value(r[0]) * a),
-        [a, b] => matvec_narrow(q, scales, y, |r: &[i16; 2]| {
-            0.0 + value(r[0]) * a + value(r[1]) * b
-        }),
-        [a, b, c] => matvec_narrow(q, scales, y, |r: &[i16; 3]| {
-            0.0 + value(r[0]) * a + value(r[1]) * b + value(r[2]) * c
-        }),
-        _ => for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * UNIT * dot),
-    }
-}
-
-/// [`matvec`] for `N` columns, `dot(row)` being [`dot`] of the row written out.
-#[inline(always)]
-fn matvec_narrow<const N: usize>(
-    q: &[i16],
-    scales: &[f32],
-    y: &mut [f32],
-    dot: impl Fn(&[i16; N]) -> f32,
-) {
-    y.iter_mut()
-        .zip(super::as_chunks::<_, N>(q).0)
-        .zip(scales)
-        .for_each(|((out, row), s)| *out = s * UNIT * dot(row));
+    super::scaled_matvec(q, scales, x, y, |q, scales, x, y| {
+        for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * UNIT * dot)
+    });
 }
 
 /// `y_r += s_r Σ_j q_rj x_j`.
@@ -118,7 +96,7 @@ fn dot(q: &[i16], x: &[f32]) -> f32 {
 /// A stored weight divided by 2^15 (exactly).
 #[inline]
 fn value(q: i16) -> f32 {
-    f32::from(q) * (1.0 / UNIT)
+    q.unit_value()
 }
 
 #[cfg(test)]

@@ -7,37 +7,15 @@
 //! sooner than an f32 row whose weights are at most 1 in magnitude. Lengths were checked when the model was opened; the loops use `zip` and
 //! `chunks_exact`, so a mismatch shortens a loop instead of panicking.
 
-/// `y_r = s_r Σ_j q_rj x_j`.
+use super::ScaledWeight;
+
+/// `y_r = s_r Σ_j q_rj x_j`. One to three columns as [`super::scaled_matvec`] writes them out (the
+/// four-row blocks would be mostly setup at that width).
 #[inline]
 pub(crate) fn matvec(q: &[u8], scales: &[f32], x: &[f32], y: &mut [f32]) {
-    // One to three columns (a recurrent layer's input projection from a few sensor channels): one pass
-    // over the rows with each sum written out, left to right from 0 as `dot` folds it; the four-row
-    // blocks would be mostly setup at that width.
-    match *x {
-        [] => y.iter_mut().for_each(|v| *v = 0.0),
-        [a] => matvec_narrow(q, scales, y, |r: &[u8; 1]| 0.0 + value(r[0]) * a),
-        [a, b] => matvec_narrow(q, scales, y, |r: &[u8; 2]| {
-            0.0 + value(r[0]) * a + value(r[1]) * b
-        }),
-        [a, b, c] => matvec_narrow(q, scales, y, |r: &[u8; 3]| {
-            0.0 + value(r[0]) * a + value(r[1]) * b + value(r[2]) * c
-        }),
-        _ => for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * 128.0 * dot),
-    }
-}
-
-/// [`matvec`] for `N` columns, `dot(row)` being [`dot`] of the row written out.
-#[inline(always)]
-fn matvec_narrow<const N: usize>(
-    q: &[u8],
-    scales: &[f32],
-    y: &mut [f32],
-    dot: impl Fn(&[u8; N]) -> f32,
-) {
-    y.iter_mut()
-        .zip(super::as_chunks::<_, N>(q).0)
-        .zip(scales)
-        .for_each(|((out, row), s)| *out = s * 128.0 * dot(row));
+    super::scaled_matvec(q, scales, x, y, |q, scales, x, y| {
+        for_each_row_dot(q, scales, x, y, |out, s, dot| *out = s * 128.0 * dot)
+    });
 }
 
 /// `y_r += s_r Σ_j q_rj x_j`.
@@ -217,7 +195,7 @@ fn dot(q: &[u8], x: &[f32]) -> f32 {
 /// A stored byte as the signed value it encodes, divided by 128 (exactly).
 #[inline]
 fn value(byte: u8) -> f32 {
-    f32::from(byte as i8) * (1.0 / 128.0)
+    byte.unit_value()
 }
 
 #[cfg(test)]

@@ -35,6 +35,71 @@ pub(crate) fn as_chunks_mut<T, const N: usize>(slice: &mut [T]) -> &mut [[T; N]]
     unsafe { core::slice::from_raw_parts_mut(head.as_mut_ptr().cast::<[T; N]>(), head.len() / N) }
 }
 
+/// A weight stored as an integer with one f32 scale per row (f32-arithmetic models): an int8 byte or an
+/// int16. The kernels form each product as `(q / UNIT) × x` in f32 (exact: `UNIT` is a power of two
+/// and the integer converts exactly) and scale a row's sum once by `UNIT × scale`.
+pub(crate) trait ScaledWeight: Copy {
+    /// The power of two a stored value is divided by.
+    const UNIT: f32;
+    /// The stored value divided by [`Self::UNIT`], exactly.
+    fn unit_value(self) -> f32;
+}
+
+impl ScaledWeight for u8 {
+    const UNIT: f32 = 128.0;
+    #[inline(always)]
+    fn unit_value(self) -> f32 {
+        f32::from(self as i8) * (1.0 / 128.0)
+    }
+}
+
+impl ScaledWeight for i16 {
+    const UNIT: f32 = 32768.0;
+    #[inline(always)]
+    fn unit_value(self) -> f32 {
+        f32::from(self) * (1.0 / 32768.0)
+    }
+}
+
+/// `y_r = s_r Σ_j q_rj x_j` for a matrix of [`ScaledWeight`]s: one to three columns (a recurrent
+/// layer's input projection from a few sensor channels) in one pass over the rows with each sum
+/// written out, left to right from 0 as a row's dot product folds it; wider inputs go to `rows`,
+/// the kernel's own row loop.
+#[inline(always)]
+pub(crate) fn scaled_matvec<W: ScaledWeight>(
+    q: &[W],
+    scales: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    rows: impl FnOnce(&[W], &[f32], &[f32], &mut [f32]),
+) {
+    match *x {
+        [] => y.iter_mut().for_each(|v| *v = 0.0),
+        [a] => scaled_narrow(q, scales, y, |r: &[W; 1]| 0.0 + r[0].unit_value() * a),
+        [a, b] => scaled_narrow(q, scales, y, |r: &[W; 2]| {
+            0.0 + r[0].unit_value() * a + r[1].unit_value() * b
+        }),
+        [a, b, c] => scaled_narrow(q, scales, y, |r: &[W; 3]| {
+            0.0 + r[0].unit_value() * a + r[1].unit_value() * b + r[2].unit_value() * c
+        }),
+        _ => rows(q, scales, x, y),
+    }
+}
+
+/// [`scaled_matvec`] for `N` columns, `dot(row)` being the row's sum written out.
+#[inline(always)]
+fn scaled_narrow<W: ScaledWeight, const N: usize>(
+    q: &[W],
+    scales: &[f32],
+    y: &mut [f32],
+    dot: impl Fn(&[W; N]) -> f32,
+) {
+    y.iter_mut()
+        .zip(as_chunks::<_, N>(q).0)
+        .zip(scales)
+        .for_each(|((out, row), s)| *out = s * W::UNIT * dot(row));
+}
+
 /// `y = W x`, where `W` has `x.len()` columns and `y.len()` rows.
 #[inline]
 pub(crate) fn matvec(w: &Mat<'_>, x: &[f32], y: &mut [f32]) {
