@@ -10,7 +10,7 @@
 //! model was opened; the loops use `zip` and `chunks_exact`, so a mismatch shortens a loop instead of
 //! panicking.
 
-use super::ScaledWeight;
+use super::{scaled_dot, ScaledWeight};
 
 /// `2^15`: a weight's scale unit.
 const UNIT: f32 = <i16 as ScaledWeight>::UNIT;
@@ -36,7 +36,7 @@ pub(crate) fn matvec_add(q: &[i16], scales: &[f32], x: &[f32], y: &mut [f32]) {
 const BLOCK: usize = 4;
 
 /// Calls `finish(y_r, s_r, dot(row r, x))` for every row; `x` is not empty. Four rows per pass over
-/// `x`, each row's sum still formed left to right from 0, so the results are those of one [`dot`]
+/// `x`, each row's sum still formed left to right from 0, so the results are those of one [`scaled_dot`]
 /// per row.
 #[inline(always)]
 fn for_each_row_dot(
@@ -64,39 +64,18 @@ fn for_each_row_dot(
         let (r2, r3) = rest.split_at_checked(n).unwrap_or((&[], &[]));
         let mut sums = [0.0f32; BLOCK];
         for ((((x, a), b), c), d) in x.iter().zip(r0).zip(r1).zip(r2).zip(r3) {
-            sums[0] += value(*a) * x;
-            sums[1] += value(*b) * x;
-            sums[2] += value(*c) * x;
-            sums[3] += value(*d) * x;
+            sums[0] += a.unit_value() * x;
+            sums[1] += b.unit_value() * x;
+            sums[2] += c.unit_value() * x;
+            sums[3] += d.unit_value() * x;
         }
         for ((out, s), sum) in out.iter_mut().zip(s).zip(sums) {
             finish(out, *s, sum);
         }
     }
     for ((out, row), s) in y_tail.iter_mut().zip(q_tail.chunks_exact(n)).zip(s_tail) {
-        finish(out, *s, dot(row, x));
+        finish(out, *s, scaled_dot(row, x));
     }
-}
-
-/// `y_j = s q_j` for the one row `q` with its scale `scales[0]`.
-#[inline]
-pub(crate) fn dequantize_row(q: &[i16], scales: &[f32], y: &mut [f32]) {
-    let s = scales.first().copied().unwrap_or(0.0);
-    y.iter_mut()
-        .zip(q)
-        .for_each(|(v, &q)| *v = s * f32::from(q));
-}
-
-/// `Σ (q_i / 2^15) x_i`, accumulated in f32 from 0, left to right.
-#[inline]
-fn dot(q: &[i16], x: &[f32]) -> f32 {
-    q.iter().zip(x).fold(0.0, |acc, (&q, x)| acc + value(q) * x)
-}
-
-/// A stored weight divided by 2^15 (exactly).
-#[inline]
-fn value(q: i16) -> f32 {
-    q.unit_value()
 }
 
 #[cfg(test)]
@@ -127,7 +106,7 @@ mod tests {
         matvec_add(&q, &scales, &x, &mut y);
         assert_eq!(y, [2.0 * before[0], 2.0 * before[1]]);
         let mut row = [0.0f32; 3];
-        dequantize_row(&q[3..], &scales[1..], &mut row);
+        crate::kernels::scaled_row(&q[3..], &scales[1..], &mut row);
         assert_eq!(row, [-3.0 * 2.0e-5, 12345.0 * 2.0e-5, 0.0]);
     }
 
@@ -153,7 +132,7 @@ mod tests {
             let mut y = [0.0f32; 9];
             matvec(q, &scales, x, &mut y);
             for (r, (row, s)) in q.chunks(n).zip(&scales).enumerate() {
-                let one = s * UNIT * dot(row, x);
+                let one = s * UNIT * scaled_dot(row, x);
                 assert_eq!(y[r].to_bits(), one.to_bits(), "{n} columns, row {r}");
             }
         }

@@ -7,7 +7,7 @@
 //! sooner than an f32 row whose weights are at most 1 in magnitude. Lengths were checked when the model was opened; the loops use `zip` and
 //! `chunks_exact`, so a mismatch shortens a loop instead of panicking.
 
-use super::ScaledWeight;
+use super::scaled_dot;
 
 /// `y_r = s_r Σ_j q_rj x_j`. One to three columns as [`super::scaled_matvec`] writes them out (the
 /// four-row blocks would be mostly setup at that width).
@@ -32,7 +32,7 @@ const BLOCK: usize = 4;
 
 /// Calls `finish(y_r, s_r, dot(row r, x))` for every row. On Arm `eabihf`, four rows per pass over `x`
 /// in assembly ([`dot4`]); each row's sum is still formed left to right from 0 with the same
-/// operations, so the results are those of one [`dot`] per row, bit for bit. `x` is not empty.
+/// operations, so the results are those of one [`scaled_dot`] per row, bit for bit. `x` is not empty.
 #[inline(always)]
 fn for_each_row_dot(
     q: &[u8],
@@ -64,11 +64,11 @@ fn for_each_row_dot(
         }
     }
     for ((out, row), s) in y_tail.iter_mut().zip(q_tail.chunks_exact(n)).zip(s_tail) {
-        finish(out, *s, dot(row, x));
+        finish(out, *s, scaled_dot(row, x));
     }
 }
 
-/// [`dot`] of four consecutive rows of `n` bytes (`rows` holds `4 n`) with `x`.
+/// [`scaled_dot`] of four consecutive rows of `n` bytes (`rows` holds `4 n`) with `x`.
 #[cfg_attr(not(all(target_arch = "arm", target_abi = "eabihf")), allow(dead_code))]
 #[inline(always)]
 fn dot4(rows: &[u8], n: usize, x: &[f32]) -> [f32; BLOCK] {
@@ -76,7 +76,12 @@ fn dot4(rows: &[u8], n: usize, x: &[f32]) -> [f32; BLOCK] {
     let (r1, rest) = rest.split_at_checked(n).unwrap_or((&[], &[]));
     let (r2, r3) = rest.split_at_checked(n).unwrap_or((&[], &[]));
     #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
-    return [dot(r0, x), dot(r1, x), dot(r2, x), dot(r3, x)];
+    return [
+        scaled_dot(r0, x),
+        scaled_dot(r1, x),
+        scaled_dot(r2, x),
+        scaled_dot(r3, x),
+    ];
     #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
     {
         let (x4, x_tail) = super::as_chunks::<_, 4>(x);
@@ -101,7 +106,7 @@ fn dot4(rows: &[u8], n: usize, x: &[f32]) -> [f32; BLOCK] {
             // the flags; its stack use is the 64 bytes it pops again. Two sign-extended bytes go to the
             // FPU per `VMOV` (a core register pair to s12/s13, s14/s15). Each weight becomes `q / 2^7`
             // exactly (`VCVT` with 7 fraction bits), the product is rounded and then added (`VMLA` is
-            // not fused): the operations of `acc + value(q) * x`, in the same order.
+            // not fused): the operations of `acc + q.unit_value() * x`, in the same order.
             unsafe {
                 core::arch::asm!(
                     "vpush {{s0-s15}}",
@@ -167,7 +172,10 @@ fn dot4(rows: &[u8], n: usize, x: &[f32]) -> [f32; BLOCK] {
             );
         }
         for (j, x) in x_tail.iter().enumerate() {
-            let at = |tail: &[u8]| tail.get(j).map_or(0.0, |&q| value(q));
+            let at = |tail: &[u8]| {
+                tail.get(j)
+                    .map_or(0.0, |&q| super::ScaledWeight::unit_value(q))
+            };
             s0 += at(a_tail) * x;
             s1 += at(b_tail) * x;
             s2 += at(c_tail) * x;
@@ -175,27 +183,6 @@ fn dot4(rows: &[u8], n: usize, x: &[f32]) -> [f32; BLOCK] {
         }
         [s0, s1, s2, s3]
     }
-}
-
-/// `y_j = s q_j` for the one row `q` with its scale `scales[0]`.
-#[inline]
-pub(crate) fn dequantize_row(q: &[u8], scales: &[f32], y: &mut [f32]) {
-    let s = scales.first().copied().unwrap_or(0.0);
-    y.iter_mut()
-        .zip(q)
-        .for_each(|(v, &q)| *v = s * f32::from(q as i8));
-}
-
-/// `Σ (q_i / 128) x_i`, accumulated in f32.
-#[inline]
-fn dot(q: &[u8], x: &[f32]) -> f32 {
-    q.iter().zip(x).fold(0.0, |acc, (&q, x)| acc + value(q) * x)
-}
-
-/// A stored byte as the signed value it encodes, divided by 128 (exactly).
-#[inline]
-fn value(byte: u8) -> f32 {
-    byte.unit_value()
 }
 
 #[cfg(test)]
@@ -213,7 +200,7 @@ mod tests {
         matvec_add(&q, &scales, &[0.0, 1.0, 0.0], &mut y);
         assert_eq!(y, [63.0 - 1.0, -250.0]);
         let mut row = [0.0; 3];
-        dequantize_row(&q[3..], &scales[1..], &mut row);
+        crate::kernels::scaled_row(&q[3..], &scales[1..], &mut row);
         assert_eq!(row, [-256.0, 0.0, 6.0]);
     }
 
@@ -250,7 +237,7 @@ mod tests {
             let mut z = std::vec![0.5f32; rows];
             matvec_add(&q, &scales, &x, &mut z);
             for (r, row) in q.chunks_exact(cols).enumerate() {
-                let reference = scales[r] * 128.0 * dot(row, &x);
+                let reference = scales[r] * 128.0 * scaled_dot(row, &x);
                 assert_eq!(y[r].to_bits(), reference.to_bits(), "{rows}x{cols} row {r}");
                 assert_eq!(z[r].to_bits(), (0.5 + reference).to_bits());
             }

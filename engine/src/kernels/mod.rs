@@ -41,24 +41,45 @@ pub(crate) fn as_chunks_mut<T, const N: usize>(slice: &mut [T]) -> &mut [[T; N]]
 pub(crate) trait ScaledWeight: Copy {
     /// The power of two a stored value is divided by.
     const UNIT: f32;
+    /// The stored value as the integer it encodes.
+    fn integer(self) -> f32;
     /// The stored value divided by [`Self::UNIT`], exactly.
-    fn unit_value(self) -> f32;
+    #[inline(always)]
+    fn unit_value(self) -> f32 {
+        self.integer() * (1.0 / Self::UNIT)
+    }
 }
 
 impl ScaledWeight for u8 {
     const UNIT: f32 = 128.0;
     #[inline(always)]
-    fn unit_value(self) -> f32 {
-        f32::from(self as i8) * (1.0 / 128.0)
+    fn integer(self) -> f32 {
+        f32::from(self as i8)
     }
 }
 
 impl ScaledWeight for i16 {
     const UNIT: f32 = 32768.0;
     #[inline(always)]
-    fn unit_value(self) -> f32 {
-        f32::from(self) * (1.0 / 32768.0)
+    fn integer(self) -> f32 {
+        f32::from(self)
     }
+}
+
+/// `Σ (q_i / UNIT) x_i`, accumulated in f32 from 0, left to right: a row's dot product, whichever
+/// loop forms it.
+#[inline]
+pub(crate) fn scaled_dot<W: ScaledWeight>(q: &[W], x: &[f32]) -> f32 {
+    q.iter()
+        .zip(x)
+        .fold(0.0, |acc, (&q, x)| acc + q.unit_value() * x)
+}
+
+/// `y_j = s q_j` for the one row `q` with its scale `scales[0]`: an embedding lookup.
+#[inline]
+fn scaled_row<W: ScaledWeight>(q: &[W], scales: &[f32], y: &mut [f32]) {
+    let s = scales.first().copied().unwrap_or(0.0);
+    y.iter_mut().zip(q).for_each(|(v, &q)| *v = s * q.integer());
 }
 
 /// `y_r = s_r Σ_j q_rj x_j` for a matrix of [`ScaledWeight`]s: one to three columns (a recurrent
@@ -129,8 +150,8 @@ pub(crate) fn row(w: &Mat<'_>, row: usize, y: &mut [f32]) {
     let one = w.rows(row, 1);
     match one.values {
         Values::F32(values) => y.iter_mut().zip(values).for_each(|(d, s)| *d = *s),
-        Values::I8 { values, scales } => int8::dequantize_row(values, scales, y),
-        Values::I16Scaled { values, scales } => int16::dequantize_row(values, scales, y),
+        Values::I8 { values, scales } => scaled_row(values, scales, y),
+        Values::I16Scaled { values, scales } => scaled_row(values, scales, y),
         _ => y.iter_mut().for_each(|v| *v = 0.0),
     }
 }
