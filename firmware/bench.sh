@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Instruction counts per streaming step, exact, with the qemu-insn plugin (../shared/tools/qemu-insn, or
-# QEMU_INSN=DIR), on QEMU's mps2-an386 (Cortex-M4F: f32, i8w, i8x16) and microbit (Cortex-M0: i8x16, and f32
-# and i8w in soft-float). Each run ends with the naive Rust f32 LSTM reference of the bench binary. Prints
-# Markdown tables for BENCHMARKS.md. Fails if a model's output on the emulated core is not the host engine's,
-# bit for bit.
+# QEMU_INSN=DIR), on QEMU's mps2-an386 (Cortex-M4F: f32, i8w, i8x16, i8x16-int16) and microbit (Cortex-M0:
+# i8x16, i8x16-int16, and f32 and i8w in soft-float); i8x16-int16 is i8x16 with every weight matrix int16.
+# Each run ends with the naive Rust f32 LSTM reference of the bench binary. Prints Markdown tables for
+# BENCHMARKS.md. Fails if a model's output on the emulated core is not the host engine's, bit for bit.
 #   usage: firmware/bench.sh            (from the repository root or firmware/)
 #   env:   CARGO_TARGET_DIR (default firmware/target/bench), INSN_PLUGIN_OPTS (e.g. hist=on,histby=sym),
 #          CMSIS_NN_DIR: a CMSIS-NN checkout (firmware/peers/fetch-cmsis-nn.sh); when set, each run ends with
@@ -28,7 +28,7 @@ run() {
   fi
   # The soft-float M0 builds (f32, i8w) hold only the h16 and h32 models in the micro:bit's flash.
   local max_hidden=64
-  if [ "$triple" = thumbv6m-none-eabi ] && [ "$mode" != i8x16 ]; then max_hidden=32; fi
+  if [ "$triple" = thumbv6m-none-eabi ] && [ "${mode#i8x16}" = "$mode" ]; then max_hidden=32; fi
   (cd "$root" && cargo run -q --release -p tinyrnn-conformance --example bench_models -- "$work/$mode" "$mode" "$max_hidden" >/dev/null)
   (
     cd "$root/firmware"
@@ -68,10 +68,10 @@ wanted() {
 }
 
 header "Cortex-M4F (mps2-an386, thumbv7em-none-eabihf)"
-for mode in f32 i8w i8x16; do
+for mode in f32 i8w i8x16 i8x16-int16; do
   if wanted m4f "$mode"; then run thumbv7em-none-eabihf bench "$mode"; fi
 done
 header "Cortex-M0 (microbit, thumbv6m-none-eabi)"
-for mode in i8x16 f32 i8w; do
+for mode in i8x16 i8x16-int16 f32 i8w; do
   if wanted m0 "$mode"; then run thumbv6m-none-eabi bench,microbit "$mode"; fi
 done

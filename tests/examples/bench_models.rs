@@ -1,8 +1,10 @@
 //! Writes the blobs the firmware's `bench` binary measures: one recurrent layer (input 3) of each cell at
-//! hidden 16, 32 and 64 in one numeric mode (f32, i8w or i8x16), with seeded random weights, plus a
-//! `list.rs` that the firmware includes to know them. One mode per build keeps the binary inside the
-//! 256 KiB of flash the QEMU layouts allow. `i8x16` is calibrated on 64 seeded random timesteps in
-//! `[-1, 1]` (the bench feeds inputs in that range).
+//! hidden 16, 32 and 64 in one numeric mode (f32, i8w, i8x16 or i8x16-int16), with seeded random
+//! weights, plus a `list.rs` that the firmware includes to know them. One mode per build keeps the binary
+//! inside the 256 KiB of flash the QEMU layouts allow. `i8x16` is calibrated on 64 seeded random
+//! timesteps in `[-1, 1]` (the bench feeds inputs in that range) and keeps the library's int16 width
+//! (matrices of at most 16 columns); `i8x16-int16` is the same with every weight matrix int16, as
+//! `quantize` chooses for the ETTh1 GRU(32) forecaster.
 //!
 //! It also writes `check.txt`: per model (and per activation setting for float models) the FNV-1a hash of
 //! the output bits after the bench's 1 + 8 steps, computed by the host engine; `firmware/bench.sh`
@@ -18,11 +20,12 @@ use anyhow::{Context, Result};
 use tinyrnn::format::Cell;
 use tinyrnn_conformance::{model, recurrent, RecurrentOptions, Rng};
 use tinyrnn_converter::npy::Array;
-use tinyrnn_converter::quantize::{quantize, quantize_with, Mode};
+use tinyrnn_converter::quantize::{quantize, quantize_with_options, Mode, Options};
+use tinyrnn_converter::spec::ModelSpec;
 use tinyrnn_converter::write::to_blob;
 
 fn main() -> Result<()> {
-    let usage = "usage: bench_models DIR f32|i8w|i8x16 [MAX_HIDDEN]";
+    let usage = "usage: bench_models DIR f32|i8w|i8x16|i8x16-int16 [MAX_HIDDEN]";
     let dir = PathBuf::from(std::env::args().nth(1).context(usage)?);
     let wanted = std::env::args().nth(2).context(usage)?;
     // The micro:bit's 256 KiB of flash holds the soft-float build with the h16 and h32 models only.
@@ -55,11 +58,15 @@ fn main() -> Result<()> {
             let blob = match wanted.as_str() {
                 "f32" => to_blob(&spec)?,
                 "i8w" => to_blob(&quantize(&spec, Mode::I8w)?)?,
-                "i8x16" => {
-                    let mut data = Rng::new(7);
-                    let x: Vec<f32> = (0..64 * 3).map(|_| data.uniform(1.0)).collect();
-                    let calibration = Array::float(vec![1, 64, 3], x)?;
-                    to_blob(&quantize_with(&spec, Mode::I8x16, Some(&calibration))?)?
+                "i8x16" => to_blob(&quantize_i8x16(&spec, &Options::default())?)?,
+                "i8x16-int16" => {
+                    let every_matrix = Options {
+                        int16_input_columns: usize::MAX,
+                        int16_recurrent_columns: usize::MAX,
+                        int16_dense_columns: usize::MAX,
+                        ..Options::default()
+                    };
+                    to_blob(&quantize_i8x16(&spec, &every_matrix)?)?
                 }
                 other => anyhow::bail!("unknown mode {other}; {usage}"),
             };
@@ -83,6 +90,14 @@ fn main() -> Result<()> {
     std::fs::write(dir.join("check.txt"), checks)?;
     println!("wrote the {wanted} blobs to {}", dir.display());
     Ok(())
+}
+
+/// `spec` in `i8x16`, calibrated on 64 seeded random timesteps in `[-1, 1]`.
+fn quantize_i8x16(spec: &ModelSpec, options: &Options) -> Result<ModelSpec> {
+    let mut data = Rng::new(7);
+    let x: Vec<f32> = (0..64 * 3).map(|_| data.uniform(1.0)).collect();
+    let calibration = Array::float(vec![1, 64, 3], x)?;
+    quantize_with_options(spec, Mode::I8x16, Some(&calibration), options)
 }
 
 /// The bench's input and step count (`firmware/src/bin/bench.rs`).
