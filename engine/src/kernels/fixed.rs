@@ -951,7 +951,7 @@ fn rows_i16_narrow<const N: usize>(
         let sum = row_i16_sum(row, x);
         #[cfg(not(tinyrnn_dsp))]
         let sum = row_i16_sum_unrolled(row, x);
-        finish(out, requantize_row_i16(sum, row, x, multiplier, shift));
+        finish(out, requantize_row_i16(sum, multiplier, shift));
     }
 }
 
@@ -960,121 +960,155 @@ fn rows_i16_narrow<const N: usize>(
 /// as much as the terms.
 #[cfg_attr(tinyrnn_dsp, allow(dead_code))]
 #[inline(always)]
-fn row_i16_sum_unrolled<const N: usize>(row: &[i16; N], x: &[i16; N]) -> Option<i32> {
+fn row_i16_sum_unrolled<const N: usize>(row: &[i16; N], x: &[i16; N]) -> RowSum {
     let term = |j: usize| match (row.get(j), x.get(j)) {
         (Some(&w), Some(&x)) => i32::from(w) * i32::from(x),
         _ => 0,
     };
-    let mut acc = term(0);
-    if N > 1 {
-        acc = acc.checked_add(term(1))?;
+    let checked = || {
+        let mut acc = term(0);
+        if N > 1 {
+            acc = acc.checked_add(term(1))?;
+        }
+        if N > 2 {
+            acc = acc.checked_add(term(2))?;
+        }
+        if N > 3 {
+            acc = acc.checked_add(term(3))?;
+        }
+        Some(acc)
+    };
+    match checked() {
+        Some(acc) => RowSum::Narrow(acc),
+        None => RowSum::of(row_i16_sum_wide(row, x)),
     }
-    if N > 2 {
-        acc = acc.checked_add(term(2))?;
-    }
-    if N > 3 {
-        acc = acc.checked_add(term(3))?;
-    }
-    Some(acc)
 }
 
-/// `rescale(Σ_j w_j x_j, multiplier, shift)` of one int16 row: the exact sum, requantized as an `i32`
-/// when it fits one (the usual case) and in `i128` (slow without hardware support, out of line) when not.
-/// The same value as `rescale` of the exact sum either way.
+/// The exact sum of an int16 row's terms: as an `i32` when it fits one (the usual case), else as the
+/// `i64` it is.
+#[derive(Clone, Copy)]
+enum RowSum {
+    Narrow(i32),
+    Wide(i64),
+}
+
+impl RowSum {
+    #[inline(always)]
+    fn of(sum: i64) -> Self {
+        i32::try_from(sum).map_or(RowSum::Wide(sum), RowSum::Narrow)
+    }
+}
+
+/// `rescale(Σ_j w_j x_j, multiplier, shift)` of one int16 row, the sum exact whatever its size.
 #[inline(always)]
 fn row_i16_requant(row: &[i16], x: &[i16], multiplier: i32, shift: i32) -> i32 {
-    requantize_row_i16(row_i16_sum(row, x), row, x, multiplier, shift)
+    requantize_row_i16(row_i16_sum(row, x), multiplier, shift)
 }
 
-/// The requantization of an int16 row's sum: `sum` when it fit `i32`, else the exact `i64` sum of the
-/// row, in `i128` (out of line).
+/// The requantization of an int16 row's sum: in `i32` arithmetic when it fits one, else
+/// [`rescale_wide`] (out of line).
 #[inline(always)]
-fn requantize_row_i16(
-    sum: Option<i32>,
-    row: &[i16],
-    x: &[i16],
-    multiplier: i32,
-    shift: i32,
-) -> i32 {
+fn requantize_row_i16(sum: RowSum, multiplier: i32, shift: i32) -> i32 {
     match sum {
-        Some(acc) => rescale_validated(acc, multiplier, shift as u32),
-        None => rescale_wide(row_i16_sum_wide(row, x), multiplier, shift),
+        RowSum::Narrow(acc) => rescale_validated(acc, multiplier, shift as u32),
+        RowSum::Wide(acc) => rescale_wide(acc, multiplier, shift),
     }
 }
 
-/// `Σ_j w_j x_j` of an int16 row if it fits `i32`. On Armv7E-M the sum is exact in `i64`, two terms per
-/// `SMLALD` ([`dot_i16_paired`]), and then checked; elsewhere it is summed in `i32` and `None` as soon as
-/// a partial sum would overflow (then [`row_i16_sum_wide`] takes the row: a sum that overflowed on the
-/// way and came back into range gives the same requantized value through `i128`). On Arm cores without
-/// the DSP extension, rows of more than four terms take an out-of-line Thumb-1 loop: inlined into a
-/// row loop, LLVM's kept its pointers on the stack and reloaded them for every term (13 instructions
-/// per MAC instead of 8).
+/// `Σ_j w_j x_j` of an int16 row, exact. Full-scale weights and states (an int16 matrix beside a
+/// saturated tanh state) take 32-term sums past `i32` often, so the wide case is a common one, not an
+/// exception:
+/// - on Armv7E-M the sum is formed in `i64`, two terms per `SMLALD` ([`dot_i16_paired`]);
+/// - on other Arm cores, rows of more than four terms take an out-of-line Thumb-1 loop that sums in
+///   `i32` and counts the wraps ([`thumb1_row_i16_sum`]): as fast as a plain `i32` loop while the sum
+///   fits, and one pass over the row when it does not. (Inlined into a row loop, LLVM's kept its
+///   pointers on the stack and reloaded them for every term: 13 instructions per MAC instead of 8.)
+/// - elsewhere it is summed in `i32` until a partial sum would overflow, then in `i64`
+///   ([`row_i16_sum_wide`]).
 #[inline(always)]
-fn row_i16_sum(row: &[i16], x: &[i16]) -> Option<i32> {
+fn row_i16_sum(row: &[i16], x: &[i16]) -> RowSum {
     #[cfg(tinyrnn_dsp)]
     {
-        i32::try_from(dot_i16_paired(row, x)).ok()
+        RowSum::of(dot_i16_paired(row, x))
     }
     #[cfg(not(tinyrnn_dsp))]
     {
         #[cfg(target_arch = "arm")]
         if row.len().min(x.len()) > 4 {
-            return thumb1_row_i16_sum(row, x);
+            return match thumb1_row_i16_sum(row, x) {
+                (sum, 0) => RowSum::Narrow(sum),
+                (sum, wraps) => RowSum::Wide(i64::from(sum) + (i64::from(wraps) << 32)),
+            };
         }
         let mut acc = 0i32;
-        for (&w, &x) in row.iter().zip(x) {
-            acc = acc.checked_add(i32::from(w) * i32::from(x))?;
+        for (&w, &v) in row.iter().zip(x) {
+            match acc.checked_add(i32::from(w) * i32::from(v)) {
+                Some(sum) => acc = sum,
+                None => return RowSum::of(row_i16_sum_wide(row, x)),
+            }
         }
-        Some(acc)
+        RowSum::Narrow(acc)
     }
 }
 
-/// [`row_i16_sum`]'s checked `i32` sum as a Thumb-1 loop (Armv6-M, and Armv7-M without the DSP
-/// extension): `LDRSH` with a register offset for both operands, `MULS`, `ADDS` and a branch out on
-/// overflow, 8 instructions per term. `None` on overflow.
+/// [`row_i16_sum`] as a Thumb-1 loop (Armv6-M, and Armv7-M without the DSP extension): `LDRSH` with a
+/// register offset for both operands, `MULS`, `ADDS`, 8 instructions per term. When an add overflows
+/// (`BVS`), the loop counts the wrap, +1 for a positive term (the true sum is 2^32 above the `i32`) and
+/// −1 for a negative one, and goes on. It returns the `i32` and the count: the sum is the `i32` plus
+/// 2^32 times the count, which is 0 exactly when the sum fits `i32`. (Each term fits `i32`:
+/// `|w x| ≤ 2^30`.) Two words, so they come back in registers.
 #[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
 #[inline(never)]
-fn thumb1_row_i16_sum(row: &[i16], x: &[i16]) -> Option<i32> {
+fn thumb1_row_i16_sum(row: &[i16], x: &[i16]) -> (i32, i32) {
     let n = row.len().min(x.len());
     if n == 0 {
-        return Some(0);
+        return (0, 0);
     }
-    let (sum, overflowed): (i32, usize);
+    let (sum, wraps): (i32, i32);
     // SAFETY: `w` and `x` point at `n ≥ 1` values each, read at byte offset `i` = 0, 2, …, 2(n − 1):
     // the loop stops when `i` reaches `2n` (kept in r11), so every load is inside both slices, at
-    // its natural alignment. The block reads memory only and writes only its operands, r11 (declared
-    // clobbered) and the flags. Thumb-1 takes high registers only by `mov`/`cmp`, so the end comes
-    // in through `t`.
+    // its natural alignment. The block reads memory only and writes only its operands, r11 and r12
+    // (declared clobbered) and the flags. Thumb-1 takes high registers only by `mov`/`cmp`/`add`, so
+    // the end comes in through `t`, and the wrap count lives in r12 (a scratch register: nothing to
+    // save), changed by `add` alone, and goes out through `i`.
     unsafe {
         core::arch::asm!(
             "mov r11, {t}",
             "movs {acc}, #0",
             "movs {i}, #0",
+            "mov r12, {i}",
             "2:",
             "ldrsh {t}, [{w}, {i}]",
             "ldrsh {u}, [{x}, {i}]",
             "muls {t}, {u}, {t}",
             "adds {acc}, {acc}, {t}",
-            "bvs 3f",
+            "bvs 5f",
+            "3:",
             "adds {i}, #2",
             "cmp {i}, r11",
             "bne 2b",
-            "movs {i}, #0",
             "b 4f",
-            "3:",
-            "movs {i}, #1",
+            // The add wrapped: count +1 for a positive term, −1 for a negative one.
+            "5:",
+            "asrs {u}, {t}, #31",
+            "adds {u}, {u}, {u}",
+            "adds {u}, #1",
+            "add r12, {u}",
+            "b 3b",
             "4:",
+            "mov {i}, r12",
             w = in(reg) row.as_ptr(),
             x = in(reg) x.as_ptr(),
             t = inout(reg) 2 * n => _,
             u = out(reg) _,
             acc = out(reg) sum,
-            i = out(reg) overflowed,
+            i = out(reg) wraps,
+            out("r12") _,
             out("r11") _,
             options(readonly, nostack),
         );
     }
-    (overflowed == 0).then_some(sum)
+    (sum, wraps)
 }
 
 /// `Σ_j w_j x_j` of an int16 row in `i64`, where no row length can overflow it (each term is at most
@@ -1103,11 +1137,31 @@ fn dot_i16_paired(w: &[i16], x: &[i16]) -> i64 {
     })
 }
 
-/// [`rescale`] of a sum beyond `i32`, in `i128`.
+/// [`rescale`] of a sum beyond `i32`. For the usual shifts (33 or more: multipliers are normalized
+/// near 2^30) only `⌊acc × m / 2^32⌋` is needed, formed from the words of `acc` with two 32 × 32-bit
+/// products ([`multiply_wide`]): with `acc = hi·2^32 + lo` (`lo` unsigned, which is its signed reading
+/// plus 2^32 when that is negative), it is `hi·m + ⌊lo_signed·m / 2^32⌋ + (m if lo_signed < 0)`, within
+/// `2^62 + 2^32` in magnitude. Other shifts take `i128`. The same value as `i128` throughout.
 #[cold]
 #[inline(never)]
 fn rescale_wide(acc: i64, multiplier: i32, shift: i32) -> i32 {
     let shift = (shift as u32).clamp(1, 62);
+    if shift >= 33 {
+        let (hi, lo) = ((acc >> 32) as i32, acc as i32);
+        let mut high = multiply_wide(hi, multiplier) + (multiply_wide(lo, multiplier) >> 32);
+        if lo < 0 {
+            high += i64::from(multiplier);
+        }
+        return saturate_i32(((high >> (shift - 33)) + 1) >> 1);
+    }
+    rescale_wide_i128(acc, multiplier, shift)
+}
+
+/// [`rescale_wide`] in `i128`: the definition, and the path of shifts below 33.
+#[cold]
+#[inline(never)]
+fn rescale_wide_i128(acc: i64, multiplier: i32, shift: u32) -> i32 {
+    let shift = shift.clamp(1, 62);
     let product = i128::from(acc) * i128::from(multiplier);
     let rounded = ((product >> (shift - 1)) + 1) >> 1;
     rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
@@ -1912,8 +1966,12 @@ pub(crate) mod tests {
                             let row = &w[r * n..(r + 1) * n];
                             assert_eq!(dot_i16_paired(row, &x), sum);
                             assert_eq!(row_i16_sum_wide(row, &x), sum);
-                            if let Some(acc) = row_i16_sum(row, &x) {
-                                assert_eq!(i64::from(acc), sum);
+                            match row_i16_sum(row, &x) {
+                                RowSum::Narrow(acc) => assert_eq!(i64::from(acc), sum),
+                                RowSum::Wide(acc) => {
+                                    assert_eq!(acc, sum);
+                                    assert!(i32::try_from(acc).is_err());
+                                }
                             }
                         }
                         let (m, s) = (requant[2 * r], requant[2 * r + 1]);
@@ -1932,6 +1990,42 @@ pub(crate) mod tests {
                     .map(|&v| if n == 0 { 0 } else { v })
                     .collect();
                 assert_eq!(added, expected_added, "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn wide_rescale_from_words_is_the_i128_rescale() {
+        let mut rng = Xorshift(0x0e5c_a1e5);
+        let (min, max) = (i64::from(i32::MIN), i64::from(i32::MAX));
+        let edges = [
+            0,
+            1,
+            -1,
+            i64::MAX,
+            i64::MIN,
+            1 << 32,
+            -(1 << 32),
+            max + 1,
+            min - 1,
+        ];
+        // Row sums are within 2^30 · n: mostly such, some of every size.
+        let random: std::vec::Vec<i64> = (0..if cfg!(miri) { 500 } else { 200_000 })
+            .map(|i| ((i64::from(rng.next()) << 32) | i64::from(rng.next())) >> (i % 40))
+            .collect();
+        let multipliers = [0, 1, -1, i32::MAX, i32::MIN, 1 << 30, (1 << 30) + 12345];
+        for (i, acc) in edges.into_iter().chain(random).enumerate() {
+            let m = match i % 3 {
+                0 => multipliers[i % multipliers.len()],
+                _ => (rng.next() >> (i % 2)) as i32,
+            };
+            for shift in [-5, 0, 1, 31, 32, 33, 34, 40, 47, 61, 62, 70] {
+                let reference = rescale_wide_i128(acc, m, shift as u32);
+                assert_eq!(
+                    rescale_wide(acc, m, shift),
+                    reference,
+                    "acc {acc}, m {m}, shift {shift}"
+                );
             }
         }
     }
