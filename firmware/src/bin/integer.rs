@@ -9,15 +9,18 @@
 //! `tests/data/integer/expected.csv`, which the host engine wrote: the integer path gives the same bits on
 //! both. It then runs one window through the window-normalised forecaster
 //! `tests/data/integer/window-model.trnn` (`Runtime::run_window_i16`) and prints `w <8 values>`, compared
-//! the same way with `window-expected.csv`. Exits 0 when every line was printed.
+//! the same way with `window-expected.csv`. Last it checks the engine's int16 row kernel on this core
+//! against exact sums, most of them beyond `i32`, and prints `int16 rows: …`. Exits 0 when every line
+//! was printed and every row matched.
 //!
 //! ```text
 //! cargo run --release --target thumbv6m-none-eabi --features integer --bin integer
+//! cargo run --release --features integer --bin integer     # the same for the Cortex-M4F (MPS2 AN386)
 //! ```
 //!
-//! On the MPS2 machine it also counts instructions per step (QEMU `-icount shift=0`, the CMSDK timer at
-//! 25 MHz: one tick per 40 instructions) of the integer step and of the same model in f32, which on this
-//! core runs in soft-float, and prints them as `instructions per step: …`.
+//! On the MPS2 machines it also counts instructions per step (QEMU `-icount shift=0`, the CMSDK timer at
+//! 25 MHz: one tick per 40 instructions) of the integer step and of the same model in f32, which on the
+//! Cortex-M3 runs in soft-float, and prints them as `instructions per step: …`.
 #![no_std]
 #![no_main]
 
@@ -49,10 +52,11 @@ const WINDOW_WORDS: usize = 192;
 fn main() -> ! {
     timer::start();
     let code = match run() {
-        Ok(steps) => {
+        Ok(steps) if check_int16_rows() => {
             hprintln!("done {} steps", steps);
             debug::EXIT_SUCCESS
         }
+        Ok(_) => debug::EXIT_FAILURE,
         Err(err) => {
             hprintln!("error: {}", err);
             debug::EXIT_FAILURE
@@ -86,8 +90,13 @@ fn run() -> Result<usize, tinyrnn::Error> {
     {
         let float_ticks = run_f32(model.fixed_point().map_or(0, |f| f.input_frac))?;
         hprintln!(
-            "instructions per step: i8x16 {}, f32 in soft-float {} ({} steps, -icount shift=0)",
+            "instructions per step: i8x16 {}, f32 {} {} ({} steps, -icount shift=0)",
             ticks / steps as u32 * 40,
+            if cfg!(target_abi = "eabihf") {
+                "on the FPU"
+            } else {
+                "in soft-float"
+            },
             float_ticks / steps as u32 * 40,
             steps
         );
@@ -142,6 +151,77 @@ fn run_window() -> Result<(), tinyrnn::Error> {
         y[7]
     );
     Ok(())
+}
+
+/// Rows [`check_int16_rows`] checks.
+const CHECKED_ROWS: usize = 512;
+
+/// The engine's int16 row kernel on this core against the exact sum, requantized in `i128` here, on
+/// seeded full-scale rows of 5 to 40 terms: most of their sums pass `i32`, several times over and in
+/// both directions, which the Thumb-1 row loop of cores without the DSP extension counts as it goes.
+/// Prints `int16 rows: …` (CI looks for it); false, after printing the row, on a mismatch.
+fn check_int16_rows() -> bool {
+    let mut state = 0x1616_2024u32;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    let mut beyond_i32 = 0;
+    for row in 0..CHECKED_ROWS {
+        let n = 5 + row % 36;
+        let (mut w, mut x) = ([0i16; 40], [0i16; 40]);
+        // Odd rows lean negative, so sums leave `i32` on both sides.
+        let lean = if row % 2 == 0 { 1 } else { -1 };
+        for (w, x) in w.iter_mut().zip(x.iter_mut()).take(n) {
+            let r = next();
+            *w = match r % 8 {
+                0 => i16::MIN,
+                1 => r as i16,
+                _ => lean * i16::MAX,
+            };
+            *x = match (r >> 8) % 8 {
+                0 => i16::MIN,
+                1 => (r >> 16) as i16,
+                _ => i16::MAX,
+            };
+        }
+        let (multiplier, shift) = ((next() >> 1) as i32, 1 + (next() % 62) as i32);
+        let mut y = [0i32];
+        tinyrnn::kernels::fixed::matvec_requant_i16_add(
+            &w[..n],
+            &[multiplier, shift],
+            &x[..n],
+            &mut y,
+        );
+        let sum: i64 = w[..n]
+            .iter()
+            .zip(&x[..n])
+            .map(|(&w, &x)| i64::from(w) * i64::from(x))
+            .sum();
+        let product = i128::from(sum) * i128::from(multiplier);
+        let exact = (((product >> (shift - 1)) + 1) >> 1)
+            .clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32;
+        if y[0] != exact {
+            hprintln!(
+                "int16 rows: row {} ({} terms, sum {}): engine {}, exact {}",
+                row,
+                n,
+                sum,
+                y[0],
+                exact
+            );
+            return false;
+        }
+        beyond_i32 += usize::from(i32::try_from(sum).is_err());
+    }
+    hprintln!(
+        "int16 rows: {} rows equal the exact sums requantized, {} of them beyond i32",
+        CHECKED_ROWS,
+        beyond_i32
+    );
+    true
 }
 
 /// One line of the input file: three `i16`.
