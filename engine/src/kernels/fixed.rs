@@ -924,11 +924,24 @@ fn rows_i16_requant(
     y: &mut [i32],
     mut finish: impl FnMut(&mut i32, i32),
 ) {
-    for ((out, row), (multiplier, shift)) in y
+    let rows = y
         .iter_mut()
         .zip(w.chunks_exact(x.len().max(1)))
-        .zip(requant_pairs(requant))
-    {
+        .zip(requant_pairs(requant));
+    // On Armv7E-M two rows per pass, each pair of `x` loaded once for both.
+    #[cfg(tinyrnn_dsp)]
+    let mut rows = rows;
+    #[cfg(tinyrnn_dsp)]
+    while let Some(((out0, row0), (m0, s0))) = rows.next() {
+        let Some(((out1, row1), (m1, s1))) = rows.next() else {
+            finish(out0, row_i16_requant(row0, x, m0, s0));
+            break;
+        };
+        let (sum0, sum1) = dot2_i16_paired(row0, row1, x);
+        finish(out0, requantize_row_i16(RowSum::of(sum0), m0, s0));
+        finish(out1, requantize_row_i16(RowSum::of(sum1), m1, s1));
+    }
+    for ((out, row), (multiplier, shift)) in rows {
         finish(out, row_i16_requant(row, x, multiplier, shift));
     }
 }
@@ -1135,6 +1148,27 @@ fn dot_i16_paired(w: &[i16], x: &[i16]) -> i64 {
     w_rest.iter().zip(x_rest).fold(acc, |acc, (&w, &x)| {
         acc + i64::from(i32::from(w) * i32::from(x))
     })
+}
+
+/// [`dot_i16_paired`] of two rows with the same `x`, each pair of `x` loaded once for both rows.
+#[cfg_attr(not(any(tinyrnn_dsp, test)), allow(dead_code))]
+#[inline(always)]
+fn dot2_i16_paired(w0: &[i16], w1: &[i16], x: &[i16]) -> (i64, i64) {
+    let (w0_2, w0_rest) = super::as_chunks::<_, 2>(w0);
+    let (w1_2, w1_rest) = super::as_chunks::<_, 2>(w1);
+    let (x2, x_rest) = super::as_chunks::<_, 2>(x);
+    let (mut acc0, mut acc1) = (0i64, 0i64);
+    for ((w0, w1), x) in w0_2.iter().zip(w1_2).zip(x2) {
+        let x = dsp::pair(x[0], x[1]);
+        acc0 = dsp::smlald(dsp::pair(w0[0], w0[1]), x, acc0);
+        acc1 = dsp::smlald(dsp::pair(w1[0], w1[1]), x, acc1);
+    }
+    let tail = |acc: i64, w: &[i16]| {
+        w.iter().zip(x_rest).fold(acc, |acc, (&w, &x)| {
+            acc + i64::from(i32::from(w) * i32::from(x))
+        })
+    };
+    (tail(acc0, w0_rest), tail(acc1, w1_rest))
 }
 
 /// [`rescale`] of a sum beyond `i32`. For the usual shifts (33 or more: multipliers are normalized
@@ -1965,6 +1999,9 @@ pub(crate) mod tests {
                         if n > 0 {
                             let row = &w[r * n..(r + 1) * n];
                             assert_eq!(dot_i16_paired(row, &x), sum);
+                            let other = &w[(r + 1) % rows * n..][..n];
+                            let (sum_row, sum_other) = dot2_i16_paired(row, other, &x);
+                            assert_eq!((sum_row, sum_other), (sum, dot_i16_paired(other, &x)));
                             assert_eq!(row_i16_sum_wide(row, &x), sum);
                             match row_i16_sum(row, &x) {
                                 RowSum::Narrow(acc) => assert_eq!(i64::from(acc), sum),
