@@ -928,10 +928,11 @@ fn rows_i16_requant(
         .iter_mut()
         .zip(w.chunks_exact(x.len().max(1)))
         .zip(requant_pairs(requant));
-    // On Armv7E-M two rows per pass, each pair of `x` loaded once for both.
-    #[cfg(tinyrnn_dsp)]
+    // On Armv7E-M two rows per pass, each pair of `x` loaded once for both (in unit tests too, so the
+    // pairing is checked on the host).
+    #[cfg(any(tinyrnn_dsp, test))]
     let mut rows = rows;
-    #[cfg(tinyrnn_dsp)]
+    #[cfg(any(tinyrnn_dsp, test))]
     while let Some(((out0, row0), (m0, s0))) = rows.next() {
         let Some(((out1, row1), (m1, s1))) = rows.next() else {
             finish(out0, row_i16_requant(row0, x, m0, s0));
