@@ -153,13 +153,17 @@ fn run_window() -> Result<(), tinyrnn::Error> {
     Ok(())
 }
 
-/// Rows [`check_int16_rows`] checks.
-const CHECKED_ROWS: usize = 512;
+/// Matrices [`check_int16_rows`] checks, of [`CHECKED_ROWS`] rows each.
+const CHECKED_MATRICES: usize = 200;
+/// Rows per checked matrix: a pair and a last odd row (the M4 sums int16 rows two at a time).
+const CHECKED_ROWS: usize = 3;
+/// The widest checked row.
+const MAX_TERMS: usize = 40;
 
-/// The engine's int16 row kernel on this core against the exact sum, requantized in `i128` here, on
-/// seeded full-scale rows of 5 to 40 terms: most of their sums pass `i32`, several times over and in
-/// both directions, which the Thumb-1 row loop of cores without the DSP extension counts as it goes.
-/// Prints `int16 rows: …` (CI looks for it); false, after printing the row, on a mismatch.
+/// The engine's int16 matrix kernel on this core against the exact sums, requantized in `i128` here,
+/// on seeded full-scale matrices of 5 to 40 columns: most of their sums pass `i32`, several times over
+/// and in both directions, which the Thumb-1 row loop of cores without the DSP extension counts as it
+/// goes. Prints `int16 rows: …` (CI looks for it); false, after printing the row, on a mismatch.
 fn check_int16_rows() -> bool {
     let mut state = 0x1616_2024u32;
     let mut next = move || {
@@ -169,56 +173,72 @@ fn check_int16_rows() -> bool {
         state
     };
     let mut beyond_i32 = 0;
-    for row in 0..CHECKED_ROWS {
-        let n = 5 + row % 36;
-        let (mut w, mut x) = ([0i16; 40], [0i16; 40]);
-        // Odd rows lean negative, so sums leave `i32` on both sides.
-        let lean = if row % 2 == 0 { 1 } else { -1 };
-        for (w, x) in w.iter_mut().zip(x.iter_mut()).take(n) {
+    for matrix in 0..CHECKED_MATRICES {
+        let n = 5 + matrix % (MAX_TERMS - 4);
+        let mut w = [0i16; CHECKED_ROWS * MAX_TERMS];
+        let mut x = [0i16; MAX_TERMS];
+        for v in x.iter_mut().take(n) {
             let r = next();
-            *w = match r % 8 {
-                0 => i16::MIN,
-                1 => r as i16,
-                _ => lean * i16::MAX,
-            };
-            *x = match (r >> 8) % 8 {
+            *v = match r % 8 {
                 0 => i16::MIN,
                 1 => (r >> 16) as i16,
                 _ => i16::MAX,
             };
         }
-        let (multiplier, shift) = ((next() >> 1) as i32, 1 + (next() % 62) as i32);
-        let mut y = [0i32];
-        tinyrnn::kernels::fixed::matvec_requant_i16_add(
-            &w[..n],
-            &[multiplier, shift],
-            &x[..n],
-            &mut y,
-        );
-        let sum: i64 = w[..n]
-            .iter()
-            .zip(&x[..n])
-            .map(|(&w, &x)| i64::from(w) * i64::from(x))
-            .sum();
-        let product = i128::from(sum) * i128::from(multiplier);
-        let exact = (((product >> (shift - 1)) + 1) >> 1)
-            .clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32;
-        if y[0] != exact {
-            hprintln!(
-                "int16 rows: row {} ({} terms, sum {}): engine {}, exact {}",
-                row,
-                n,
-                sum,
-                y[0],
-                exact
-            );
-            return false;
+        let mut requant = [0i32; 2 * CHECKED_ROWS];
+        for (row, (w, pair)) in w
+            .chunks_exact_mut(n)
+            .zip(requant.chunks_exact_mut(2))
+            .enumerate()
+        {
+            // Alternate rows lean negative, so sums leave `i32` on both sides.
+            let lean = if (matrix + row) % 2 == 0 { 1 } else { -1 };
+            for v in w.iter_mut() {
+                let r = next();
+                *v = match r % 8 {
+                    0 => i16::MIN,
+                    1 => (r >> 16) as i16,
+                    _ => lean * i16::MAX,
+                };
+            }
+            pair[0] = (next() >> 1) as i32;
+            pair[1] = 1 + (next() % 62) as i32;
         }
-        beyond_i32 += usize::from(i32::try_from(sum).is_err());
+        let mut y = [0i32; CHECKED_ROWS];
+        let w = &w[..CHECKED_ROWS * n];
+        tinyrnn::kernels::fixed::matvec_requant_i16_add(w, &requant, &x[..n], &mut y);
+        for (row, (w, (&engine, pair))) in w
+            .chunks_exact(n)
+            .zip(y.iter().zip(requant.chunks_exact(2)))
+            .enumerate()
+        {
+            let sum: i64 = w
+                .iter()
+                .zip(&x[..n])
+                .map(|(&w, &x)| i64::from(w) * i64::from(x))
+                .sum();
+            let (multiplier, shift) = (pair[0], pair[1]);
+            let product = i128::from(sum) * i128::from(multiplier);
+            let exact = (((product >> (shift - 1)) + 1) >> 1)
+                .clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32;
+            if engine != exact {
+                hprintln!(
+                    "int16 rows: matrix {} row {} ({} terms, sum {}): engine {}, exact {}",
+                    matrix,
+                    row,
+                    n,
+                    sum,
+                    engine,
+                    exact
+                );
+                return false;
+            }
+            beyond_i32 += usize::from(i32::try_from(sum).is_err());
+        }
     }
     hprintln!(
         "int16 rows: {} rows equal the exact sums requantized, {} of them beyond i32",
-        CHECKED_ROWS,
+        CHECKED_MATRICES * CHECKED_ROWS,
         beyond_i32
     );
     true
