@@ -1177,7 +1177,7 @@ fn dot2_i16_paired(w0: &[i16], w1: &[i16], x: &[i16]) -> (i64, i64) {
 /// products ([`multiply_wide`]): with `acc = hi·2^32 + lo` (`lo` unsigned, which is its signed reading
 /// plus 2^32 when that is negative), it is `hi·m + ⌊lo_signed·m / 2^32⌋ + (m if lo_signed < 0)`, within
 /// `2^62 + 2^32` in magnitude. Other shifts take `i128`. The same value as `i128` throughout.
-#[cold]
+#[cfg_attr(not(tinyrnn_dsp), cold)]
 #[inline(never)]
 fn rescale_wide(acc: i64, multiplier: i32, shift: i32) -> i32 {
     let shift = (shift as u32).clamp(1, 62);
