@@ -5,13 +5,13 @@
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use tinyrnn::format::{Cell, InputKind, InputLayout, Layer, OutputLayout};
+use tinyrnn::format::{Cell, CellWeights, Direction, InputKind, InputLayout, Layer, OutputLayout};
 use tinyrnn::Runtime;
 
 use crate::npy::{self, Array, Data};
 use crate::quantize::RangeRule;
 use crate::run::{self, AlignedBlob};
-use crate::spec::ModelSpec;
+use crate::spec::{ModelSpec, Tensor};
 use crate::write::to_blob;
 
 /// Window length used to cut a CSV into windows when the model does not fix one.
@@ -172,6 +172,9 @@ fn take(data: &Array, axis: usize, range: std::ops::Range<usize>) -> Result<Arra
 pub struct LayerRange {
     /// The layer's output (for a recurrent layer, every timestep's, whether or not it returns them).
     pub output: f32,
+    /// Recurrent layers: the hidden state `h` at every step, in either direction (a merge of two
+    /// directions can be smaller than either, or larger).
+    pub state: f32,
     /// LSTM: the cell state `c`, in either direction.
     pub cell: f32,
 }
@@ -186,10 +189,8 @@ pub struct Ranges {
 }
 
 /// Runs the f32 model `spec` over `data` and records the ranges the integer formats must hold: each
-/// layer's output through the model cut after that layer, and each LSTM's cell state through the
-/// engine's state between steps (exact when everything before the layer runs forwards; a model with a
-/// bidirectional or reverse layer before it sees prefixes of each window instead, which samples the
-/// same distribution).
+/// layer's output through the model cut after that layer, and each recurrent layer's `h` (and an
+/// LSTM's `c`) at every step of each direction.
 pub fn ranges(spec: &ModelSpec, data: &Array) -> Result<Ranges> {
     ranges_with(spec, data, RangeRule::MinMax)
 }
@@ -227,11 +228,9 @@ pub fn ranges_with(spec: &ModelSpec, data: &Array, rule: RangeRule) -> Result<Ra
             if let Data::Float(v) = &y.data {
                 range.output = max_abs(v);
             }
-            if let Layer::Recurrent(r) = layer {
-                if matches!(r.cell, Cell::Lstm { .. }) {
-                    range.cell = cell_range(&prefix, &blob, data)
-                        .with_context(|| format!("layer {k}: measuring the LSTM cell state"))?;
-                }
+            if let Layer::Recurrent(_) = layer {
+                (range.state, range.cell) = state_ranges(spec, k, data)
+                    .with_context(|| format!("layer {k}: measuring the recurrent state"))?;
             }
         }
         layers.push(range);
@@ -257,76 +256,90 @@ fn prefix(spec: &ModelSpec, k: usize) -> ModelSpec {
     cut
 }
 
-/// The largest `|c|` of the last layer of `prefix` (an LSTM) over every timestep of every window.
-fn cell_range(prefix: &ModelSpec, blob: &[u8], data: &Array) -> Result<f32> {
-    let Some(Layer::Recurrent(r)) = prefix.layers.last() else {
-        return Ok(0.0);
+/// The largest `|h|` and (LSTM) `|c|` of recurrent layer `k` over every timestep of every window, in
+/// each direction. The layer's input sequences come from the model cut before it (or the model's
+/// input), and each direction then runs on its own, forwards over them or backwards, as a one-layer
+/// streaming model whose state is read after every step: the states a windowed pass holds in between
+/// are not visible from outside, and a backward direction's are not those of any prefix of the window.
+fn state_ranges(spec: &ModelSpec, k: usize, data: &Array) -> Result<(f32, f32)> {
+    let Some(Layer::Recurrent(r)) = spec.layers.get(k) else {
+        return Ok((0.0, 0.0));
     };
+    let lstm = matches!(r.cell, Cell::Lstm { .. });
     let hidden = r.hidden as usize;
-    let directions = if r.backward.is_some() { 2 } else { 1 };
-    let aligned = AlignedBlob::new(blob);
-    let model = aligned.open()?;
-    // The last layer's state is the last `directions × 2H` words of the recurrent state: [h, c] each.
-    let earlier: usize = prefix.layers[..prefix.layers.len() - 1]
-        .iter()
-        .map(|l| match l {
-            Layer::Recurrent(r) => {
-                let d = if r.backward.is_some() { 2 } else { 1 };
-                let words = match r.cell {
-                    Cell::Lstm { .. } => 2,
-                    _ => 1,
-                };
-                d * words * r.hidden as usize
-            }
-            _ => 0,
-        })
-        .sum();
-    let cells = |state: &[f32]| -> f32 {
-        (0..directions)
-            .flat_map(|d| {
-                let from = earlier + d * 2 * hidden + hidden;
-                state.get(from..from + hidden).unwrap_or(&[]).to_vec()
-            })
-            .fold(0.0f32, |m, v| m.max(v.abs()))
+    // One direction as a forward layer, fed what layer `k` reads: the model's input (with its input
+    // scaler) for the first layer, the cut model's output sequences otherwise.
+    let single = |weights: &CellWeights<Tensor>| -> ModelSpec {
+        let layer = Layer::Recurrent(tinyrnn::format::Recurrent {
+            direction: Direction::Forward,
+            return_sequences: true,
+            forward: weights.clone(),
+            backward: None,
+            ..r.clone()
+        });
+        let mut one = ModelSpec {
+            layers: vec![layer],
+            fixed: None,
+            ..spec.clone()
+        };
+        one.scaling.output = None;
+        if k > 0 {
+            one.input = tinyrnn::format::Input {
+                kind: InputKind::Features(r.forward.kernel.cols as u32),
+                steps: None,
+            };
+            one.scaling.input = None;
+            one.io.input = InputLayout::BatchFirst;
+        }
+        one
     };
-    let windows = run::windows(&model, data)?;
-    let mut largest = 0.0f32;
-    if model.is_streamable() {
+    let inputs = if k == 0 {
+        None
+    } else {
+        let cut = prefix(spec, k - 1);
+        let blob = to_blob(&cut)?;
+        let y = run::run_batch(&blob, data)?;
+        ensure!(
+            y.shape.len() == 3,
+            "the layers before it give one vector per window, not a sequence"
+        );
+        Some(y)
+    };
+    let mut directions = vec![(&r.forward, matches!(r.direction, Direction::Reverse))];
+    if let Some(backward) = &r.backward {
+        directions.push((backward, true));
+    }
+    let (mut h_max, mut c_max) = (0.0f32, 0.0f32);
+    let largest = |m: f32, values: &[f32]| values.iter().fold(m, |m, v| m.max(v.abs()));
+    for (weights, backwards) in directions {
+        let one = single(weights);
+        let blob = AlignedBlob::new(&to_blob(&one)?);
+        let model = blob.open()?;
+        let windows = run::windows(&model, inputs.as_ref().unwrap_or(data))?;
         let mut memory = vec![0.0f32; model.memory().total()];
         let mut runtime = Runtime::new(&model, &mut memory)?;
         let mut out = vec![0.0f32; model.step_output_len()];
         for window in &windows {
+            let reversed;
+            let window = if backwards {
+                reversed = window.reversed();
+                &reversed
+            } else {
+                window
+            };
             runtime.reset();
             for t in 0..window.steps() {
                 window.step(&mut runtime, t, &mut out)?;
-                largest = largest.max(cells(runtime.state()));
-            }
-        }
-    } else {
-        // Windowed only: every prefix of each window, from a fresh state; its final state is one sample.
-        let free = ModelSpec {
-            input: tinyrnn::format::Input {
-                steps: None,
-                ..prefix.input
-            },
-            ..prefix.clone()
-        };
-        let free_blob = AlignedBlob::new(&to_blob(&free)?);
-        let model = free_blob.open()?;
-        for window in &windows {
-            for t in 1..=window.steps() {
-                let Ok(memory) = model.window_memory(t) else {
-                    continue;
-                };
-                let mut memory = vec![0.0f32; memory.total()];
-                let mut runtime = Runtime::new(&model, &mut memory)?;
-                if window.run_prefix(&mut runtime, t).is_ok() {
-                    largest = largest.max(cells(runtime.state()));
+                // A one-layer model's state is `h`, then an LSTM's `c`.
+                let state = runtime.state();
+                h_max = largest(h_max, state.get(..hidden).unwrap_or(&[]));
+                if lstm {
+                    c_max = largest(c_max, state.get(hidden..2 * hidden).unwrap_or(&[]));
                 }
             }
         }
     }
-    Ok(largest)
+    Ok((h_max, c_max))
 }
 
 /// The magnitude of `values` by `rule`; NaN counts as infinite.

@@ -961,7 +961,7 @@ fn integer_layer(
             {
                 15
             } else {
-                frac_for(range.output.max(h0), true)
+                frac_for(range.state.max(h0), true)
             };
             format.cell_frac = match r.cell {
                 tinyrnn::format::Cell::Lstm { .. } => frac_for(range.cell.max(c0), true),
@@ -973,7 +973,7 @@ fn integer_layer(
             let h_max = if format.state_frac == 15 {
                 32767.0 / 32768.0
             } else {
-                range.output.max(h0)
+                range.state.max(h0)
             };
             format.output_frac = match r.direction {
                 Direction::Bidirectional(Merge::Sum) => frac_for(2.0 * h_max, false),

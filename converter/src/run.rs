@@ -225,6 +225,22 @@ pub enum Window {
 }
 
 impl Window {
+    /// The same timesteps, last first.
+    pub fn reversed(&self) -> Window {
+        match self {
+            Window::Features { values, width } => Window::Features {
+                values: values
+                    .chunks_exact((*width).max(1))
+                    .rev()
+                    .flatten()
+                    .copied()
+                    .collect(),
+                width: *width,
+            },
+            Window::Tokens(ids) => Window::Tokens(ids.iter().rev().copied().collect()),
+        }
+    }
+
     /// Number of timesteps.
     pub fn steps(&self) -> usize {
         match self {

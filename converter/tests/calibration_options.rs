@@ -378,3 +378,121 @@ fn cli_fits_the_int16_width_and_refuses_conflicting_width_flags() {
     assert!(!bad.status.success());
     assert!(text(&bad).contains("expected a fraction"), "{}", text(&bad));
 }
+
+/// An LSTM(4) reading 3 features, with seeded weights, in `direction`.
+fn lstm_layer(direction: Direction) -> Layer<Tensor> {
+    let matrix =
+        |seed, rows, cols| Tensor::matrix(rows, cols, noise(seed, rows * cols, 0.8)).unwrap();
+    let weights = |seed: u64| CellWeights {
+        kernel: matrix(seed, 16, 3),
+        recurrent: matrix(seed + 1, 16, 4),
+        bias: Some(Tensor::vector(noise(seed + 2, 16, 0.3))),
+        recurrent_bias: None,
+        peephole: None,
+        initial_h: None,
+        initial_c: None,
+    };
+    Layer::Recurrent(Recurrent {
+        cell: Cell::Lstm {
+            input_forget: false,
+        },
+        hidden: 4,
+        activation: Activation::Tanh,
+        gate_activation: Activation::Sigmoid,
+        clip: None,
+        direction,
+        return_sequences: true,
+        forward: weights(10),
+        backward: matches!(direction, Direction::Bidirectional(_)).then(|| weights(20)),
+    })
+}
+
+/// The largest `|h|` and `|c|` of a one-layer LSTM model over `x`, from its windowed runs: the forward
+/// direction's state after each prefix of a window and the backward direction's after each suffix are
+/// exactly the states the whole window's pass holds at each step.
+fn state_peaks_from_windows(
+    model: &ModelSpec,
+    x: &Array,
+    prefixes: bool,
+    suffixes: bool,
+) -> (f32, f32) {
+    let blob = tinyrnn_converter::run::AlignedBlob::new(&to_blob(model).unwrap());
+    let engine = blob.open().unwrap();
+    let Layer::Recurrent(r) = &model.layers[0] else {
+        unreachable!()
+    };
+    let hidden = r.hidden as usize;
+    let Data::Float(values) = &x.data else {
+        unreachable!()
+    };
+    let (steps, width) = (x.shape[1], x.shape[2]);
+    let mut largest = [0.0f32; 2];
+    for window in values.chunks_exact(steps * width) {
+        let mut spans = Vec::new();
+        for t in 1..=steps {
+            if prefixes {
+                spans.push(0..t);
+            }
+            if suffixes {
+                spans.push(steps - t..steps);
+            }
+        }
+        for span in spans {
+            let n = span.len();
+            let mut memory = vec![0.0f32; engine.window_memory(n).unwrap().total()];
+            let mut runtime = tinyrnn::Runtime::new(&engine, &mut memory).unwrap();
+            let mut out = vec![0.0f32; engine.output_len(n).unwrap()];
+            runtime
+                .run_window(&window[span.start * width..span.end * width], &mut out)
+                .unwrap();
+            // Each direction's state is `[h, c]`.
+            for (k, v) in runtime.state().iter().enumerate() {
+                let peak = &mut largest[(k / hidden) % 2];
+                *peak = peak.max(v.abs());
+            }
+        }
+    }
+    (largest[0], largest[1])
+}
+
+/// The cell state of a backward LSTM peaks where the window's pass holds it in between, not at the
+/// end of any prefix: the calibrated ranges of `h` and `c` are every step's in both directions. The
+/// inputs grow towards the end of each window, so the backward direction reads its largest inputs
+/// first.
+#[test]
+fn the_state_ranges_cover_every_step_of_both_directions() {
+    let batch = 6;
+    let steps = 12;
+    let mut values = noise(40, batch * steps * 3, 1.0);
+    for (k, v) in values.iter_mut().enumerate() {
+        let t = (k / 3) % steps;
+        *v *= 0.2 + 2.5 * (t as f32 / steps as f32).powi(3);
+    }
+    let x = Array::float(vec![batch, steps, 3], values).unwrap();
+    for direction in [
+        Direction::Bidirectional(tinyrnn::format::Merge::Concat),
+        Direction::Reverse,
+    ] {
+        let model = spec(3, vec![lstm_layer(direction)]);
+        let measured = tinyrnn_converter::calibrate::ranges(&model, &x)
+            .unwrap()
+            .layers[0];
+        let (h, exact) = state_peaks_from_windows(&model, &x, true, true);
+        let (_, prefixes_only) = state_peaks_from_windows(&model, &x, true, false);
+        assert!(
+            (measured.cell - exact).abs() <= 1e-6 * exact,
+            "{direction:?}: calibrated cell range {}, the windows' states reach {exact}",
+            measured.cell
+        );
+        assert!(
+            (measured.state - h).abs() <= 1e-6 * h,
+            "{direction:?}: calibrated state range {}, the windows' h reach {h}",
+            measured.state
+        );
+        assert!(
+            exact > 1.05 * prefixes_only,
+            "{direction:?}: the data should put the peak inside the window \
+             ({exact} against {prefixes_only} at the ends of prefixes)"
+        );
+    }
+}
