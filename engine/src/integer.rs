@@ -169,7 +169,7 @@ pub(crate) fn window(
     raw: impl Fn(usize) -> i16,
     emit: impl FnOnce(&[i16]),
 ) {
-    let sequence = model.activation_words(steps * model.max_width());
+    let sequence = model.window_sequence_words(steps).unwrap_or(usize::MAX);
     let (cur, rest) = scratch.split_at_mut(sequence.min(scratch.len()));
     let (next, cells) = rest.split_at_mut(sequence.min(rest.len()));
     let (mut cur, mut next, cells) = (halves_mut(cur), halves_mut(next), ints_mut(cells));

@@ -520,12 +520,11 @@ impl<'a> Model<'a> {
     }
 
     /// Memory for [`crate::Runtime::run_window`] over `steps` timesteps. The state is the same as for
-    /// streaming; the scratch holds two whole sequences.
+    /// streaming; the scratch holds two sequence buffers of [`Model::window_sequence_words`] each.
     pub fn window_memory(&self, steps: usize) -> Result<Memory, Error> {
         self.output_steps(steps)?;
-        let sequence = steps
-            .checked_mul(self.max_width)
-            .map(|s| self.activation_words(s))
+        let sequence = self
+            .window_sequence_words(steps)
             .and_then(|s| s.checked_mul(2))
             .and_then(|s| s.checked_add(self.cell_scratch))
             .ok_or(Error::WindowLength { steps })?;
@@ -534,6 +533,41 @@ impl<'a> Model<'a> {
             state: streaming.state,
             scratch: sequence.max(streaming.scratch),
         })
+    }
+
+    /// Words of one of a window's two sequence buffers: the most values any layer reads or writes at
+    /// its point in the window (after a layer that keeps only its last step, one row, not `steps`),
+    /// and for an f32 recurrent layer room beside its input for a block of input projections. `None`
+    /// on overflow.
+    pub(crate) fn window_sequence_words(&self, steps: usize) -> Option<usize> {
+        let mut t = steps;
+        let mut most = steps.checked_mul(self.input_width())?;
+        for (stage, plan) in self.layers.iter().zip(&self.plans) {
+            // What a layer reads is what the one before it wrote (or the input).
+            t = match stage {
+                Stage::Recurrent(r) => {
+                    if !self.is_integer() {
+                        let read = t.checked_mul(plan.input_width)?;
+                        let rows = r.cell.gates().checked_mul(r.hidden as usize)?;
+                        let block = cell::PROJECTION_BLOCK.checked_mul(rows)?;
+                        most = most.max(read.checked_add(block)?);
+                    }
+                    if r.return_sequences {
+                        t
+                    } else {
+                        1
+                    }
+                }
+                Stage::LastStep => 1,
+                Stage::Crop { start, end } => t
+                    .saturating_sub(*start as usize)
+                    .saturating_sub(*end as usize),
+                Stage::KeepLast { steps: keep } => t.min(*keep as usize),
+                _ => t,
+            };
+            most = most.max(t.checked_mul(plan.output_width)?);
+        }
+        Some(self.activation_words(most))
     }
 
     /// Multiply-accumulates of one streaming step (bidirectional layers counted in both directions).

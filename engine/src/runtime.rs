@@ -596,7 +596,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
         let model = self.model;
         let (steps, out_steps) = self.check_window(source, output.len())?;
         self.reset();
-        let sequence = steps * model.max_width();
+        let sequence = model.window_sequence_words(steps).unwrap_or(usize::MAX);
         let too_small = Error::BufferTooSmall {
             needed: model.window_memory(steps).map_or(0, |m| m.total()),
             got: self.scratch.len() + self.state.len(),

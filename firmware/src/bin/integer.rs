@@ -45,8 +45,8 @@ const WORDS: usize = 128;
 static WINDOW_MODEL: &[u8] = include_blob!("../../../tests/data/integer/window-model.trnn");
 static WINDOW_INPUT: &str = include_str!("../../../tests/data/integer/window-input.csv");
 const WINDOW_STEPS: usize = 16;
-/// Engine memory in words for one window of it (the model needs 180).
-const WINDOW_WORDS: usize = 192;
+/// Engine memory in words for one window of it (the model needs 100).
+const WINDOW_WORDS: usize = 112;
 
 #[entry]
 fn main() -> ! {
