@@ -157,19 +157,19 @@ pub(crate) fn advance(
 /// A whole window of an integer model from the state the caller has reset: `fill` writes the
 /// `steps × features` input into the first sequence buffer, `emit` receives the output. `raw(k)` is value
 /// `k` of that same input (in the input format), which a [`Layer::Residual`] reads back after the layers
-/// before it have overwritten the buffers.
+/// before it have overwritten the buffers. `sequence` is the words of each of the two sequence buffers
+/// ([`Model::window_plan`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn window(
     model: &Model<'_>,
     state: &mut [f32],
     scratch: &mut [f32],
-    steps: usize,
+    (steps, sequence): (usize, usize),
     input: Input<'_>,
     fill: impl FnOnce(&mut [i16]),
     raw: impl Fn(usize) -> i16,
     emit: impl FnOnce(&[i16]),
 ) {
-    let sequence = model.window_sequence_words(steps).unwrap_or(usize::MAX);
     let (cur, rest) = scratch.split_at_mut(sequence.min(scratch.len()));
     let (next, cells) = rest.split_at_mut(sequence.min(rest.len()));
     let (mut cur, mut next, cells) = (halves_mut(cur), halves_mut(next), ints_mut(cells));

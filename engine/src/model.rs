@@ -406,16 +406,26 @@ impl<'a> Model<'a> {
 
     /// Timesteps of output a window of `steps` input timesteps produces (1 for a vector output).
     pub fn output_steps(&self, steps: usize) -> Result<usize, Error> {
+        self.walk_window(steps).map(|(out_steps, _)| out_steps)
+    }
+
+    /// One walk over the layers for a window of `steps`: its output timesteps, and the most values the
+    /// window's input or any layer's output takes where the layer sits in the window (one row after a
+    /// layer that keeps only its last step, the kept rows after `KeepLast` and `Crop`; what a layer
+    /// reads is what the one before it wrote).
+    fn walk_window(&self, steps: usize) -> Result<(usize, usize), Error> {
+        let bad = Error::WindowLength { steps };
         if steps == 0 {
-            return Err(Error::WindowLength { steps });
+            return Err(bad);
         }
         if let Some(fixed) = self.input.steps {
             if steps != fixed as usize {
-                return Err(Error::WindowLength { steps });
+                return Err(bad);
             }
         }
         let mut t = steps;
-        for layer in &self.layers {
+        let mut most = steps.checked_mul(self.input_width()).ok_or(bad)?;
+        for (layer, plan) in self.layers.iter().zip(&self.plans) {
             t = match layer {
                 Stage::Recurrent(r) if !r.return_sequences => 1,
                 Stage::LastStep => 1,
@@ -423,18 +433,19 @@ impl<'a> Model<'a> {
                     .checked_sub(*start as usize)
                     .and_then(|t| t.checked_sub(*end as usize))
                     .filter(|&t| t > 0)
-                    .ok_or(Error::WindowLength { steps })?,
+                    .ok_or(bad)?,
                 Stage::KeepLast { steps: keep } => {
                     let keep = *keep as usize;
                     if t < keep {
-                        return Err(Error::WindowLength { steps });
+                        return Err(bad);
                     }
                     keep
                 }
                 _ => t,
             };
+            most = most.max(t.checked_mul(plan.output_width).ok_or(bad)?);
         }
-        Ok(t)
+        Ok((t, most))
     }
 
     /// Number of output values a window of `steps` timesteps produces.
@@ -520,54 +531,31 @@ impl<'a> Model<'a> {
     }
 
     /// Memory for [`crate::Runtime::run_window`] over `steps` timesteps. The state is the same as for
-    /// streaming; the scratch holds two sequence buffers of [`Model::window_sequence_words`] each.
+    /// streaming; the scratch holds two sequence buffers, each sized for the most values the window's
+    /// input or any layer's output takes where the layer sits in the window (after a layer that keeps
+    /// only its last step, one row: not `steps` rows of the widest layer).
     pub fn window_memory(&self, steps: usize) -> Result<Memory, Error> {
-        self.output_steps(steps)?;
-        let sequence = self
-            .window_sequence_words(steps)
-            .and_then(|s| s.checked_mul(2))
+        self.window_plan(steps).map(|plan| plan.memory)
+    }
+
+    /// [`Model::window_memory`], the output timesteps and the words of one sequence buffer, in one walk
+    /// over the layers.
+    pub(crate) fn window_plan(&self, steps: usize) -> Result<WindowPlan, Error> {
+        let (out_steps, values) = self.walk_window(steps)?;
+        let sequence = self.activation_words(values);
+        let scratch = sequence
+            .checked_mul(2)
             .and_then(|s| s.checked_add(self.cell_scratch))
             .ok_or(Error::WindowLength { steps })?;
         let streaming = self.memory();
-        Ok(Memory {
-            state: streaming.state,
-            scratch: sequence.max(streaming.scratch),
+        Ok(WindowPlan {
+            memory: Memory {
+                state: streaming.state,
+                scratch: scratch.max(streaming.scratch),
+            },
+            out_steps,
+            sequence,
         })
-    }
-
-    /// Words of one of a window's two sequence buffers: the most values any layer reads or writes at
-    /// its point in the window (after a layer that keeps only its last step, one row, not `steps`),
-    /// and for an f32 recurrent layer room beside its input for a block of input projections. `None`
-    /// on overflow.
-    pub(crate) fn window_sequence_words(&self, steps: usize) -> Option<usize> {
-        let mut t = steps;
-        let mut most = steps.checked_mul(self.input_width())?;
-        for (stage, plan) in self.layers.iter().zip(&self.plans) {
-            // What a layer reads is what the one before it wrote (or the input).
-            t = match stage {
-                Stage::Recurrent(r) => {
-                    if !self.is_integer() {
-                        let read = t.checked_mul(plan.input_width)?;
-                        let rows = r.cell.gates().checked_mul(r.hidden as usize)?;
-                        let block = cell::PROJECTION_BLOCK.checked_mul(rows)?;
-                        most = most.max(read.checked_add(block)?);
-                    }
-                    if r.return_sequences {
-                        t
-                    } else {
-                        1
-                    }
-                }
-                Stage::LastStep => 1,
-                Stage::Crop { start, end } => t
-                    .saturating_sub(*start as usize)
-                    .saturating_sub(*end as usize),
-                Stage::KeepLast { steps: keep } => t.min(*keep as usize),
-                _ => t,
-            };
-            most = most.max(t.checked_mul(plan.output_width)?);
-        }
-        Some(self.activation_words(most))
     }
 
     /// Multiply-accumulates of one streaming step (bidirectional layers counted in both directions).
@@ -602,6 +590,16 @@ impl<'a> Model<'a> {
             })
             .fold(0, usize::saturating_add)
     }
+}
+
+/// What a window of a given length needs ([`Model::window_plan`]).
+pub(crate) struct WindowPlan {
+    /// The memory it runs in.
+    pub memory: Memory,
+    /// Timesteps of its output.
+    pub out_steps: usize,
+    /// Words of each of its two sequence buffers.
+    pub sequence: usize,
 }
 
 /// What opening has learnt from the layers so far.

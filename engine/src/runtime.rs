@@ -379,7 +379,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
         emit: impl FnOnce(&[i16]),
     ) -> Result<usize, Error> {
         check_mode_compiled_in(true)?;
-        let (steps, out_steps) = self.check_window(source, output_len)?;
+        let (steps, out_steps, sequence) = self.check_window(source, output_len)?;
         self.reset();
         let input = match source {
             Source::Tokens(ids) => integer::Input::Tokens(ids),
@@ -389,7 +389,7 @@ impl<'m, 'b> Runtime<'m, 'b> {
             self.model,
             self.state,
             self.scratch,
-            steps,
+            (steps, sequence),
             input,
             fill,
             raw,
@@ -474,25 +474,30 @@ impl<'m, 'b> Runtime<'m, 'b> {
     }
 
     /// Checks a window's input, output length and memory; returns its input and output timesteps.
-    fn check_window(&self, source: Source<'_>, output_len: usize) -> Result<(usize, usize), Error> {
+    /// The window's timesteps, its output timesteps and the words of one sequence buffer
+    /// ([`Model::window_plan`]), once the input, the output and the memory are checked.
+    fn check_window(
+        &self,
+        source: Source<'_>,
+        output_len: usize,
+    ) -> Result<(usize, usize, usize), Error> {
         let model = self.model;
         let steps = self.check_source(source)?;
-        let out_steps = model.output_steps(steps)?;
-        let expected = out_steps * model.output_width();
+        let plan = model.window_plan(steps)?;
+        let expected = plan.out_steps * model.output_width();
         if output_len != expected {
             return Err(Error::OutputLength {
                 expected,
                 got: output_len,
             });
         }
-        let needed = model.window_memory(steps)?;
-        if self.scratch.len() < needed.scratch {
+        if self.scratch.len() < plan.memory.scratch {
             return Err(Error::BufferTooSmall {
-                needed: needed.total(),
+                needed: plan.memory.total(),
                 got: self.scratch.len() + self.state.len(),
             });
         }
-        Ok((steps, out_steps))
+        Ok((steps, plan.out_steps, plan.sequence))
     }
 
     // Not inlined: the float and integer paths each hold a resolved layer, and inlined into one caller
@@ -594,9 +599,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
     fn window(&mut self, source: Source<'_>, output: &mut [f32]) -> Result<usize, Error> {
         check_mode_compiled_in(false)?;
         let model = self.model;
-        let (steps, out_steps) = self.check_window(source, output.len())?;
+        let (steps, out_steps, sequence) = self.check_window(source, output.len())?;
         self.reset();
-        let sequence = model.window_sequence_words(steps).unwrap_or(usize::MAX);
         let too_small = Error::BufferTooSmall {
             needed: model.window_memory(steps).map_or(0, |m| m.total()),
             got: self.scratch.len() + self.state.len(),
