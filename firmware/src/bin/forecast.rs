@@ -1,0 +1,153 @@
+//! A trained forecaster on the core, as a user runs it: raw samples pushed one at a time through
+//! [`Forecaster::push`], forecasts back in raw units. The model and its samples are built in from
+//! `TINYRNN_FORECAST_DIR` (`model.trnn`, `samples.csv`), which
+//! `cargo run -p tinyrnn-converter --example forecast_reference` writes with the host engine's forecasts
+//! beside them; `firmware/forecast-on-core.sh` builds, runs and compares the two.
+//!
+//! Prints `forecast <sample index> <values…>` per forecast (values as `{:e}`, shortest exact), the
+//! engine memory and the stack high-water mark of one push. Each push runs between `bench_start` and
+//! `bench_stop`, the pushes that forecast in a group of their own (`bench_next`), so
+//! `../shared/tools/qemu-insn` counts the instructions of one forecast exactly: the window slide, the
+//! input scaling, the whole window through the model and the output scaling.
+//!
+//! ```text
+//! TINYRNN_FORECAST_DIR=DIR cargo build --release --bin forecast --features forecast,microbit \
+//!     --target thumbv6m-none-eabi     # Cortex-M0, micro:bit layout (16 KiB RAM)
+//! TINYRNN_FORECAST_DIR=DIR cargo build --release --bin forecast --features forecast   # Cortex-M4F
+//! ```
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug, hprint, hprintln};
+use tinyrnn::{Forecaster, Mode, Model};
+use tinyrnn_firmware::{include_blob, LineSource, SampleSource, MAX_FEATURES};
+
+#[path = "qemu/measure.rs"]
+#[allow(dead_code, reason = "the timer half serves the qemu binary")]
+mod measure;
+
+static MODEL: &[u8] = include_blob!(concat!(env!("TINYRNN_FORECAST_DIR"), "/model.trnn"));
+static SAMPLES: &str = include_str!(concat!(env!("TINYRNN_FORECAST_DIR"), "/samples.csv"));
+
+/// The window buffer, in values: at least window × features (96 × 7 = 672 for the ETTh1 forecasters).
+const WINDOW_VALUES: usize = 768;
+/// Engine memory, in `f32` words: the runtime's window memory plus one sample and one forecast (the
+/// ETTh1 GRU(32) forecaster in `i8x16` takes 1,055, in f32 2,511). The micro:bit has 16 KiB of RAM.
+#[cfg(feature = "microbit")]
+const WORDS: usize = 1280;
+#[cfg(not(feature = "microbit"))]
+const WORDS: usize = 2560;
+
+core::arch::global_asm!(
+    ".section .text.bench_markers,\"ax\",%progbits",
+    ".global bench_start",
+    ".type bench_start,%function",
+    ".thumb_func",
+    "bench_start: bx lr",
+    ".global bench_stop",
+    ".type bench_stop,%function",
+    ".thumb_func",
+    "bench_stop: bx lr",
+    ".global bench_next",
+    ".type bench_next,%function",
+    ".thumb_func",
+    "bench_next: bx lr",
+);
+
+extern "C" {
+    fn bench_start();
+    fn bench_stop();
+    fn bench_next();
+}
+
+#[entry]
+fn main() -> ! {
+    let code = match run() {
+        Ok(()) => debug::EXIT_SUCCESS,
+        Err(error) => {
+            hprintln!("FAILED: {}", error);
+            debug::EXIT_FAILURE
+        }
+    };
+    debug::exit(code);
+    loop {
+        cortex_m::asm::nop();
+    }
+}
+
+fn run() -> Result<(), &'static str> {
+    let model = &Model::open(MODEL).map_err(report)?;
+    let mode = Mode::of(model).map_err(report)?;
+    let needed = Forecaster::<WINDOW_VALUES>::memory_words(model, mode).map_err(report)?;
+    let mut memory = [0.0f32; WORDS];
+    let Some(memory) = memory.get_mut(..needed) else {
+        hprintln!("engine memory: {} words needed, {} built in", needed, WORDS);
+        return Err("the model needs more memory than WORDS");
+    };
+    let mut forecaster = Forecaster::<WINDOW_VALUES>::new(model, memory).map_err(report)?;
+    hprintln!(
+        "engine memory: {} words ({} bytes), window buffer {} values",
+        needed,
+        4 * needed,
+        WINDOW_VALUES
+    );
+    let width = model.input_width().min(MAX_FEATURES);
+    let mut sample = [0.0f32; MAX_FEATURES];
+    let sample = &mut sample[..width];
+    let mut source: LineSource<&[u8], 512> = LineSource::new(SAMPLES.as_bytes());
+    // The pushes that fill the window, then (a group of their own) the pushes that forecast.
+    let first_forecast = match mode {
+        Mode::Window { steps } => steps.saturating_sub(1),
+        Mode::Stream => 0,
+    };
+    let mut index = 0;
+    let mut stack = 0;
+    while source
+        .next_sample(sample)
+        .map_err(|_| "samples.csv holds a line that is not a sample")?
+    {
+        if index == first_forecast {
+            // SAFETY: `bench_next` is the bare `bx lr` function defined above.
+            unsafe { bench_next() };
+        }
+        measure::paint_stack();
+        let before = measure::stack_used();
+        // SAFETY: `bench_start` and `bench_stop` are the bare `bx lr` functions defined above.
+        unsafe { bench_start() };
+        let forecast = forecaster
+            .push(core::hint::black_box(sample))
+            .map_err(report)?;
+        // SAFETY: as above.
+        unsafe { bench_stop() };
+        stack = stack.max(measure::stack_used() - before);
+        if let Some(forecast) = forecast {
+            hprint!("forecast {}", index);
+            for v in forecast {
+                hprint!(" {:e}", v);
+            }
+            hprintln!();
+        }
+        index += 1;
+    }
+    hprintln!(
+        "{} samples; stack of one push at most {} bytes",
+        index,
+        stack
+    );
+    Ok(())
+}
+
+/// Prints an engine error and turns it into a failure message.
+fn report(error: tinyrnn::Error) -> &'static str {
+    hprintln!("engine error: {}", error);
+    "engine error"
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::nop();
+    }
+}
