@@ -314,30 +314,29 @@ fn residual(
 }
 
 /// Row `row` of an integer-only matrix times a vector of `i16` or `i32` values, requantized by the
-/// row's pair: products summed in `i64` and rescaled in `i128`, so nothing wraps for any row length or
-/// value.
-fn row_dot<T: Copy + Into<i64>>(w: &Mat<'_>, row: usize, x: &[T]) -> i32 {
+/// row's pair: exact products ([`fixed::multiply_wide`]: no `__aeabi_lmul` call per term on Armv6-M)
+/// summed in `i64` and rescaled as `i128` would ([`fixed::rescale_wide`]), so nothing wraps for any row
+/// length or value.
+fn row_dot<T: Copy + Into<i32>>(w: &Mat<'_>, row: usize, x: &[T]) -> i32 {
     let one = w.rows(row, 1);
     let (acc, pair) = match one.values {
         Values::I8Requant { values, requant } => (
             values.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
-                acc.saturating_add(i64::from(w as i8) * x.into())
+                acc.saturating_add(fixed::multiply_wide(i32::from(w as i8), x.into()))
             }),
             requant,
         ),
         Values::I16Requant { values, requant } => (
             values.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
-                acc.saturating_add(i64::from(w) * x.into())
+                acc.saturating_add(fixed::multiply_wide(i32::from(w), x.into()))
             }),
             requant,
         ),
         _ => return 0,
     };
     let multiplier = pair.first().copied().unwrap_or(0);
-    let shift = pair.get(1).map_or(1, |&s| (s as u32).clamp(1, 62));
-    let product = i128::from(acc) * i128::from(multiplier);
-    let rounded = ((product >> (shift - 1)) + 1) >> 1;
-    rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+    let shift = pair.get(1).copied().unwrap_or(1);
+    fixed::rescale_wide(acc, multiplier, shift)
 }
 
 /// Runs a recurrent layer over a packed `steps × input` window (see the f32 driver in

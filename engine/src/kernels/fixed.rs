@@ -1179,7 +1179,7 @@ fn dot2_i16_paired(w0: &[i16], w1: &[i16], x: &[i16]) -> (i64, i64) {
 /// `2^62 + 2^32` in magnitude. Other shifts take `i128`. The same value as `i128` throughout.
 #[cfg_attr(not(tinyrnn_dsp), cold)]
 #[inline(never)]
-fn rescale_wide(acc: i64, multiplier: i32, shift: i32) -> i32 {
+pub(crate) fn rescale_wide(acc: i64, multiplier: i32, shift: i32) -> i32 {
     let shift = (shift as u32).clamp(1, 62);
     if shift >= 33 {
         let (hi, lo) = ((acc >> 32) as i32, acc as i32);
