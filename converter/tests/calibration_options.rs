@@ -2,6 +2,8 @@
 //! correction for `i8w`, each against the rule it replaces, on data made to show the difference; and
 //! the int16 width fitted to an error target (`--max-error`).
 
+mod common;
+
 use std::process::Command;
 
 use tinyrnn::format::{
@@ -17,20 +19,7 @@ use tinyrnn_converter::run::run_batch;
 use tinyrnn_converter::spec::{ModelSpec, Tensor};
 use tinyrnn_converter::write::to_blob;
 
-/// Deterministic values in `[-scale, scale)`.
-fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let unit =
-                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (2.0 * unit - 1.0) * scale
-        })
-        .collect()
-}
+use common::noise;
 
 fn spec(features: u32, layers: Vec<Layer<Tensor>>) -> ModelSpec {
     ModelSpec {

@@ -1,7 +1,10 @@
-//! `Model::window_memory` sizes a window's two sequence buffers by what each layer reads and writes
-//! where it sits in the window, not by the widest layer times the window: on models whose widest layer
-//! comes after the sequence is cut to one row, or is the last layer, in f32 and in `i8x16`, a window
-//! run in exactly that memory gives the bits of a run in far more, and one word less is refused.
+//! `Model::window_memory` sizes a window's two sequence buffers by what each layer writes where it sits
+//! in the window, not by the widest layer times the window. On models whose widest layer comes after the
+//! sequence is cut to one row, or is the last layer, or whose input is wider than every layer, in f32
+//! and in `i8x16`, a window run in exactly that memory gives the outputs of the same computation
+//! streamed (whose memory does not depend on windows), and one word less is refused.
+
+mod common;
 
 use tinyrnn::format::{
     Activation, Cell, CellWeights, Dense, Direction, Input, InputKind, InputLayout, IoLayout,
@@ -14,23 +17,10 @@ use tinyrnn_converter::run::AlignedBlob;
 use tinyrnn_converter::spec::{ModelSpec, Tensor};
 use tinyrnn_converter::write::to_blob;
 
+use common::noise;
+
 const STEPS: usize = 12;
 const FEATURES: usize = 2;
-
-/// Deterministic values in `[-scale, scale)`.
-fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let unit =
-                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (2.0 * unit - 1.0) * scale
-        })
-        .collect()
-}
 
 fn spec(name: &str, layers: Vec<Layer<Tensor>>) -> ModelSpec {
     ModelSpec {

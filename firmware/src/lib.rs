@@ -8,6 +8,8 @@
 #[macro_use]
 mod fmt;
 
+#[cfg(target_arch = "arm")]
+pub mod markers;
 pub mod source;
 
 pub use source::{LineError, LineSource, NbError, NbReader, SampleSource};

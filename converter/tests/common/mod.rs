@@ -1,11 +1,26 @@
 //! Scaffolding shared by the command-line tests: paths into the repository, the `tinyrnn` binary these
-//! tests were built with, and scratch directories; and, for the quantization measurements, one kind of
-//! weight matrix swapped between two versions of a model.
+//! tests were built with, and scratch directories; seeded values for hand-built models; and, for the
+//! quantization measurements, one kind of weight matrix swapped between two versions of a model.
 #![allow(dead_code, reason = "each test binary uses a part of this module")]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Deterministic values in `[-scale, scale)`.
+pub fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let unit =
+                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * unit - 1.0) * scale
+        })
+        .collect()
+}
 
 /// A path inside the repository.
 pub fn repo(path: &str) -> PathBuf {

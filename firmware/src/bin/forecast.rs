@@ -5,8 +5,8 @@
 //! beside them; `firmware/forecast-on-core.sh` builds, runs and compares the two.
 //!
 //! Prints `forecast <sample index> <values…>` per forecast (values as `{:e}`, shortest exact), the
-//! engine memory and the stack high-water mark of one push. Each push runs between `bench_start` and
-//! `bench_stop`, the pushes that forecast in a group of their own (`bench_next`), so
+//! engine memory and the stack high-water mark of one push. Each push is a region of
+//! [`tinyrnn_firmware::markers`], the pushes that forecast a group of their own, so
 //! `../shared/tools/qemu-insn` counts the instructions of one forecast exactly: the window slide, the
 //! input scaling, the whole window through the model and the output scaling.
 //!
@@ -21,7 +21,7 @@
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprint, hprintln};
 use tinyrnn::{Forecaster, Mode, Model};
-use tinyrnn_firmware::{include_blob, LineSource, SampleSource, MAX_FEATURES};
+use tinyrnn_firmware::{include_blob, markers, LineSource, SampleSource, MAX_FEATURES};
 
 #[path = "qemu/measure.rs"]
 #[allow(dead_code, reason = "the timer half serves the qemu binary")]
@@ -38,28 +38,6 @@ const WINDOW_VALUES: usize = 768;
 const WORDS: usize = 1280;
 #[cfg(not(feature = "microbit"))]
 const WORDS: usize = 2560;
-
-core::arch::global_asm!(
-    ".section .text.bench_markers,\"ax\",%progbits",
-    ".global bench_start",
-    ".type bench_start,%function",
-    ".thumb_func",
-    "bench_start: bx lr",
-    ".global bench_stop",
-    ".type bench_stop,%function",
-    ".thumb_func",
-    "bench_stop: bx lr",
-    ".global bench_next",
-    ".type bench_next,%function",
-    ".thumb_func",
-    "bench_next: bx lr",
-);
-
-extern "C" {
-    fn bench_start();
-    fn bench_stop();
-    fn bench_next();
-}
 
 #[entry]
 fn main() -> ! {
@@ -108,18 +86,15 @@ fn run() -> Result<(), &'static str> {
         .map_err(|_| "samples.csv holds a line that is not a sample")?
     {
         if index == first_forecast {
-            // SAFETY: `bench_next` is the bare `bx lr` function defined above.
-            unsafe { bench_next() };
+            markers::next();
         }
         measure::paint_stack();
         let before = measure::stack_used();
-        // SAFETY: `bench_start` and `bench_stop` are the bare `bx lr` functions defined above.
-        unsafe { bench_start() };
+        markers::start();
         let forecast = forecaster
             .push(core::hint::black_box(sample))
             .map_err(report)?;
-        // SAFETY: as above.
-        unsafe { bench_stop() };
+        markers::stop();
         stack = stack.max(measure::stack_used() - before);
         if let Some(forecast) = forecast {
             hprint!("forecast {}", index);
