@@ -23,6 +23,22 @@ pub const MAX_FEATURES: usize = 32;
 /// Most output values one step of an integer-only model may give to [`step_stream_i16`].
 pub const MAX_OUTPUTS: usize = 32;
 
+/// Ends a run under QEMU's semihosting: exits 0 after `Ok`, or prints `FAILED: <error>` and exits 1.
+pub fn exit_with(result: Result<(), impl core::fmt::Display>) -> ! {
+    let code = match result {
+        Ok(()) => cortex_m_semihosting::debug::EXIT_SUCCESS,
+        Err(error) => {
+            cortex_m_semihosting::hprintln!("FAILED: {}", error);
+            cortex_m_semihosting::debug::EXIT_FAILURE
+        }
+    };
+    cortex_m_semihosting::debug::exit(code);
+    // Without a debugger attached, `exit` returns.
+    loop {
+        cortex_m::asm::bkpt();
+    }
+}
+
 /// Bytes aligned to 16, the alignment a blob's data section needs in memory. Used by [`include_blob!`].
 #[repr(C, align(16))]
 pub struct Aligned<B: ?Sized>(pub B);

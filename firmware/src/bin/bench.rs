@@ -30,17 +30,7 @@ const WORDS: usize = 1024;
 
 #[entry]
 fn main() -> ! {
-    let code = match run() {
-        Ok(()) => debug::EXIT_SUCCESS,
-        Err(error) => {
-            hprintln!("FAILED: {}", error);
-            debug::EXIT_FAILURE
-        }
-    };
-    debug::exit(code);
-    loop {
-        cortex_m::asm::bkpt();
-    }
+    tinyrnn_firmware::exit_with(run())
 }
 
 fn run() -> Result<(), tinyrnn::Error> {

@@ -41,17 +41,7 @@ const WORDS: usize = 2560;
 
 #[entry]
 fn main() -> ! {
-    let code = match run() {
-        Ok(()) => debug::EXIT_SUCCESS,
-        Err(error) => {
-            hprintln!("FAILED: {}", error);
-            debug::EXIT_FAILURE
-        }
-    };
-    debug::exit(code);
-    loop {
-        cortex_m::asm::nop();
-    }
+    tinyrnn_firmware::exit_with(run())
 }
 
 fn run() -> Result<(), &'static str> {

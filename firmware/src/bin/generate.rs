@@ -24,17 +24,7 @@ const TEMPERATURES: [f32; 3] = [1.0, 0.5, 0.0];
 
 #[entry]
 fn main() -> ! {
-    let code = match run() {
-        Ok(()) => debug::EXIT_SUCCESS,
-        Err(error) => {
-            hprintln!("FAILED: {}", error);
-            debug::EXIT_FAILURE
-        }
-    };
-    debug::exit(code);
-    loop {
-        cortex_m::asm::bkpt();
-    }
+    tinyrnn_firmware::exit_with(run())
 }
 
 fn run() -> Result<(), tinyrnn::Error> {
