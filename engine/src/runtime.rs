@@ -473,9 +473,8 @@ impl<'m, 'b> Runtime<'m, 'b> {
         Ok(())
     }
 
-    /// Checks a window's input, output length and memory; returns its input and output timesteps.
-    /// The window's timesteps, its output timesteps and the words of one sequence buffer
-    /// ([`Model::window_plan`]), once the input, the output and the memory are checked.
+    /// Checks a window's input, output length and memory; returns its input and output timesteps and
+    /// the words of one sequence buffer ([`Model::window_plan`]).
     fn check_window(
         &self,
         source: Source<'_>,
@@ -601,15 +600,17 @@ impl<'m, 'b> Runtime<'m, 'b> {
         let model = self.model;
         let (steps, out_steps, sequence) = self.check_window(source, output.len())?;
         self.reset();
-        let too_small = Error::BufferTooSmall {
+        // `check_window` has checked the memory; the error is only formed should a split fail.
+        let got = self.scratch.len() + self.state.len();
+        let too_small = || Error::BufferTooSmall {
             needed: model.window_memory(steps).map_or(0, |m| m.total()),
-            got: self.scratch.len() + self.state.len(),
+            got,
         };
         let (mut cur, rest) = self
             .scratch
             .split_at_mut_checked(sequence)
-            .ok_or(too_small)?;
-        let (mut next, cells) = rest.split_at_mut_checked(sequence).ok_or(too_small)?;
+            .ok_or_else(too_small)?;
+        let (mut next, cells) = rest.split_at_mut_checked(sequence).ok_or_else(too_small)?;
         if let Source::Features(x) = source {
             copy(cur, x);
         }
