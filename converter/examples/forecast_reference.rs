@@ -63,18 +63,26 @@ fn main() -> Result<()> {
         .collect::<Result<_>>()?;
     ensure!(
         columns.len() == model.input_width(),
-        "the model names {} input columns and reads {} features",
+        "{} names {} input columns for its {} features: the CSV's columns are found by those names, \
+         which `tinyrnn train` stores (an imported model has none)",
+        args.model.display(),
         columns.len(),
         model.input_width()
     );
     let end = args.end.unwrap_or(table.rows);
     let samples = steps + args.forecasts.max(1) - 1;
     ensure!(
-        end <= table.rows && end >= samples,
-        "rows {}..{end} are not all in {} ({} rows)",
-        end.saturating_sub(samples),
+        end <= table.rows,
+        "--end {end} is past the last row of {} ({} rows)",
         args.csv.display(),
         table.rows
+    );
+    ensure!(
+        end >= samples,
+        "a window of {steps} and {} forecasts take {samples} rows of {}, and the {end} rows before \
+         row {end} are fewer",
+        args.forecasts.max(1),
+        args.csv.display()
     );
     let mut memory = vec![0.0f32; Forecaster::<WINDOW_VALUES>::memory_words(&model, mode)?];
     let mut forecaster = Forecaster::<WINDOW_VALUES>::new(&model, &mut memory)?;
