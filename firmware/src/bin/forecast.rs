@@ -33,7 +33,7 @@ static SAMPLES: &str = include_str!(concat!(env!("TINYRNN_FORECAST_DIR"), "/samp
 /// The window buffer, in values: at least window × features (96 × 7 = 672 for the ETTh1 forecasters).
 const WINDOW_VALUES: usize = 768;
 /// Engine memory, in `f32` words: the runtime's window memory plus one sample and one forecast (the
-/// ETTh1 GRU(32) forecaster in `i8x16` takes 1,055, in f32 2,511). The micro:bit has 16 KiB of RAM.
+/// ETTh1 GRU(32) forecaster in `i8x16` takes 1,055, in f32 1,743). The micro:bit has 16 KiB of RAM.
 #[cfg(feature = "microbit")]
 const WORDS: usize = 1280;
 #[cfg(not(feature = "microbit"))]
