@@ -314,22 +314,27 @@ fn residual(
 }
 
 /// Row `row` of an integer-only matrix times a vector of `i16` or `i32` values, requantized by the
-/// row's pair: exact products ([`fixed::multiply_wide`]: no `__aeabi_lmul` call per term on Armv6-M)
-/// summed in `i64` and rescaled as `i128` would ([`fixed::rescale_wide`]), so nothing wraps for any row
-/// length or value.
+/// row's pair. Each value is taken within ±65535 (what its callers pass: `i16` values, and the skip
+/// path's differences of two of them), so each product with an int8 or int16 weight is exact in `i32`
+/// (`32768 × 65535 < 2^31`: one multiply, no 64-bit product on Armv6-M), and their sum over any slice
+/// is exact in `i64` (at most 2^30 terms of at most 2^31). The sum is rescaled as `i128` would
+/// ([`fixed::rescale_wide`]), so nothing wraps for any row length or value.
 fn row_dot<T: Copy + Into<i32>>(w: &Mat<'_>, row: usize, x: &[T]) -> i32 {
+    let term = |w: i32, x: T| i64::from(w * x.into().clamp(-65535, 65535));
     let one = w.rows(row, 1);
     let (acc, pair) = match one.values {
         Values::I8Requant { values, requant } => (
-            values.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
-                acc.saturating_add(fixed::multiply_wide(i32::from(w as i8), x.into()))
-            }),
+            values
+                .iter()
+                .zip(x)
+                .fold(0i64, |acc, (&w, &x)| acc + term(i32::from(w as i8), x)),
             requant,
         ),
         Values::I16Requant { values, requant } => (
-            values.iter().zip(x).fold(0i64, |acc, (&w, &x)| {
-                acc.saturating_add(fixed::multiply_wide(i32::from(w), x.into()))
-            }),
+            values
+                .iter()
+                .zip(x)
+                .fold(0i64, |acc, (&w, &x)| acc + term(i32::from(w), x)),
             requant,
         ),
         _ => return 0,
@@ -1032,6 +1037,74 @@ mod tests {
     use super::*;
     use crate::kernels::fixed::tests::Xorshift;
     use std::vec::Vec;
+
+    /// `row_dot` against its definition in `i128`, for int8 and int16 rows of full-scale weights and
+    /// the values its callers pass (`i16`, and the skip path's differences of two `i16`, up to ±65535),
+    /// with multipliers and shifts of every size: the `i32` products and `i64` sums are exact.
+    #[test]
+    fn row_dot_is_the_exact_requantized_sum() {
+        let mut rng = Xorshift(0x0d07_2026);
+        let rounds = if cfg!(miri) { 20 } else { 3000 };
+        for round in 0..rounds {
+            let n = 1 + round % 200;
+            let extreme = |rng: &mut Xorshift, lo: i32, hi: i32| match rng.next() % 4 {
+                0 => lo,
+                1 => hi,
+                _ => lo + (rng.next() % (hi - lo + 1) as u32) as i32,
+            };
+            let w16: Vec<i16> = (0..n)
+                .map(|_| extreme(&mut rng, -32768, 32767) as i16)
+                .collect();
+            let w8: Vec<u8> = w16.iter().map(|&w| (w >> 8) as i8 as u8).collect();
+            let x: Vec<i32> = (0..n).map(|_| extreme(&mut rng, -65535, 65535)).collect();
+            let multiplier = (rng.next() >> 1) as i32;
+            let shift = 1 + (rng.next() % 62) as i32;
+            let requant = [multiplier, shift];
+            let exact = |terms: &mut dyn Iterator<Item = i128>| {
+                let product = terms.sum::<i128>() * i128::from(multiplier);
+                let rounded = ((product >> (shift - 1)) + 1) >> 1;
+                rounded.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32
+            };
+            let int16 = Mat {
+                values: Values::I16Requant {
+                    values: &w16,
+                    requant: &requant,
+                },
+                rows: 1,
+                cols: n,
+            };
+            let int8 = Mat {
+                values: Values::I8Requant {
+                    values: &w8,
+                    requant: &requant,
+                },
+                rows: 1,
+                cols: n,
+            };
+            let sum16 = exact(
+                &mut w16
+                    .iter()
+                    .zip(&x)
+                    .map(|(&w, &x)| i128::from(w) * i128::from(x)),
+            );
+            let sum8 = exact(
+                &mut w8
+                    .iter()
+                    .zip(&x)
+                    .map(|(&w, &x)| i128::from(w as i8) * i128::from(x)),
+            );
+            assert_eq!(row_dot(&int16, 0, &x), sum16, "int16, {n} terms");
+            assert_eq!(row_dot(&int8, 0, &x), sum8, "int8, {n} terms");
+            let x16: Vec<i16> = x.iter().map(|&v| (v >> 1) as i16).collect();
+            let sum = exact(
+                &mut w16
+                    .iter()
+                    .zip(&x16)
+                    .map(|(&w, &x)| i128::from(w) * i128::from(x)),
+            );
+            assert_eq!(row_dot(&int16, 0, &x16), sum, "int16 × i16, {n} terms");
+        }
+    }
 
     #[test]
     fn bounded_lstm_update_is_the_general_one() {
