@@ -1066,11 +1066,12 @@ fn row_i16_sum(row: &[i16], x: &[i16]) -> RowSum {
 }
 
 /// [`row_i16_sum`] as a Thumb-1 loop (Armv6-M, and Armv7-M without the DSP extension): `LDRSH` with a
-/// register offset for both operands, `MULS`, `ADDS`, 8 instructions per term. When an add overflows
-/// (`BVS`), the loop counts the wrap, +1 for a positive term (the true sum is 2^32 above the `i32`) and
-/// −1 for a negative one, and goes on. It returns the `i32` and the count: the sum is the `i32` plus
-/// 2^32 times the count, which is 0 exactly when the sum fits `i32`. (Each term fits `i32`:
-/// `|w x| ≤ 2^30`.) Two words, so they come back in registers.
+/// register offset for both operands, `MULS`, `ADDS`, two terms per pass (7 instructions per term; an
+/// odd first term is taken before the loop). When an add overflows (`BVS`), the loop counts the wrap,
+/// +1 for a positive term (the true sum is 2^32 above the `i32`) and −1 for a negative one, and goes
+/// on. It returns the `i32` and the count: the sum is the `i32` plus 2^32 times the count, which is 0
+/// exactly when the sum fits `i32`. (Each term fits `i32`: `|w x| ≤ 2^30`.) Two words, so they come
+/// back in registers.
 #[cfg(all(target_arch = "arm", not(tinyrnn_dsp)))]
 #[inline(never)]
 fn thumb1_row_i16_sum(row: &[i16], x: &[i16]) -> (i32, i32) {
@@ -1080,17 +1081,29 @@ fn thumb1_row_i16_sum(row: &[i16], x: &[i16]) -> (i32, i32) {
     }
     let (sum, wraps): (i32, i32);
     // SAFETY: `w` and `x` point at `n ≥ 1` values each, read at byte offset `i` = 0, 2, …, 2(n − 1):
-    // the loop stops when `i` reaches `2n` (kept in r11), so every load is inside both slices, at
-    // its natural alignment. The block reads memory only and writes only its operands, r11 and r12
-    // (declared clobbered) and the flags. Thumb-1 takes high registers only by `mov`/`cmp`/`add`, so
-    // the end comes in through `t`, and the wrap count lives in r12 (a scratch register: nothing to
-    // save), changed by `add` alone, and goes out through `i`.
+    // an odd `n` reads offset 0 first and starts the loop at 2, so the loop's offsets come in pairs
+    // `i`, `i + 2` with `i + 2 < 2n`, and it stops when `i` reaches `2n` (kept in r11); every load is
+    // inside both slices, at its natural alignment. The block reads memory only and writes only its
+    // operands, r11 and r12 (declared clobbered) and the flags. Thumb-1 takes high registers only by
+    // `mov`/`cmp`/`add`, so the end comes in through `t`, and the wrap count lives in r12 (a scratch
+    // register: nothing to save), changed by `add` alone, and goes out through `i`.
     unsafe {
         core::arch::asm!(
             "mov r11, {t}",
             "movs {acc}, #0",
             "movs {i}, #0",
             "mov r12, {i}",
+            // `n` odd (bit 1 of `2n`): its first term alone, which `0 +` cannot overflow.
+            "movs {u}, #2",
+            "tst {t}, {u}",
+            "beq 2f",
+            "ldrsh {t}, [{w}, {i}]",
+            "ldrsh {u}, [{x}, {i}]",
+            "muls {t}, {u}, {t}",
+            "adds {acc}, {acc}, {t}",
+            "movs {i}, #2",
+            "cmp {i}, r11",
+            "beq 4f",
             "2:",
             "ldrsh {t}, [{w}, {i}]",
             "ldrsh {u}, [{x}, {i}]",
@@ -1099,16 +1112,30 @@ fn thumb1_row_i16_sum(row: &[i16], x: &[i16]) -> (i32, i32) {
             "bvs 5f",
             "3:",
             "adds {i}, #2",
+            "ldrsh {t}, [{w}, {i}]",
+            "ldrsh {u}, [{x}, {i}]",
+            "muls {t}, {u}, {t}",
+            "adds {acc}, {acc}, {t}",
+            "bvs 6f",
+            "7:",
+            "adds {i}, #2",
             "cmp {i}, r11",
             "bne 2b",
             "b 4f",
-            // The add wrapped: count +1 for a positive term, −1 for a negative one.
+            // An add wrapped: count +1 for a positive term, −1 for a negative one, and go back to
+            // the half of the pass it came from.
             "5:",
             "asrs {u}, {t}, #31",
             "adds {u}, {u}, {u}",
             "adds {u}, #1",
             "add r12, {u}",
             "b 3b",
+            "6:",
+            "asrs {u}, {t}, #31",
+            "adds {u}, {u}, {u}",
+            "adds {u}, #1",
+            "add r12, {u}",
+            "b 7b",
             "4:",
             "mov {i}, r12",
             w = in(reg) row.as_ptr(),
