@@ -210,6 +210,8 @@ pub fn ranges_with(spec: &ModelSpec, data: &Array, rule: RangeRule) -> Result<Ra
         "calibration data holds a value that is not finite"
     );
     let mut layers = Vec::with_capacity(spec.layers.len());
+    // The cut model's output at the layer before, when it was run: what a recurrent layer reads.
+    let mut before: Option<Array> = None;
     for (k, layer) in spec.layers.iter().enumerate() {
         let needs_run = match layer {
             Layer::Recurrent(_) | Layer::SubtractLast | Layer::Residual(_) => true,
@@ -229,9 +231,12 @@ pub fn ranges_with(spec: &ModelSpec, data: &Array, rule: RangeRule) -> Result<Ra
                 range.output = max_abs(v);
             }
             if let Layer::Recurrent(_) = layer {
-                (range.state, range.cell) = state_ranges(spec, k, data)
+                (range.state, range.cell) = state_ranges(spec, k, data, before.take())
                     .with_context(|| format!("layer {k}: measuring the recurrent state"))?;
             }
+            before = Some(y);
+        } else {
+            before = None;
         }
         layers.push(range);
     }
@@ -261,7 +266,13 @@ fn prefix(spec: &ModelSpec, k: usize) -> ModelSpec {
 /// input), and each direction then runs on its own, forwards over them or backwards, as a one-layer
 /// streaming model whose state is read after every step: the states a windowed pass holds in between
 /// are not visible from outside, and a backward direction's are not those of any prefix of the window.
-fn state_ranges(spec: &ModelSpec, k: usize, data: &Array) -> Result<(f32, f32)> {
+/// `before` is the output of the model cut after layer `k − 1` ([`prefix`]) where the caller has it.
+fn state_ranges(
+    spec: &ModelSpec,
+    k: usize,
+    data: &Array,
+    before: Option<Array>,
+) -> Result<(f32, f32)> {
     let Some(Layer::Recurrent(r)) = spec.layers.get(k) else {
         return Ok((0.0, 0.0));
     };
@@ -296,9 +307,10 @@ fn state_ranges(spec: &ModelSpec, k: usize, data: &Array) -> Result<(f32, f32)> 
     let inputs = if k == 0 {
         None
     } else {
-        let cut = prefix(spec, k - 1);
-        let blob = to_blob(&cut)?;
-        let y = run::run_batch(&blob, data)?;
+        let y = match before {
+            Some(y) => y,
+            None => run::run_batch(&to_blob(&prefix(spec, k - 1))?, data)?,
+        };
         ensure!(
             y.shape.len() == 3,
             "the layers before it give one vector per window, not a sequence"
